@@ -1,0 +1,71 @@
+// Package blobstore stores content-addressed blobs (snapshot state, backups,
+// anything up to hundreds of megabytes) as chunked UnixFS DAGs inside the
+// node's Pebble database, and fetches them by CID from peers.
+//
+// # What it owns
+//
+//   - The key range under the prefix given to [New] in the caller's
+//     *pebble.DB. Nothing else may write there; blobstore never touches a key
+//     outside it.
+//   - The libp2p protocol [ProtocolID] ("/aura/blocks/1") on the host given
+//     with [WithHost]: a node serves every block it holds to any peer that
+//     may connect (the node's connection gater decides who may).
+//
+// # Layout
+//
+// [Store.Put] imports with boxo's UnixFS importer using the parameters of
+// the IPIP-499 "unixfs-v1-2025" profile: balanced DAG, CIDv1, sha2-256,
+// raw leaves, 1 MiB chunks, at most 1024 links per node. 1 MiB rather than
+// 256 KiB because snapshot blobs are large and fetched whole: a quarter of
+// the blocks means a quarter of the per-block work (keys, hashes, frames),
+// while 1 MiB stays well under the 2 MiB block limit of the bitswap
+// specification, so the DAGs remain ordinary IPFS DAGs and `ipfs add
+// --cid-version=1 --raw-leaves --chunker=size-1048576` gives the same CID.
+// A 100 MB blob is a root plus 100 leaves.
+//
+// Keys, with P the prefix:
+//
+//	P "b" <multihash> → block bytes
+//	P "c" <multihash> → uvarint block size (the catalogue: presence and size
+//	                     without reading the block)
+//	P "p" <cid>       → pin (empty value)
+//
+// # Invariants
+//
+//   - A block is stored under its multihash together with its catalogue
+//     entry, in one Pebble batch; a block key never holds bytes that do not
+//     hash to it: [Store.Fetch] verifies every received block against the
+//     CID it asked for before storing it, and [Store.Put] stores what it
+//     hashed itself.
+//   - Only sha2-256 CIDs with the dag-pb or raw codec are fetched or walked
+//     ([ErrUnsupportedCID] otherwise).
+//   - Put and Fetch end with a synced Pebble write: when they return nil,
+//     the blob survives a crash.
+//   - [Store.GC] deletes exactly the blocks not reachable from a pinned root
+//     and never runs concurrently with Put or Fetch (they hold a shared lock,
+//     GC an exclusive one). Put and Fetch do not pin: a blob that must
+//     survive the next GC is pinned by the caller (pinning a root before
+//     fetching it also protects a partial fetch, so it can resume later).
+//   - A peer that sends a block whose hash differs from its CID is dropped
+//     from the fetch and banned from this Store's fetches for the ban
+//     duration ([WithBanDuration]).
+//
+// # Wire protocol /aura/blocks/1
+//
+// The client sends requests, the server answers them in order on the same
+// stream, and the client may pipeline several requests. A request is
+// uvarint(n) followed by n × (uvarint(len) CID bytes), 1 ≤ n ≤ 64. For each
+// CID the server answers 0x00 uvarint(len) block bytes (len ≤ 2 MiB), or
+// 0x01 when it does not hold the block. Fetch walks the DAG breadth-first,
+// hands the missing blocks round-robin to one queue per peer, lets an idle
+// peer steal half the queue of the busiest one, and at the end asks an idle
+// peer for blocks still in flight elsewhere, so a slow or stalled peer
+// cannot hold up the fetch.
+//
+// # Imports
+//
+// blobstore imports nothing of aura except, if ever needed, types of
+// aura/crdt. It must never import aura/node (node imports blobstore) nor the
+// pure cores (maintenance, sim): they name blobs by CID and the node driver
+// calls this package.
+package blobstore

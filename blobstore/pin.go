@@ -1,0 +1,163 @@
+package blobstore
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/cockroachdb/pebble"
+	"github.com/ipfs/go-cid"
+	mh "github.com/multiformats/go-multihash"
+)
+
+// Pin records root as pinned (durably): GC keeps every block of its DAG
+// that is held. The blob need not be complete, or present at all: pinning a
+// root before fetching it protects a partial fetch from GC.
+func (s *Store) Pin(root cid.Cid) error {
+	if err := checkCID(root); err != nil {
+		return fmt.Errorf("pin %s: %w", root, err)
+	}
+	return s.setPins([]cid.Cid{root}, nil)
+}
+
+// Unpin removes the pin of root (no error if it was not pinned). Its blocks
+// go at the next GC unless another pinned DAG shares them.
+func (s *Store) Unpin(root cid.Cid) error {
+	return s.setPins(nil, []cid.Cid{root})
+}
+
+// KeepNewest takes roots newest first and keeps the first n pinned and the
+// rest unpinned (n <= 0 means DefaultKeep). Pins of roots not in the list
+// are left alone. The change is one durable write.
+func (s *Store) KeepNewest(roots []cid.Cid, n int) error {
+	if n <= 0 {
+		n = DefaultKeep
+	}
+	n = min(n, len(roots))
+	for _, r := range roots[:n] {
+		if err := checkCID(r); err != nil {
+			return fmt.Errorf("keep %s: %w", r, err)
+		}
+	}
+	return s.setPins(roots[:n], roots[n:])
+}
+
+func (s *Store) setPins(pin, unpin []cid.Cid) error {
+	s.gcMu.RLock()
+	defer s.gcMu.RUnlock()
+	b := s.db.NewBatch()
+	defer b.Close()
+	for _, c := range unpin {
+		if err := b.Delete(s.key(kindPin, c.Bytes()), nil); err != nil {
+			return err
+		}
+	}
+	for _, c := range pin {
+		if err := b.Set(s.key(kindPin, c.Bytes()), nil, nil); err != nil {
+			return err
+		}
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("blobstore: write pins: %w", err)
+	}
+	return nil
+}
+
+// Pins lists the pinned roots in key order.
+func (s *Store) Pins() ([]cid.Cid, error) {
+	lo := s.key(kindPin, nil)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: s.key(kindPin+1, nil)})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var out []cid.Cid
+	for ok := it.First(); ok; ok = it.Next() {
+		c, err := cid.Cast(it.Key()[len(lo):])
+		if err != nil {
+			return nil, fmt.Errorf("blobstore: corrupt pin key %x: %w", it.Key(), err)
+		}
+		out = append(out, c)
+	}
+	return out, it.Error()
+}
+
+// GCStats reports what a GC removed.
+type GCStats struct {
+	Blocks     int   // blocks deleted
+	BytesFreed int64 // their total size
+	Kept       int   // blocks kept (reachable from a pin)
+}
+
+// GC deletes every block not reachable from a pinned root, then compacts
+// the blob key range so Pebble gives the disk space back. It waits for
+// running Put and Fetch calls and blocks new ones until it is done.
+func (s *Store) GC(ctx context.Context) (GCStats, error) {
+	s.gcMu.Lock()
+	defer s.gcMu.Unlock()
+	var st GCStats
+	pins, err := s.Pins()
+	if err != nil {
+		return st, err
+	}
+	live := make(map[string]struct{})
+	for _, root := range pins {
+		err := s.walkLocal(ctx, root, func(c cid.Cid, held bool, _ int) bool {
+			if held {
+				live[string(c.Hash())] = struct{}{}
+			}
+			return true
+		})
+		if err != nil {
+			return st, fmt.Errorf("blobstore: gc: walk pin %s: %w", root, err)
+		}
+	}
+	st.Kept = len(live)
+
+	lo := s.key(kindCatalog, nil)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: s.key(kindCatalog+1, nil)})
+	if err != nil {
+		return st, err
+	}
+	b := s.db.NewBatch()
+	defer func() { b.Close() }()
+	for ok := it.First(); ok; ok = it.Next() {
+		if err := ctx.Err(); err != nil {
+			it.Close()
+			return st, err
+		}
+		h := it.Key()[len(lo):]
+		if _, keep := live[string(h)]; keep {
+			continue
+		}
+		size, _ := binary.Uvarint(it.Value())
+		if err := s.deleteBlock(b, mh.Multihash(h)); err != nil {
+			it.Close()
+			return st, err
+		}
+		st.Blocks++
+		st.BytesFreed += int64(size)
+		if b.Count() >= 1024 {
+			if err := b.Commit(pebble.NoSync); err != nil {
+				it.Close()
+				return st, err
+			}
+			b.Close()
+			b = s.db.NewBatch()
+		}
+	}
+	if err := it.Close(); err != nil {
+		return st, err
+	}
+	if st.Blocks == 0 {
+		return st, nil
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return st, fmt.Errorf("blobstore: gc: delete: %w", err)
+	}
+	start, end := s.blobRange()
+	if err := s.db.Compact(start, end, true); err != nil {
+		return st, fmt.Errorf("blobstore: gc: compact: %w", err)
+	}
+	return st, nil
+}

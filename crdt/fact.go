@@ -1,0 +1,233 @@
+package crdt
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+
+	"github.com/fxamacker/cbor/v2"
+)
+
+// MaxFactSize is the largest encoded fact accepted anywhere (gossip, sync,
+// ingest, decoding): 64 KiB. Larger payloads belong in blobs.
+const MaxFactSize = 64 << 10
+
+// FormatVersion is the envelope format written and accepted.
+const FormatVersion = 1
+
+// Sentinel errors of fact decoding and verification. Callers branch on them
+// with errors.Is.
+var (
+	ErrMalformed    = errors.New("malformed fact")
+	ErrNotCanonical = errors.New("fact encoding is not canonical")
+	ErrUnknownKind  = errors.New("unknown fact kind")
+	ErrTooLarge     = errors.New("fact exceeds size limit")
+	ErrBadSignature = errors.New("bad fact signature")
+)
+
+// sigDomain separates fact signatures from every other use of a device key.
+const sigDomain = "aura/fact/v1\x00"
+
+// Fact is one signed entry of the journal (DESIGN §3).
+type Fact struct {
+	Account AccountID
+	Author  DeviceID
+	Seq     uint64 // 1, 2, 3 … per author, no gaps
+	Epoch   uint64 // the author's identity epoch when it wrote the fact
+	Lamport uint64
+	Kind    Kind
+	Body    []byte // canonical CBOR of the kind's body type
+	Sig     []byte // ed25519 over SigningBytes
+
+	raw      []byte // canonical bytes, set by Sign and Decode
+	id       FactID
+	verified verifyMark // signature already checked (verify.go)
+}
+
+type wireFact struct {
+	_       struct{} `cbor:",toarray"`
+	V       uint64
+	Account AccountID
+	Author  DeviceID
+	Seq     uint64
+	Epoch   uint64
+	Lamport uint64
+	Kind    Kind
+	Body    []byte
+	Sig     []byte
+}
+
+type wireUnsigned struct {
+	_       struct{} `cbor:",toarray"`
+	V       uint64
+	Account AccountID
+	Author  DeviceID
+	Seq     uint64
+	Epoch   uint64
+	Lamport uint64
+	Kind    Kind
+	Body    []byte
+}
+
+var (
+	encMode cbor.EncMode
+	decMode cbor.DecMode
+)
+
+func init() {
+	var err error
+	encMode, err = cbor.CoreDetEncOptions().EncMode()
+	if err != nil {
+		panic(err)
+	}
+	decMode, err = cbor.DecOptions{
+		DupMapKey:        cbor.DupMapKeyEnforcedAPF,
+		IndefLength:      cbor.IndefLengthForbidden,
+		TagsMd:           cbor.TagsForbidden,
+		MaxArrayElements: 1 << 20,
+		MaxMapPairs:      1 << 20,
+		MaxNestedLevels:  16,
+		UTF8:             cbor.UTF8RejectInvalid,
+	}.DecMode()
+	if err != nil {
+		panic(err)
+	}
+}
+
+// Marshal encodes v in the canonical (core deterministic) CBOR used everywhere
+// in the journal.
+func Marshal(v any) ([]byte, error) { return encMode.Marshal(v) }
+
+// Unmarshal decodes canonical CBOR strictly: the bytes must re-encode to
+// themselves, else ErrNotCanonical.
+func Unmarshal(b []byte, v any) error {
+	if err := decMode.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	again, err := encMode.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if !bytes.Equal(again, b) {
+		return ErrNotCanonical
+	}
+	return nil
+}
+
+// SigningBytes is what the author signs: a domain tag and the canonical
+// encoding of every envelope field but the signature.
+func (f *Fact) SigningBytes() []byte {
+	b, err := encMode.Marshal(wireUnsigned{V: FormatVersion, Account: f.Account, Author: f.Author,
+		Seq: f.Seq, Epoch: f.Epoch, Lamport: f.Lamport, Kind: f.Kind, Body: f.Body})
+	if err != nil {
+		panic(fmt.Sprintf("encode fact: %v", err)) // only plain types: cannot fail
+	}
+	return append([]byte(sigDomain), b...)
+}
+
+// Sign signs the fact with the author's key and fixes its bytes and id. The
+// author field is set from the key.
+func (f *Fact) Sign(key ed25519.PrivateKey) error {
+	f.Author = DeviceIDFromKey(key.Public().(ed25519.PublicKey))
+	if !f.Kind.Known() {
+		return fmt.Errorf("sign fact: %w %d", ErrUnknownKind, f.Kind)
+	}
+	f.Sig = ed25519.Sign(key, f.SigningBytes())
+	raw, err := encMode.Marshal(f.wire())
+	if err != nil {
+		return fmt.Errorf("sign fact: %w", err)
+	}
+	if len(raw) > MaxFactSize {
+		return fmt.Errorf("sign fact of %d bytes: %w (%d)", len(raw), ErrTooLarge, MaxFactSize)
+	}
+	f.raw, f.id = raw, FactIDOf(raw)
+	f.markVerified()
+	return nil
+}
+
+func (f *Fact) wire() wireFact {
+	return wireFact{V: FormatVersion, Account: f.Account, Author: f.Author, Seq: f.Seq, Epoch: f.Epoch,
+		Lamport: f.Lamport, Kind: f.Kind, Body: f.Body, Sig: f.Sig}
+}
+
+// Bytes returns the canonical encoding. The slice must not be modified.
+func (f *Fact) Bytes() []byte { return f.raw }
+
+// ID returns the fact's content id.
+func (f *Fact) ID() FactID { return f.id }
+
+// Size is the encoded size in bytes.
+func (f *Fact) Size() int { return len(f.raw) }
+
+// Verify checks the author's signature.
+func (f *Fact) Verify() error {
+	if len(f.Sig) != ed25519.SignatureSize || !ed25519.Verify(f.Author.PublicKey(), f.SigningBytes(), f.Sig) {
+		return fmt.Errorf("fact %s by %s seq %d: %w", f.id, f.Author.Short(), f.Seq, ErrBadSignature)
+	}
+	return nil
+}
+
+// DecodeFact parses canonical fact bytes without checking the signature (so
+// that callers can verify in parallel). It rejects oversized input, malformed
+// or non-canonical bytes, unknown kinds and bodies that do not decode
+// canonically into the kind's body type.
+func DecodeFact(b []byte) (*Fact, error) {
+	if len(b) > MaxFactSize {
+		return nil, fmt.Errorf("decode fact of %d bytes: %w (%d)", len(b), ErrTooLarge, MaxFactSize)
+	}
+	var w wireFact
+	if err := decMode.Unmarshal(b, &w); err != nil {
+		return nil, fmt.Errorf("decode fact: %w: %v", ErrMalformed, err)
+	}
+	if w.V != FormatVersion {
+		return nil, fmt.Errorf("decode fact: %w: format version %d", ErrMalformed, w.V)
+	}
+	if !w.Kind.Known() {
+		return nil, fmt.Errorf("decode fact: %w %d", ErrUnknownKind, w.Kind)
+	}
+	if w.Seq == 0 {
+		return nil, fmt.Errorf("decode fact: %w: seq 0", ErrMalformed)
+	}
+	f := &Fact{Account: w.Account, Author: w.Author, Seq: w.Seq, Epoch: w.Epoch, Lamport: w.Lamport,
+		Kind: w.Kind, Body: w.Body, Sig: w.Sig}
+	again, err := encMode.Marshal(f.wire())
+	if err != nil || !bytes.Equal(again, b) {
+		return nil, fmt.Errorf("decode fact: %w", ErrNotCanonical)
+	}
+	if _, err := decodeBody(w.Kind, w.Body); err != nil {
+		return nil, fmt.Errorf("decode fact body (%s): %w", w.Kind, err)
+	}
+	f.raw = again
+	f.id = FactIDOf(again)
+	return f, nil
+}
+
+// DecodeVerifiedFact decodes and checks the signature.
+func DecodeVerifiedFact(b []byte) (*Fact, error) {
+	f, err := DecodeFact(b)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Verify(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// DecodeBody decodes the typed body of the fact (a pointer to the kind's
+// body struct, e.g. *Put for KindPut).
+func (f *Fact) DecodeBody() (any, error) { return decodeBody(f.Kind, f.Body) }
+
+// NewFact builds and signs a fact with a typed body.
+func NewFact(key ed25519.PrivateKey, account AccountID, seq, epoch, lamport uint64, body Body) (*Fact, error) {
+	b, err := Marshal(body)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s body: %w", body.Kind(), err)
+	}
+	f := &Fact{Account: account, Seq: seq, Epoch: epoch, Lamport: lamport, Kind: body.Kind(), Body: b}
+	if err := f.Sign(key); err != nil {
+		return nil, err
+	}
+	return f, nil
+}

@@ -1,0 +1,132 @@
+package crdt
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/binary"
+	"fmt"
+	"sync/atomic"
+)
+
+// verifyMark records that a fact's signature was checked (or made by Sign).
+// It is a plain word used with atomic operations, so a Fact stays copyable.
+type verifyMark struct{ v uint32 }
+
+func (f *Fact) markVerified()      { atomic.StoreUint32(&f.verified.v, 1) }
+func (f *Fact) isMarked() bool     { return atomic.LoadUint32(&f.verified.v) == 1 }
+func (f *Fact) clearMark()         { atomic.StoreUint32(&f.verified.v, 0) }
+func (f *Fact) hasCanonical() bool { return len(f.raw) > 0 }
+
+// VerifyOnce checks the author's signature like Verify, but returns at once
+// when this Fact already passed a check (or was made by Sign) and its fields
+// still match its canonical bytes. It is safe for concurrent use. Ingest
+// calls it, so a fact checked by a gossip validator is not checked twice.
+//
+// The check runs over the canonical bytes (the signed part is sliced out of
+// them instead of being encoded again) after confirming that every envelope
+// field equals what the bytes say; a Fact whose fields were changed after
+// Sign or DecodeFact falls back to Verify and is never marked.
+func (f *Fact) VerifyOnce() error {
+	msg, ok := f.signedPart()
+	if !ok {
+		f.clearMark()
+		return f.Verify()
+	}
+	if f.isMarked() {
+		return nil
+	}
+	if !ed25519.Verify(f.Author.PublicKey(), msg, f.Sig) {
+		return fmt.Errorf("fact %s by %s seq %d: %w", f.id, f.Author.Short(), f.Seq, ErrBadSignature)
+	}
+	f.markVerified()
+	return nil
+}
+
+// signedPart returns SigningBytes computed from the canonical bytes, and
+// whether the fields of f match those bytes exactly. A fact's wire form is
+// the CBOR array [V, Account, Author, Seq, Epoch, Lamport, Kind, Body, Sig]
+// and its signed form is the array of the first eight, so the signed form
+// is the wire form with a smaller array header and without the trailing
+// signature.
+func (f *Fact) signedPart() ([]byte, bool) {
+	raw := f.raw
+	if len(raw) < 1 || raw[0] != 0x80|9 || len(f.Sig) != ed25519.SignatureSize {
+		return nil, false
+	}
+	r := cborReader{b: raw, i: 1}
+	if v, ok := r.uint(); !ok || v != FormatVersion {
+		return nil, false
+	}
+	if b, ok := r.bytes(); !ok || !bytes.Equal(b, f.Account[:]) {
+		return nil, false
+	}
+	if b, ok := r.bytes(); !ok || !bytes.Equal(b, f.Author[:]) {
+		return nil, false
+	}
+	for _, want := range [...]uint64{f.Seq, f.Epoch, f.Lamport, uint64(f.Kind)} {
+		if v, ok := r.uint(); !ok || v != want {
+			return nil, false
+		}
+	}
+	if b, ok := r.bytes(); !ok || !bytes.Equal(b, f.Body) {
+		return nil, false
+	}
+	end := r.i
+	if b, ok := r.bytes(); !ok || !bytes.Equal(b, f.Sig) || r.i != len(raw) {
+		return nil, false
+	}
+	msg := make([]byte, 0, len(sigDomain)+end)
+	msg = append(msg, sigDomain...)
+	msg = append(msg, 0x80|8)
+	msg = append(msg, raw[1:end]...)
+	return msg, true
+}
+
+// cborReader reads the few canonical CBOR items of a fact envelope.
+type cborReader struct {
+	b []byte
+	i int
+}
+
+// head reads an item head of the given major type and returns its argument.
+func (r *cborReader) head(major byte) (uint64, bool) {
+	if r.i >= len(r.b) || r.b[r.i]>>5 != major {
+		return 0, false
+	}
+	ai := r.b[r.i] & 0x1f
+	r.i++
+	var n int
+	switch {
+	case ai < 24:
+		return uint64(ai), true
+	case ai == 24:
+		n = 1
+	case ai == 25:
+		n = 2
+	case ai == 26:
+		n = 4
+	case ai == 27:
+		n = 8
+	default:
+		return 0, false
+	}
+	if len(r.b)-r.i < n {
+		return 0, false
+	}
+	var buf [8]byte
+	copy(buf[8-n:], r.b[r.i:r.i+n])
+	r.i += n
+	return binary.BigEndian.Uint64(buf[:]), true
+}
+
+func (r *cborReader) uint() (uint64, bool) { return r.head(0) }
+
+func (r *cborReader) bytes() ([]byte, bool) {
+	n, ok := r.head(2)
+	if !ok || n > uint64(len(r.b)-r.i) {
+		return nil, false
+	}
+	b := r.b[r.i : r.i+int(n)]
+	r.i += int(n)
+	return b, true
+}
