@@ -131,6 +131,11 @@ func (s *Store) Fetch(ctx context.Context, root cid.Cid, peers []peer.ID, progre
 		f.wg.Go(func() { f.runWorker(w) })
 	}
 	f.wg.Wait()
+	f.mu.Lock()
+	if f.wake != nil {
+		f.wake.Stop()
+	}
+	f.mu.Unlock()
 	close(f.writes)
 	writerDone.Wait()
 
@@ -190,11 +195,12 @@ type verified struct {
 
 // want is a block the fetch lacks.
 type want struct {
-	c       cid.Cid
-	digest  [32]byte
-	done    bool      // received and verified
-	at      []*worker // workers it is requested from right now
-	refused []*worker // workers that said they do not hold it
+	c         cid.Cid
+	digest    [32]byte
+	done      bool      // received and verified
+	requested time.Time // when the current request went out
+	at        []*worker // workers it is requested from right now
+	refused   []*worker // workers that said they do not hold it
 }
 
 type worker struct {
@@ -223,6 +229,8 @@ type fetch struct {
 	workers []*worker
 	pending int // wants not done
 	rr      int // round-robin cursor
+	wake    *time.Timer
+	wakeAt  time.Time
 	err     error
 	stats   FetchStats
 }
@@ -413,7 +421,11 @@ func (f *fetch) take(w *worker, max int) []*want {
 			batch = f.endgameLocked(w, max)
 		}
 		if len(batch) > 0 {
+			now := time.Now()
 			for _, x := range batch {
+				if len(x.at) == 0 {
+					x.requested = now
+				}
 				x.at = append(x.at, w)
 				w.inflight[x] = struct{}{}
 			}
@@ -468,10 +480,14 @@ func (f *fetch) stealLocked(w *worker, max int) []*want {
 	return batch
 }
 
-// endgameLocked asks idle w for blocks in flight at a single other worker,
-// so that a slow or stalled peer does not hold up the end of the fetch.
+// endgameLocked asks idle w for blocks requested from a single other
+// worker at least stallAfter ago, so that a slow or stalled peer does not
+// hold up the end of the fetch. If some will qualify later, it arms a timer
+// to wake the waiting workers then.
 func (f *fetch) endgameLocked(w *worker, max int) []*want {
 	var batch []*want
+	now := time.Now()
+	var next time.Time
 	for _, v := range f.workers {
 		if v == w || v.dead {
 			continue
@@ -480,10 +496,29 @@ func (f *fetch) endgameLocked(w *worker, max int) []*want {
 			if len(batch) == max {
 				return batch
 			}
-			if !x.done && len(x.at) == 1 && !refusedBy(x, w) {
-				batch = append(batch, x)
+			if x.done || len(x.at) != 1 || refusedBy(x, w) {
+				continue
 			}
+			if due := x.requested.Add(f.s.opts.stallAfter); due.After(now) {
+				if next.IsZero() || due.Before(next) {
+					next = due
+				}
+				continue
+			}
+			batch = append(batch, x)
 		}
+	}
+	if len(batch) == 0 && !next.IsZero() && (f.wake == nil || f.wakeAt.After(next)) {
+		if f.wake != nil {
+			f.wake.Stop()
+		}
+		f.wakeAt = next
+		f.wake = time.AfterFunc(next.Sub(now), func() {
+			f.mu.Lock()
+			f.wake = nil
+			f.cond.Broadcast()
+			f.mu.Unlock()
+		})
 	}
 	return batch
 }

@@ -58,6 +58,9 @@ const (
 	MaxBlockSize = 2 << 20
 	// DefaultKeep is how many roots KeepNewest keeps pinned when n <= 0.
 	DefaultKeep = 2
+	// DefaultStallAfter is how long a block may be in flight at one peer
+	// before an idle peer is asked for it too (end game).
+	DefaultStallAfter = 500 * time.Millisecond
 	// DefaultBanDuration is how long a peer that sent a tampered block is skipped.
 	DefaultBanDuration = time.Hour
 
@@ -81,6 +84,9 @@ type options struct {
 	// fetch tuning
 	batchSize int // CIDs per request
 	window    int // requests in flight per peer
+	// stallAfter: a block requested this long ago from one peer may be
+	// asked of an idle peer too, once nothing else is left to ask.
+	stallAfter time.Duration
 	// serveHook, when set, sees every block served and returns what to send
 	// (tests use it to tamper and to count requests).
 	serveHook func(to peer.ID, c cid.Cid, data []byte) []byte
@@ -142,6 +148,7 @@ func New(db *pebble.DB, prefix []byte, opts ...Option) (*Store, error) {
 		maxLinks:    MaxLinks,
 		batchSize:   4,
 		window:      4,
+		stallAfter:  DefaultStallAfter,
 	}
 	for _, opt := range opts {
 		opt(&o)

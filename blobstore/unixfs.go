@@ -8,7 +8,7 @@ import (
 	"io"
 
 	"github.com/cockroachdb/pebble"
-	"github.com/ipfs/boxo/chunker"
+	chunker "github.com/ipfs/boxo/chunker"
 	"github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/boxo/ipld/unixfs/importer/balanced"
 	"github.com/ipfs/boxo/ipld/unixfs/importer/helpers"

@@ -146,7 +146,8 @@ type SnapshotProposed struct {
 	TargetEpoch uint64        `cbor:"3,keyasint"`
 	Frontier    VersionVector `cbor:"4,keyasint"`
 	StateDigest Hash          `cbor:"5,keyasint"`
-	Deadline    uint64        `cbor:"6,keyasint,omitempty"` // unix ms; 0: driver default
+	Deadline    uint64        `cbor:"6,keyasint,omitempty"` // unix ms on the proposer's clock
+	PrefixHash  Hash          `cbor:"7,keyasint"`           // journal prefix hash of Frontier
 }
 
 // SnapshotVote approves a proposal with a partial threshold signature.
@@ -163,6 +164,10 @@ type SnapshotV1 struct {
 	StateDigest Hash          `cbor:"3,keyasint"`
 	BlobCID     []byte        `cbor:"4,keyasint"` // state blob, binary CID
 	BlobSize    uint64        `cbor:"5,keyasint"`
+	PrefixHash  Hash          `cbor:"6,keyasint"`
+	// Heads are the chain heads h(author, Frontier[author]); PrefixHash is
+	// their combination, so a restoring node can continue every chain.
+	Heads map[DeviceID]Hash `cbor:"7,keyasint"`
 }
 
 // SnapshotCompleted closes a round with the account's threshold signature.
@@ -308,3 +313,6 @@ func decodeBody(k Kind, b []byte) (Body, error) {
 	}
 	return body, nil
 }
+
+// DecodeBodyOf decodes a canonical body of kind k.
+func DecodeBodyOf(k Kind, b []byte) (Body, error) { return decodeBody(k, b) }

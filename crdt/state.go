@@ -112,6 +112,7 @@ type GenesisRef struct {
 	Threshold uint64   `cbor:"2,keyasint"`
 	Name      string   `cbor:"3,keyasint,omitempty"`
 	ID        FactID   `cbor:"4,keyasint"`
+	Nonce     [16]byte `cbor:"5,keyasint"`
 }
 
 // GroupKeyRef is a published threshold group key.
@@ -142,7 +143,12 @@ type State struct {
 	AdminOverrides map[DeviceID]uint64 `cbor:"14,keyasint"`
 	NewAdmins      map[DeviceID]uint64 `cbor:"15,keyasint"` // device → epoch it became admin by replacement
 	SnapshotEpoch  uint64              `cbor:"16,keyasint"` // max epoch of a verified completed snapshot
-	Evidence       map[DeviceID]bool   `cbor:"17,keyasint"` // authors caught equivocating (reported by the journal)
+	// Opened holds every identity epoch some membership fact opened. Membership
+	// at epoch e is fully known once 1..e are all opened (completeTo).
+	Opened map[uint64]bool `cbor:"17,keyasint"`
+
+	completeTo uint64
+	Evidence   map[DeviceID]bool `cbor:"17,keyasint"` // authors caught equivocating (reported by the journal)
 
 	verify ThresholdVerifier
 	parked map[FactID]*Fact
@@ -192,10 +198,31 @@ func (s *State) init() {
 	if s.NewAdmins == nil {
 		s.NewAdmins = map[DeviceID]uint64{}
 	}
+	if s.Opened == nil {
+		s.Opened = map[uint64]bool{}
+	}
 	if s.parked == nil {
 		s.parked = map[FactID]*Fact{}
 	}
+	s.advanceComplete()
 }
+
+func (s *State) open(e uint64) {
+	if !s.Opened[e] {
+		s.Opened[e] = true
+		s.advanceComplete()
+	}
+}
+
+func (s *State) advanceComplete() {
+	for s.Opened[s.completeTo+1] {
+		s.completeTo++
+	}
+}
+
+// MembershipKnownTo is the highest epoch e such that the membership facts of
+// every epoch 1..e are held: guards at epochs up to it are definitive.
+func (s *State) MembershipKnownTo() uint64 { return s.completeTo }
 
 // SetVerifier sets the threshold verifier (after DecodeState, say).
 func (s *State) SetVerifier(v ThresholdVerifier) { s.verify = v }
@@ -377,6 +404,9 @@ func (s *State) Join(o *State) {
 			s.NewAdmins[d] = e
 		}
 	}
+	for e := range o.Opened {
+		s.open(e)
+	}
 	s.dropCollected()
 	for id, f := range o.parked {
 		s.parked[id] = f
@@ -463,13 +493,14 @@ func (s *State) Check(f *Fact) error {
 			return fmt.Errorf("%s fact by %s: %w: epoch 1 is genesis's", f.Kind, f.Author.Short(), ErrUnauthorized)
 		}
 	}
-	if at > s.Epoch {
-		return fmt.Errorf("%s fact by %s at epoch %d (known %d): %w", f.Kind, f.Author.Short(), at, s.Epoch, ErrNotYet)
-	}
 	need := requiredCap(f.Kind)
 	if !s.Holds(f.Author, need, at) {
 		if need == "" {
 			need = "membership"
+		}
+		if at > s.completeTo {
+			// A grant for that epoch may still arrive: not definitive.
+			return fmt.Errorf("%s fact by %s at epoch %d (membership known to %d): %w", f.Kind, f.Author.Short(), at, s.completeTo, ErrNotYet)
 		}
 		return fmt.Errorf("%s fact by %s at epoch %d: %w %q", f.Kind, f.Author, at, ErrUnauthorized, need)
 	}
@@ -485,7 +516,7 @@ func (s *State) Check(f *Fact) error {
 			return fmt.Errorf("admin replacement by %s: %w (no group key verifies its threshold signature)", f.Author.Short(), ErrNotYet)
 		}
 	case *SnapshotCompleted:
-		if !s.verifyThreshold(SnapshotMessage(s.Account, b.ProposalID, b.Snapshot.Epoch, b.Snapshot.Frontier, b.Snapshot.StateDigest), b.ThresholdSignature) {
+		if !s.verifyThreshold(SnapshotMessage(s.Account, b.ProposalID, b.Snapshot.Epoch, b.Snapshot.Frontier, b.Snapshot.PrefixHash, b.Snapshot.StateDigest), b.ThresholdSignature) {
 			return fmt.Errorf("snapshot completion by %s: %w (no group key verifies its threshold signature)", f.Author.Short(), ErrNotYet)
 		}
 	}
@@ -506,7 +537,7 @@ func (s *State) verifyThreshold(msg, sig []byte) bool {
 
 // SnapshotMessage is what snapshot votes sign with their partial threshold
 // signatures (DESIGN §5).
-func SnapshotMessage(account AccountID, proposal [16]byte, targetEpoch uint64, frontier VersionVector, digest Hash) []byte {
+func SnapshotMessage(account AccountID, proposal [16]byte, targetEpoch uint64, frontier VersionVector, prefix, digest Hash) []byte {
 	var b bytes.Buffer
 	b.WriteString("aura/snapshot/v1\x00")
 	b.Write(account[:])
@@ -516,6 +547,7 @@ func SnapshotMessage(account AccountID, proposal [16]byte, targetEpoch uint64, f
 	b.Write(n[:])
 	fv, _ := Marshal(frontier)
 	b.Write(fv)
+	b.Write(prefix[:])
 	b.Write(digest[:])
 	return b.Bytes()
 }
@@ -548,15 +580,26 @@ func (s *State) Apply(f *Fact) error {
 		return err
 	}
 	s.apply(f)
-	s.retryParked()
+	if len(s.parked) > 0 && guardRelevant(f.Kind) {
+		s.retryParked()
+	}
 	return nil
+}
+
+// guardRelevant kinds can turn a parked fact valid.
+func guardRelevant(k Kind) bool {
+	switch k {
+	case KindGenesis, KindDeviceAdded, KindDeviceRemoved, KindCapabilityGrant, KindGroupKey, KindAdminReplaced:
+		return true
+	}
+	return false
 }
 
 // ApplyChecked folds a fact that Check just accepted (the node's ingest path
 // checks, then stores, then folds).
 func (s *State) ApplyChecked(f *Fact) {
 	s.apply(f)
-	if len(s.parked) > 0 {
+	if len(s.parked) > 0 && guardRelevant(f.Kind) {
 		s.retryParked()
 	}
 }
@@ -601,24 +644,28 @@ func (s *State) apply(f *Fact) {
 	switch b := body.(type) {
 	case *Genesis:
 		if s.Genesis == nil || bytes.Compare(st.ID[:], s.Genesis.ID[:]) < 0 {
-			s.Genesis = &GenesisRef{Admin: f.Author, Threshold: b.Threshold, Name: b.Name, ID: st.ID}
+			s.Genesis = &GenesisRef{Admin: f.Author, Threshold: b.Threshold, Name: b.Name, ID: st.ID, Nonce: b.Nonce}
 		}
 		s.Epoch = max(s.Epoch, 1)
+		s.open(1)
 		for _, c := range AllCapabilities {
 			s.grant(f.Author, c, 1)
 		}
 		s.addMember(f.Author, 1, "")
 	case *DeviceAdded:
 		s.Epoch = max(s.Epoch, f.Epoch)
+		s.open(f.Epoch)
 		s.addMember(b.Device, f.Epoch, b.Name)
 		for _, c := range b.Capabilities {
 			s.grant(b.Device, c, f.Epoch)
 		}
 	case *DeviceRemoved:
 		s.Epoch = max(s.Epoch, f.Epoch)
+		s.open(f.Epoch)
 		s.removeMember(b.Device, f.Epoch)
 	case *CapabilityGrant:
 		s.Epoch = max(s.Epoch, f.Epoch)
+		s.open(f.Epoch)
 		for _, c := range b.Capabilities {
 			s.grant(b.Device, c, f.Epoch)
 		}

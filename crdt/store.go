@@ -93,5 +93,9 @@ type Store interface {
 	// VersionVector) and their evidence, keeps the chain heads at v, and
 	// compacts so the space comes back. It returns the facts and bytes freed.
 	Prune(v VersionVector) (facts, bytes uint64, err error)
+	// Rebase rests the journal on a snapshot at v whose chain heads are
+	// heads: it prunes where the journal holds that far and jumps the chain
+	// heads where it holds less (restore), keeping every fact above v.
+	Rebase(v VersionVector, heads map[DeviceID]Hash) error
 	Close() error
 }

@@ -12,10 +12,9 @@ import (
 // It is a plain word used with atomic operations, so a Fact stays copyable.
 type verifyMark struct{ v uint32 }
 
-func (f *Fact) markVerified()      { atomic.StoreUint32(&f.verified.v, 1) }
-func (f *Fact) isMarked() bool     { return atomic.LoadUint32(&f.verified.v) == 1 }
-func (f *Fact) clearMark()         { atomic.StoreUint32(&f.verified.v, 0) }
-func (f *Fact) hasCanonical() bool { return len(f.raw) > 0 }
+func (f *Fact) markVerified()  { atomic.StoreUint32(&f.verified.v, 1) }
+func (f *Fact) isMarked() bool { return atomic.LoadUint32(&f.verified.v) == 1 }
+func (f *Fact) clearMark()     { atomic.StoreUint32(&f.verified.v, 0) }
 
 // VerifyOnce checks the author's signature like Verify, but returns at once
 // when this Fact already passed a check (or was made by Sign) and its fields

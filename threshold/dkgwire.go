@@ -64,8 +64,8 @@ func (k DKGMessageKind) String() string {
 
 type wireWriter struct{ buf []byte }
 
-func (w *wireWriter) u8(v byte)    { w.buf = append(w.buf, v) }
-func (w *wireWriter) u16(v int)    { w.buf = binary.BigEndian.AppendUint16(w.buf, uint16(v)) }
+func (w *wireWriter) u8(v byte) { w.buf = append(w.buf, v) }
+func (w *wireWriter) u16(v int) { w.buf = binary.BigEndian.AppendUint16(w.buf, uint16(v)) }
 func (w *wireWriter) bytes(b []byte) {
 	w.buf = binary.BigEndian.AppendUint32(w.buf, uint32(len(b)))
 	w.buf = append(w.buf, b...)

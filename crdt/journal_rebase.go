@@ -1,0 +1,148 @@
+package crdt
+
+import (
+	"fmt"
+)
+
+// Rebase rests the journal on a snapshot: for each author of v, the prefix
+// up to v[author] is taken as given by the snapshot, whose chain head there
+// is heads[author]. Where the journal holds that far, it checks the head and
+// prunes (as Prune). Where it holds less (a device offline across a GC, or
+// a fresh one), it drops what it held at or below v, jumps the chain head to
+// (v[author], heads[author]), and chains the pending facts that now follow.
+// Facts above v — a device's own offline writes among them — are kept.
+func (j *Journal) Rebase(v VersionVector, heads map[DeviceID]Hash) error {
+	prune := VersionVector{}
+	var jump []DeviceID
+	for _, a := range v.Authors() {
+		h := j.head(a)
+		switch {
+		case v[a] <= h.pruned:
+		case v[a] <= h.seq:
+			got, err := j.ChainHash(a, v[a])
+			if err != nil {
+				return fmt.Errorf("rebase: %w", err)
+			}
+			if got != heads[a] {
+				return fmt.Errorf("rebase: chain of %s at %d differs from the snapshot's: %w", a.Short(), v[a], ErrEquivocation)
+			}
+			prune[a] = v[a]
+		default:
+			jump = append(jump, a)
+		}
+	}
+	if len(prune) > 0 {
+		if _, _, err := j.Prune(prune); err != nil {
+			return fmt.Errorf("rebase: %w", err)
+		}
+	}
+	if len(jump) == 0 {
+		return nil
+	}
+	if err := j.enter(); err != nil {
+		return err
+	}
+	defer j.exit()
+	j.wmu.Lock()
+	defer j.wmu.Unlock()
+	w := &ingestWrite{j: j, batch: j.kv.NewBatch(), heads: make(map[DeviceID]authorHead), stats: j.stats}
+	defer w.batch.Close()
+	for _, a := range jump {
+		h, to := j.heads[a], v[a]
+		// Chain facts (pruned, seq] are all below to: drop them.
+		if h.seq > h.pruned {
+			lo, hi := seqRange(tagChain, a, h.pruned+1, h.seq)
+			err := j.kv.Scan(lo, hi, func(_, val []byte) error {
+				if len(val) < 64 {
+					return errCorrupt
+				}
+				var id FactID
+				copy(id[:], val[32:64])
+				w.stats.Facts--
+				w.stats.Bytes -= uint64(len(val) - 64)
+				w.stats.PrunedFacts++
+				w.stats.PrunedBytes += uint64(len(val) - 64)
+				return w.batch.Delete(locatorKey(id))
+			})
+			if err != nil {
+				return fmt.Errorf("rebase %s: %w", a.Short(), err)
+			}
+			if err := w.batch.DeleteRange(lo, hi); err != nil {
+				return err
+			}
+		}
+		// Pending facts at or below to: covered by the snapshot.
+		if h.pending > 0 {
+			lo, hi := seqRange(tagPending, a, 0, to)
+			err := j.kv.Scan(lo, hi, func(_, val []byte) error {
+				if len(val) < 32 {
+					return errCorrupt
+				}
+				var id FactID
+				copy(id[:], val[:32])
+				h.pending--
+				w.stats.Pending--
+				w.stats.Facts--
+				w.stats.Bytes -= uint64(len(val) - 32)
+				return w.batch.Delete(locatorKey(id))
+			})
+			if err != nil {
+				return fmt.Errorf("rebase %s: %w", a.Short(), err)
+			}
+			if err := w.batch.DeleteRange(lo, hi); err != nil {
+				return err
+			}
+		}
+		// Evidence at or below to.
+		elo, ehi := seqRange(tagEvidence, a, 0, to)
+		err := j.kv.Scan(elo, ehi, func(k, val []byte) error {
+			if len(k) != 2+32+8+32 || len(val) < 32 {
+				return errCorrupt
+			}
+			var id FactID
+			copy(id[:], k[42:])
+			w.stats.Facts--
+			w.stats.Equivocations--
+			w.stats.Bytes -= uint64(len(val) - 32)
+			return w.batch.Delete(locatorKey(id))
+		})
+		if err != nil {
+			return fmt.Errorf("rebase %s: %w", a.Short(), err)
+		}
+		if err := w.batch.DeleteRange(elo, ehi); err != nil {
+			return err
+		}
+		h.seq, h.hash, h.pruned, h.prunedHash = to, heads[a], to, heads[a]
+		st := &placeState{a: a, h: h, chained: map[uint64]FactID{}}
+		st.h.pendLow = 0
+		if st.h.pending > 0 {
+			low, err := w.lowestPending(st, to+1)
+			if err != nil {
+				return fmt.Errorf("rebase %s: %w", a.Short(), err)
+			}
+			st.h.pendLow = low
+		}
+		if err := w.drain(st); err != nil {
+			return fmt.Errorf("rebase %s: %w", a.Short(), err)
+		}
+		w.heads[a] = st.h
+		if err := w.batch.Set(authorKey(tagHead, a), st.h.encode()); err != nil {
+			return err
+		}
+	}
+	if err := w.batch.Set(tagKey(tagCounters), encodeCounters(w.stats)); err != nil {
+		return err
+	}
+	if err := w.batch.Commit(true); err != nil {
+		return fmt.Errorf("rebase: commit: %w", err)
+	}
+	j.mu.Lock()
+	for a, h := range w.heads {
+		j.heads[a] = h
+	}
+	j.stats = w.stats
+	j.gen++
+	j.mu.Unlock()
+	lo, hi := JournalKeyRange()
+	return j.kv.Compact(lo, hi)
+}

@@ -1,0 +1,202 @@
+package gossip
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"runtime"
+	"sort"
+	"sync"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"aura/crdt"
+)
+
+// maxFactsPerMessage bounds the entries of a gossip message; every fact
+// takes more than 64 bytes, so a full message holds fewer.
+const maxFactsPerMessage = MaxMessageBytes / 64
+
+// localBatch marks a message published by this node: its facts are
+// already stored, so the validator accepts it without work.
+type localBatch struct{}
+
+// validate is the topic validator. It decodes the batch once, hands the
+// facts that are new to the receive loop through msg.ValidatorData, and
+// decides:
+//
+//   - Reject: oversized, malformed or non-canonical, a bad signature, a
+//     fact of another account, or an author without the capability.
+//   - Ignore: every fact is already held, or no fact can be admitted yet
+//     (ErrNotYet: it depends on facts this node lacks; sync delivers).
+//   - Accept: otherwise.
+//
+// Guards are checked against the current state, so a fact that depends on
+// an earlier fact of the same batch (a device's first write after the
+// DeviceAdded that admits it) would fail. Facts are therefore checked in
+// causal order, and once a fact that changes guards (genesis, membership,
+// group key, admin replacement) passed, the verdicts on later facts of the
+// batch are left to Ingest, which folds the batch in causal order.
+func (g *Gossip) validate(ctx context.Context, src peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+	if src == g.self {
+		if _, ok := msg.ValidatorData.(localBatch); ok {
+			return pubsub.ValidationAccept
+		}
+	}
+	g.m.validated.Add(1)
+	res, reason, facts := g.judge(msg.Data)
+	switch res {
+	case pubsub.ValidationAccept:
+		msg.ValidatorData = facts
+		if reason == ReasonNotYet {
+			g.syn.gapSeen(src)
+		}
+	case pubsub.ValidationIgnore:
+		g.m.reject(reason)
+		if reason == ReasonNotYet {
+			g.syn.gapSeen(src)
+		}
+	default:
+		g.m.reject(reason)
+		g.log.Debug("rejected gossip message", "from", src, "reason", reason)
+	}
+	return res
+}
+
+// judge validates a message's bytes. On Accept it returns the facts to
+// ingest and, as reason, ReasonNotYet when some facts had to be left out.
+func (g *Gossip) judge(data []byte) (pubsub.ValidationResult, string, []*crdt.Fact) {
+	if len(data) > MaxMessageBytes {
+		return pubsub.ValidationReject, ReasonTooLarge, nil
+	}
+	facts, err := decodeBatch(data, maxFactsPerMessage)
+	if err != nil {
+		return pubsub.ValidationReject, reasonOf(err), nil
+	}
+	if len(facts) == 0 {
+		return pubsub.ValidationReject, ReasonMalformed, nil
+	}
+	for _, f := range facts {
+		if f.Account != g.account {
+			return pubsub.ValidationReject, ReasonAccount, nil
+		}
+	}
+	st := g.j.Store()
+	fresh := facts[:0:0]
+	seen := make(map[crdt.FactID]struct{}, len(facts))
+	for _, f := range facts {
+		if _, dup := seen[f.ID()]; dup {
+			continue
+		}
+		seen[f.ID()] = struct{}{}
+		held, err := st.Has(f.ID())
+		if err != nil {
+			return pubsub.ValidationIgnore, ReasonOther, nil
+		}
+		if !held {
+			fresh = append(fresh, f)
+		}
+	}
+	if len(fresh) == 0 {
+		return pubsub.ValidationIgnore, ReasonDuplicate, nil
+	}
+	if err := verifyAll(fresh); err != nil {
+		return pubsub.ValidationReject, ReasonSignature, nil
+	}
+	sortCausal(fresh)
+	admit := fresh[:0:0]
+	changed, notYet := false, false
+	for _, f := range fresh {
+		err := g.j.Check(f)
+		switch {
+		case err == nil:
+			admit = append(admit, f)
+			if changesGuards(f.Kind) {
+				changed = true
+			}
+		case changed && (errors.Is(err, crdt.ErrNotYet) || errors.Is(err, crdt.ErrUnauthorized)):
+			admit = append(admit, f) // may depend on an earlier fact of the batch: Ingest decides
+		case errors.Is(err, crdt.ErrNotYet):
+			notYet = true
+		default:
+			return pubsub.ValidationReject, reasonOf(err), nil
+		}
+	}
+	if len(admit) == 0 {
+		return pubsub.ValidationIgnore, ReasonNotYet, nil
+	}
+	if notYet {
+		return pubsub.ValidationAccept, ReasonNotYet, admit
+	}
+	return pubsub.ValidationAccept, "", admit
+}
+
+// changesGuards reports whether a fact of kind k can change what later
+// facts' guards decide.
+func changesGuards(k crdt.Kind) bool {
+	switch k {
+	case crdt.KindGenesis, crdt.KindDeviceAdded, crdt.KindDeviceRemoved, crdt.KindCapabilityGrant,
+		crdt.KindAdminReplaced, crdt.KindGroupKey:
+		return true
+	}
+	return false
+}
+
+// sortCausal orders facts by (Lamport, author, seq): an order in which
+// every fact comes after the facts its author had seen.
+func sortCausal(fs []*crdt.Fact) {
+	sort.SliceStable(fs, func(i, j int) bool { return causalLess(fs[i], fs[j]) })
+}
+
+func causalLess(a, b *crdt.Fact) bool {
+	if a.Lamport != b.Lamport {
+		return a.Lamport < b.Lamport
+	}
+	if c := bytes.Compare(a.Author[:], b.Author[:]); c != 0 {
+		return c < 0
+	}
+	return a.Seq < b.Seq
+}
+
+// verifyAll checks every signature (marking the facts verified, so Ingest
+// does not check them again), in parallel for large batches.
+func verifyAll(fs []*crdt.Fact) error {
+	workers := runtime.GOMAXPROCS(0)
+	if len(fs) < 64 || workers == 1 {
+		for _, f := range fs {
+			if err := f.VerifyOnce(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if workers > len(fs)/32 {
+		workers = len(fs) / 32
+	}
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	chunk := (len(fs) + workers - 1) / workers
+	for lo := 0; lo < len(fs); lo += chunk {
+		hi := min(lo+chunk, len(fs))
+		wg.Add(1)
+		go func(part []*crdt.Fact) {
+			defer wg.Done()
+			for _, f := range part {
+				if err := f.VerifyOnce(); err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+					return
+				}
+			}
+		}(fs[lo:hi])
+	}
+	wg.Wait()
+	return firstErr
+}

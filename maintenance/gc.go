@@ -1,0 +1,241 @@
+package maintenance
+
+import (
+	"bytes"
+	"fmt"
+
+	"aura/crdt"
+	"aura/threshold"
+)
+
+func (r *Replica) loadBase() error {
+	b, err := r.cfg.Meta.Get(metaBase)
+	if err != nil {
+		return fmt.Errorf("load base snapshot record: %w", err)
+	}
+	if b == nil {
+		return nil
+	}
+	var rec baseRecord
+	if err := crdt.Unmarshal(b, &rec); err != nil {
+		return fmt.Errorf("load base snapshot record: %w", err)
+	}
+	blob, err := r.cfg.Blobs.Get(rec.Snapshot.BlobCID)
+	if err != nil {
+		return fmt.Errorf("load base snapshot blob: %w", err)
+	}
+	st, err := crdt.DecodeState(blob)
+	if err != nil {
+		return fmt.Errorf("load base snapshot state: %w", err)
+	}
+	if crdt.DigestOf(blob) != rec.Snapshot.StateDigest {
+		return fmt.Errorf("load base snapshot: %w: digest", ErrBadSnapshot)
+	}
+	st.SetVerifier(r.verifyGroup)
+	r.base, r.baseSt = &rec, st
+	return nil
+}
+
+func (r *Replica) saveBase(rec *baseRecord) error {
+	b, err := crdt.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	return r.cfg.Meta.Put(metaBase, b)
+}
+
+// Base returns the snapshot this replica's journal rests on, if any.
+func (r *Replica) Base() (proposal [16]byte, snap *crdt.SnapshotV1) {
+	if r.base == nil {
+		return [16]byte{}, nil
+	}
+	s := r.base.Snapshot
+	return r.base.Proposal, &s
+}
+
+// collect garbage-collects below a verified completed snapshot (DESIGN §5):
+// recompute the state at its frontier and check the signed digest, store
+// the state blob, rest the journal on it, prune the facts it covers, and
+// report blobs to unpin or delete. GC never removes a fact the snapshot
+// does not cover: Prune stops at the frontier.
+func (r *Replica) collect(c *crdt.SnapshotCompleted) Output {
+	var out Output
+	snap := &c.Snapshot
+	if r.base != nil && r.base.Proposal == c.ProposalID {
+		return out
+	}
+	if !r.store.VersionVector().Covers(snap.Frontier) {
+		if r.store.PrunedTo().Covers(snap.Frontier) {
+			return out // already below what we collected
+		}
+		// Behind: sync may still deliver the facts; if peers collected them
+		// the driver restores from the blob.
+		cc := *c
+		out.Restore = &cc
+		return out
+	}
+	st, err := r.StateAt(snap.Frontier)
+	if err != nil {
+		out.Events = append(out.Events, Event{Kind: "gc-skipped", Proposal: c.ProposalID, Detail: err.Error()})
+		return out
+	}
+	enc := st.Encode()
+	if crdt.DigestOf(enc) != snap.StateDigest {
+		out.Events = append(out.Events, Event{Kind: "gc-refused", Proposal: c.ProposalID, Detail: "signed digest differs from this journal's state at the frontier"})
+		return out
+	}
+	cid, err := r.cfg.Blobs.Put(enc)
+	if err != nil {
+		out.Events = append(out.Events, Event{Kind: "error", Proposal: c.ProposalID, Detail: "store state blob: " + err.Error()})
+		return out
+	}
+	if !bytes.Equal(cid, snap.BlobCID) {
+		out.Events = append(out.Events, Event{Kind: "warning", Proposal: c.ProposalID, Detail: "state blob CID differs from the completion's (chunking?)"})
+	}
+	return r.rebase(c, st, &out)
+}
+
+// rebase makes the snapshot the journal's base, prunes below it, and
+// reports GC figures and blob actions.
+func (r *Replica) rebase(c *crdt.SnapshotCompleted, st *crdt.State, out *Output) Output {
+	snap := &c.Snapshot
+	rec := &baseRecord{Proposal: c.ProposalID, Snapshot: *snap}
+	if err := r.saveBase(rec); err != nil {
+		out.Events = append(out.Events, Event{Kind: "error", Proposal: c.ProposalID, Detail: "save base: " + err.Error()})
+		return *out
+	}
+	st.SetVerifier(r.verifyGroup)
+	r.base, r.baseSt = rec, st
+	before := r.store.Stats()
+	prune := snap.Frontier.Clone()
+	held := r.store.VersionVector()
+	for a, s := range prune {
+		if held[a] < s {
+			prune[a] = held[a]
+		}
+	}
+	facts, bytes, err := r.store.Prune(prune)
+	if err != nil {
+		out.Events = append(out.Events, Event{Kind: "error", Proposal: c.ProposalID, Detail: "prune: " + err.Error()})
+		return *out
+	}
+	after := r.store.Stats()
+	gc := &GCStats{Proposal: c.ProposalID, FactsBefore: before.Facts, BytesBefore: before.Bytes,
+		FactsAfter: after.Facts, BytesAfter: after.Bytes, PrunedFacts: facts, PrunedBytes: bytes}
+	for k, b := range r.state.Blobs {
+		if b.Tombstone != 0 && b.Tombstone < snap.Epoch {
+			out.DeleteBlobs = append(out.DeleteBlobs, []byte(k))
+		}
+	}
+	gc.BlobsDeleted = len(out.DeleteBlobs)
+	r.lastGC = gc
+	out.Collected = gc
+	out.Pins = r.pins()
+	out.Events = append(out.Events, Event{Kind: "gc", Proposal: c.ProposalID,
+		Detail: fmt.Sprintf("pruned %d facts (%d bytes); journal %d→%d facts", facts, bytes, before.Facts, after.Facts)})
+	return *out
+}
+
+// pins lists the newest KeepSnapshots completed snapshots' blobs this
+// device has.
+func (r *Replica) pins() [][]byte {
+	var list []*crdt.SnapshotCompleted
+	for _, c := range r.state.Completed {
+		cc := c.Completed
+		list = append(list, &cc)
+	}
+	// newest first
+	for i := 1; i < len(list); i++ {
+		for j := i; j > 0 && newer(list[j], list[j-1]); j-- {
+			list[j], list[j-1] = list[j-1], list[j]
+		}
+	}
+	var pins [][]byte
+	for _, c := range list {
+		if len(pins) == r.cfg.KeepSnapshots {
+			break
+		}
+		if _, err := r.cfg.Blobs.Get(c.Snapshot.BlobCID); err == nil {
+			pins = append(pins, c.Snapshot.BlobCID)
+		}
+	}
+	return pins
+}
+
+func newer(a, b *crdt.SnapshotCompleted) bool {
+	if a.Snapshot.Epoch != b.Snapshot.Epoch {
+		return a.Snapshot.Epoch > b.Snapshot.Epoch
+	}
+	return a.Snapshot.Frontier.Total() > b.Snapshot.Frontier.Total()
+}
+
+// NeedsRestore returns the newest completed snapshot this replica knows of
+// but cannot reach by sync (its frontier is above what it holds), or nil.
+func (r *Replica) NewestSnapshot() *crdt.SnapshotCompleted { return r.state.NewestSnapshot() }
+
+// VerifyCompletion checks a completion's threshold signature under the
+// group key this replica trusts (its own state's; or, with no state, the
+// one inside the snapshot state).
+func (r *Replica) verifyCompletion(c *crdt.SnapshotCompleted, st *crdt.State) error {
+	keys := r.state.GroupKeys
+	if len(keys) == 0 {
+		if st.Genesis == nil || crdt.AccountIDFor(st.Genesis.Admin, st.Genesis.Nonce) != st.Account {
+			return fmt.Errorf("%w: snapshot state's genesis does not found its account", ErrBadSnapshot)
+		}
+		keys = st.GroupKeys
+	}
+	msg := crdt.SnapshotMessage(st.Account, c.ProposalID, c.Snapshot.Epoch, c.Snapshot.Frontier, c.Snapshot.PrefixHash, c.Snapshot.StateDigest)
+	for _, g := range keys {
+		if threshold.VerifyGroup(g.Key.PublicKey, msg, c.ThresholdSignature) == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: threshold signature", ErrBadSnapshot)
+}
+
+// Restore rebuilds this replica from a completed snapshot and its blob
+// (fetched from any peer by the driver): it verifies the threshold
+// signature and the digest, hydrates the state, and rests the journal on
+// the snapshot. Facts this device holds above the frontier (its own offline
+// writes among them) stay and are folded on top; the tail arrives by sync.
+func (r *Replica) Restore(now int64, c *crdt.SnapshotCompleted, blob []byte) (Output, error) {
+	snap := &c.Snapshot
+	if crdt.DigestOf(blob) != snap.StateDigest {
+		return Output{}, fmt.Errorf("restore: %w: blob digest differs from the signed digest", ErrBadSnapshot)
+	}
+	st, err := crdt.DecodeState(blob)
+	if err != nil {
+		return Output{}, fmt.Errorf("restore: %w: %v", ErrBadSnapshot, err)
+	}
+	if !r.state.Account.IsZero() && st.Account != r.state.Account {
+		return Output{}, fmt.Errorf("restore: %w: snapshot of account %s, this device is in %s", ErrBadSnapshot, st.Account, r.state.Account)
+	}
+	if err := r.verifyCompletion(c, st); err != nil {
+		return Output{}, fmt.Errorf("restore: %w", err)
+	}
+	if crdt.PrefixHash(snap.Frontier, snap.Heads) != snap.PrefixHash {
+		return Output{}, fmt.Errorf("restore: %w: chain heads do not match the signed prefix hash", ErrBadSnapshot)
+	}
+	if _, err := r.cfg.Blobs.Put(blob); err != nil {
+		return Output{}, fmt.Errorf("restore: keep blob: %w", err)
+	}
+	if err := r.store.Rebase(snap.Frontier, snap.Heads); err != nil {
+		return Output{}, fmt.Errorf("restore: rest journal on snapshot: %w", err)
+	}
+	// The live state: the snapshot's, joined with every fact still held.
+	live := st.Clone()
+	live.SetVerifier(r.verifyGroup)
+	err = r.store.All(func(f *crdt.Fact) error { _ = live.Apply(f); r.writer.Observe(f.Lamport); return nil })
+	if err != nil {
+		return Output{}, fmt.Errorf("restore: fold tail: %w", err)
+	}
+	r.state = live
+	lamport := r.writer.Lamport()
+	r.writer = crdt.NewWriter(r.cfg.Key, st.Account, r.store.VersionVector()[r.device], lamport)
+	var out Output
+	r.rebase(c, st, &out)
+	out.Events = append(out.Events, Event{Kind: "restored", Proposal: c.ProposalID,
+		Detail: fmt.Sprintf("snapshot of %d facts at epoch %d", snap.Frontier.Total(), snap.Epoch)})
+	return out, nil
+}
+

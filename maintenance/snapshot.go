@@ -1,0 +1,539 @@
+package maintenance
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"sort"
+
+	"aura/crdt"
+	"aura/threshold"
+)
+
+// round is what this replica knows of one snapshot proposal.
+type round struct {
+	id       [16]byte
+	proposal crdt.SnapshotProposed
+	seenAt   int64
+	// verdict of this replica's own digest check: 0 not yet (frontier not
+	// held), +1 match, -1 mismatch or refused.
+	verdict   int
+	voted     bool
+	completed bool
+	encoded   []byte // the state at the frontier, kept only by the proposer
+	collector *threshold.Collector
+	fed       map[crdt.DeviceID]bool // votes handed to the collector
+	badNamed  map[crdt.DeviceID]bool
+}
+
+// baseRecord names the snapshot whose state the journal rests on.
+type baseRecord struct {
+	Proposal [16]byte
+	Snapshot crdt.SnapshotV1
+}
+
+// fenceRecord is this device's open round.
+type fenceRecord struct {
+	Proposal [16]byte
+	Deadline int64
+}
+
+const (
+	metaBase   = "base"
+	metaFence  = "fence"
+	metaBuffer = "buf/"
+)
+
+// StateAt reduces exactly the journal prefix that frontier names: the base
+// snapshot state and the chain facts above it, up to the frontier.
+func (r *Replica) StateAt(frontier crdt.VersionVector) (*crdt.State, error) {
+	var st *crdt.State
+	if r.baseSt != nil {
+		st = r.baseSt.Clone()
+	} else {
+		st = crdt.NewState(r.state.Account, r.verifyGroup)
+	}
+	st.SetVerifier(r.verifyGroup)
+	pruned := r.store.PrunedTo()
+	held := r.store.VersionVector()
+	for _, a := range frontier.Authors() {
+		from, to := pruned[a]+1, frontier[a]
+		if to < pruned[a] {
+			return nil, fmt.Errorf("state at frontier: author %s seq %d is below the collected prefix (%d): %w", a.Short(), to, pruned[a], ErrStaleProposal)
+		}
+		if to > held[a] {
+			return nil, fmt.Errorf("state at frontier: author %s seq %d not held (have %d): %w", a.Short(), to, held[a], crdt.ErrUnknownPrefix)
+		}
+		if from > to {
+			continue
+		}
+		err := r.store.Range(a, from, to, func(f *crdt.Fact) error { _ = st.Apply(f); return nil })
+		if err != nil {
+			return nil, fmt.Errorf("state at frontier: %w", err)
+		}
+	}
+	return st, nil
+}
+
+// heads returns the chain heads at frontier and their prefix hash.
+func (r *Replica) heads(frontier crdt.VersionVector) (map[crdt.DeviceID]crdt.Hash, crdt.Hash, error) {
+	heads := map[crdt.DeviceID]crdt.Hash{}
+	for _, a := range frontier.Authors() {
+		h, err := r.store.ChainHash(a, frontier[a])
+		if err != nil {
+			return nil, crdt.Hash{}, fmt.Errorf("chain head of %s at %d: %w", a.Short(), frontier[a], err)
+		}
+		heads[a] = h
+	}
+	return heads, crdt.PrefixHash(frontier, heads), nil
+}
+
+// Propose opens a snapshot round (DESIGN §5): fence up, frontier = this
+// device's version vector, digest of exactly that prefix, SnapshotProposed
+// published, and this device's own vote if it holds a share.
+func (r *Replica) Propose(now int64) (Output, error) {
+	if r.state.Account.IsZero() {
+		return Output{}, ErrNoAccount
+	}
+	if !r.state.Holds(r.device, crdt.CapSnapshotPropose, r.state.Epoch) {
+		return Output{}, fmt.Errorf("propose snapshot: %w %q", ErrNotPermitted, crdt.CapSnapshotPropose)
+	}
+	if r.fence != nil {
+		return Output{}, fmt.Errorf("propose snapshot: %w (%x)", ErrRoundOpen, r.fence.Proposal[:4])
+	}
+	if _, _, err := r.groupVerifier(); err != nil {
+		return Output{}, fmt.Errorf("propose snapshot: %w", err)
+	}
+	frontier := r.store.VersionVector()
+	if newest := r.state.NewestSnapshot(); newest != nil && (!frontier.Covers(newest.Snapshot.Frontier) || frontier.Equal(newest.Snapshot.Frontier)) {
+		return Output{}, fmt.Errorf("propose snapshot: nothing new since the newest snapshot: %w", ErrStaleProposal)
+	}
+	st, err := r.StateAt(frontier)
+	if err != nil {
+		return Output{}, fmt.Errorf("propose snapshot: %w", err)
+	}
+	_, prefix, err := r.heads(frontier)
+	if err != nil {
+		return Output{}, fmt.Errorf("propose snapshot: %w", err)
+	}
+	enc := st.Encode()
+	id := r.proposalID(now)
+	p := &crdt.SnapshotProposed{ProposalID: id, Proposer: r.device, TargetEpoch: r.state.Epoch, Frontier: frontier,
+		StateDigest: crdt.DigestOf(enc), Deadline: uint64(now + r.cfg.SnapshotTimeout), PrefixHash: prefix}
+	r.fence = &fenceRecord{Proposal: id, Deadline: now + r.cfg.SnapshotTimeout}
+	if err := r.saveFence(); err != nil {
+		r.fence = nil
+		return Output{}, err
+	}
+	out, err := r.write(p)
+	if err != nil {
+		r.fence = nil
+		_ = r.cfg.Meta.Delete(metaFence)
+		return Output{}, fmt.Errorf("propose snapshot: %w", err)
+	}
+	rd := r.roundFor(now, p)
+	rd.verdict, rd.encoded = +1, enc
+	out.Events = append(out.Events, Event{Kind: "proposed", Proposal: id, Device: r.device,
+		Detail: fmt.Sprintf("frontier=%d facts digest=%s", frontier.Total(), p.StateDigest.String()[:12])})
+	out.merge(r.progress(now, id))
+	return out, nil
+}
+
+func (r *Replica) roundFor(now int64, p *crdt.SnapshotProposed) *round {
+	rd := r.rounds[p.ProposalID]
+	if rd == nil {
+		rd = &round{id: p.ProposalID, proposal: *p, seenAt: now, fed: map[crdt.DeviceID]bool{}, badNamed: map[crdt.DeviceID]bool{}}
+		r.rounds[p.ProposalID] = rd
+	}
+	return rd
+}
+
+// observe reacts to one fact newly stored.
+func (r *Replica) observe(now int64, f *crdt.Fact) Output {
+	switch f.Kind {
+	case crdt.KindSnapshotProposed:
+		b, err := f.DecodeBody()
+		if err != nil {
+			return Output{}
+		}
+		p := b.(*crdt.SnapshotProposed)
+		if r.state.Completed[p.ProposalID] == nil {
+			r.roundFor(now, p)
+			return r.progress(now, p.ProposalID)
+		}
+	case crdt.KindSnapshotVote:
+		b, err := f.DecodeBody()
+		if err != nil {
+			return Output{}
+		}
+		if _, ok := r.rounds[b.(*crdt.SnapshotVote).ProposalID]; ok {
+			return r.progress(now, b.(*crdt.SnapshotVote).ProposalID)
+		}
+	case crdt.KindSnapshotCompleted:
+		b, err := f.DecodeBody()
+		if err != nil {
+			return Output{}
+		}
+		return r.onCompleted(now, b.(*crdt.SnapshotCompleted))
+	}
+	return Output{}
+}
+
+// progress moves one round forward: check the digest and vote once the
+// frontier is held, then complete with M valid partials.
+func (r *Replica) progress(now int64, id [16]byte) Output {
+	rd := r.rounds[id]
+	if rd == nil || rd.completed {
+		return Output{}
+	}
+	var out Output
+	if r.state.Completed[id] != nil {
+		rd.completed = true
+		delete(r.rounds, id)
+		return out
+	}
+	if ref := r.state.Proposals[id]; ref != nil && ref.Abandoned {
+		delete(r.rounds, id)
+		return out
+	}
+	p := &rd.proposal
+	if rd.verdict == 0 {
+		rd.verdict = r.judge(p, &out)
+	}
+	if rd.verdict > 0 && !rd.voted && r.share != nil && r.state.Holds(r.device, crdt.CapSnapshotVote, r.state.Epoch) {
+		msg := crdt.SnapshotMessage(r.state.Account, id, p.TargetEpoch, p.Frontier, p.PrefixHash, p.StateDigest)
+		partial, err := threshold.SignPartial(r.share, msg)
+		if err == nil {
+			o, err := r.write(&crdt.SnapshotVote{ProposalID: id, StateDigest: p.StateDigest, Partial: partial})
+			if err == nil {
+				rd.voted = true
+				out.merge(o)
+				out.Events = append(out.Events, Event{Kind: "voted", Proposal: id, Device: r.device})
+			}
+		}
+	}
+	if rd.verdict > 0 && (p.Proposer == r.device || now >= rd.seenAt+r.cfg.CompleteGrace) {
+		out.merge(r.tryComplete(now, rd))
+	}
+	return out
+}
+
+// judge checks a proposal against this replica's own journal: +1 when the
+// digest of exactly its frontier matches, -1 when it must get no vote, 0
+// when the frontier is not held yet (sync first).
+func (r *Replica) judge(p *crdt.SnapshotProposed, out *Output) int {
+	refuse := func(why string) int {
+		out.Events = append(out.Events, Event{Kind: "refused", Proposal: p.ProposalID, Device: p.Proposer, Detail: why})
+		return -1
+	}
+	if p.TargetEpoch < r.state.Epoch {
+		return refuse(fmt.Sprintf("stale identity epoch %d < %d", p.TargetEpoch, r.state.Epoch))
+	}
+	if newest := r.state.NewestSnapshot(); newest != nil && !p.Frontier.Covers(newest.Snapshot.Frontier) {
+		return refuse("frontier below the newest completed snapshot")
+	}
+	if !r.store.VersionVector().Covers(p.Frontier) {
+		return 0
+	}
+	if p.TargetEpoch > r.state.Epoch {
+		return 0
+	}
+	_, prefix, err := r.heads(p.Frontier)
+	if err != nil {
+		return refuse(err.Error())
+	}
+	if prefix != p.PrefixHash {
+		return refuse("journal prefix differs (equivocation?)")
+	}
+	st, err := r.StateAt(p.Frontier)
+	if err != nil {
+		return refuse(err.Error())
+	}
+	if st.Digest() != p.StateDigest {
+		out.Events = append(out.Events, Event{Kind: "mismatch", Proposal: p.ProposalID, Device: p.Proposer, Detail: "state digest differs: no vote"})
+		return -1
+	}
+	return +1
+}
+
+// tryComplete recovers the group signature from the round's valid votes
+// (each checked before use; bad signers named) and publishes
+// SnapshotCompleted.
+func (r *Replica) tryComplete(now int64, rd *round) Output {
+	var out Output
+	ref := r.state.Proposals[rd.id]
+	if ref == nil {
+		return out
+	}
+	v, gk, err := r.groupVerifier()
+	if err != nil {
+		return out
+	}
+	p := &rd.proposal
+	msg := crdt.SnapshotMessage(r.state.Account, rd.id, p.TargetEpoch, p.Frontier, p.PrefixHash, p.StateDigest)
+	if rd.collector == nil {
+		rd.collector = v.NewCollector(msg)
+	}
+	voters := make([]crdt.DeviceID, 0, len(ref.Votes))
+	for d := range ref.Votes {
+		voters = append(voters, d)
+	}
+	sort.Slice(voters, func(i, j int) bool { return bytes.Compare(voters[i][:], voters[j][:]) < 0 })
+	for _, d := range voters {
+		if rd.fed[d] {
+			continue
+		}
+		rd.fed[d] = true
+		vote := ref.Votes[d]
+		idx, err := threshold.PartialIndex(v.Key(), vote.Partial)
+		if err != nil || idx >= len(gk.Participants) || gk.Participants[idx] != d || vote.StateDigest != p.StateDigest {
+			out.merge(r.nameBad(rd, d, "vote with a partial that is not its own"))
+			continue
+		}
+		if err := rd.collector.Add(vote.Partial); err != nil {
+			out.merge(r.nameBad(rd, d, err.Error()))
+		}
+	}
+	if rd.collector.Len() < int(gk.Threshold) {
+		return out
+	}
+	sig, bad, err := rd.collector.Recover()
+	for _, i := range bad {
+		if i < len(gk.Participants) {
+			out.merge(r.nameBad(rd, gk.Participants[i], "invalid partial signature"))
+		}
+	}
+	if err != nil {
+		return out
+	}
+	enc := rd.encoded
+	if enc == nil {
+		st, err := r.StateAt(p.Frontier)
+		if err != nil {
+			return out
+		}
+		enc = st.Encode()
+	}
+	cid, err := r.cfg.Blobs.Put(enc)
+	if err != nil {
+		out.Events = append(out.Events, Event{Kind: "error", Proposal: rd.id, Detail: "store state blob: " + err.Error()})
+		return out
+	}
+	heads, _, err := r.heads(p.Frontier)
+	if err != nil {
+		return out
+	}
+	var participants []crdt.DeviceID
+	for _, i := range rd.collector.Signers() {
+		participants = append(participants, gk.Participants[i])
+	}
+	done := &crdt.SnapshotCompleted{ProposalID: rd.id, Participants: participants, ThresholdSignature: sig,
+		Snapshot: crdt.SnapshotV1{Epoch: p.TargetEpoch, Frontier: p.Frontier, StateDigest: p.StateDigest,
+			BlobCID: cid, BlobSize: uint64(len(enc)), PrefixHash: p.PrefixHash, Heads: heads}}
+	o, err := r.write(done)
+	if err != nil {
+		out.Events = append(out.Events, Event{Kind: "error", Proposal: rd.id, Detail: "write completion: " + err.Error()})
+		return out
+	}
+	out.merge(o)
+	out.Events = append(out.Events, Event{Kind: "completed", Proposal: rd.id, Device: r.device,
+		Detail: fmt.Sprintf("signers=%d", len(participants))})
+	out.merge(r.onCompleted(now, done))
+	return out
+}
+
+func (r *Replica) nameBad(rd *round, d crdt.DeviceID, why string) Output {
+	if rd.badNamed[d] {
+		return Output{}
+	}
+	rd.badNamed[d] = true
+	return Output{Events: []Event{{Kind: "bad-partial", Proposal: rd.id, Device: d, Detail: why}}}
+}
+
+// BadSigners lists the devices named for bad partials in a round.
+func (r *Replica) BadSigners(id [16]byte) []crdt.DeviceID {
+	rd := r.rounds[id]
+	if rd == nil {
+		return nil
+	}
+	var out []crdt.DeviceID
+	for d := range rd.badNamed {
+		out = append(out, d)
+	}
+	sort.Slice(out, func(i, j int) bool { return bytes.Compare(out[i][:], out[j][:]) < 0 })
+	return out
+}
+
+// onCompleted handles a verified completion (the guard checked its group
+// signature): the proposer's fence drops, and every device collects.
+func (r *Replica) onCompleted(now int64, c *crdt.SnapshotCompleted) Output {
+	var out Output
+	if rd := r.rounds[c.ProposalID]; rd != nil {
+		rd.completed = true
+		delete(r.rounds, c.ProposalID)
+	}
+	if r.fence != nil && r.fence.Proposal == c.ProposalID {
+		out.merge(r.release(now, "completed"))
+	}
+	newest := r.state.NewestSnapshot()
+	if newest == nil || newest.ProposalID != c.ProposalID {
+		return out // an older snapshot: nothing to collect
+	}
+	out.merge(r.collect(c))
+	return out
+}
+
+// abandon gives up this device's round.
+func (r *Replica) abandon(now int64, why string) Output {
+	var out Output
+	id := r.fence.Proposal
+	if o, err := r.write(&crdt.SnapshotAbandoned{ProposalID: id, Reason: why}); err == nil {
+		out.merge(o)
+	}
+	delete(r.rounds, id)
+	out.Events = append(out.Events, Event{Kind: "abandoned", Proposal: id, Device: r.device, Detail: why})
+	out.merge(r.release(now, "abandoned"))
+	return out
+}
+
+// Abandon gives up this device's open round now (operator command).
+func (r *Replica) Abandon(now int64) (Output, error) {
+	if r.fence == nil {
+		return Output{}, errors.New("no snapshot round of this device is open")
+	}
+	return r.abandon(now, "abandoned by operator"), nil
+}
+
+// Fence reports this device's open round, if any.
+func (r *Replica) Fence() (proposal [16]byte, deadline int64, open bool) {
+	if r.fence == nil {
+		return [16]byte{}, 0, false
+	}
+	return r.fence.Proposal, r.fence.Deadline, true
+}
+
+// watermark proposes by itself when the journal passed the watermark.
+func (r *Replica) watermark(now int64) Output {
+	if r.cfg.Watermark < 0 || r.fence != nil || r.state.Account.IsZero() {
+		return Output{}
+	}
+	if int64(r.store.Stats().Bytes) < r.cfg.Watermark {
+		r.autoAt = 0
+		return Output{}
+	}
+	if !r.state.Holds(r.device, crdt.CapSnapshotPropose, r.state.Epoch) || r.state.GroupKey() == nil {
+		return Output{}
+	}
+	if len(r.rounds) > 0 {
+		return Output{} // somebody's round is running: let it finish first
+	}
+	if r.autoAt == 0 {
+		r.autoAt = now + r.cfg.WatermarkJitter
+	}
+	if now < r.autoAt {
+		return Output{}
+	}
+	r.autoAt = now + r.cfg.SnapshotTimeout + r.cfg.WatermarkJitter
+	out, err := r.Propose(now)
+	if err != nil {
+		return Output{Events: []Event{{Kind: "watermark", Detail: "proposal failed: " + err.Error()}}}
+	}
+	out.Events = append(out.Events, Event{Kind: "watermark", Detail: fmt.Sprintf("journal %d bytes", r.store.Stats().Bytes)})
+	return out
+}
+
+// --- fence ------------------------------------------------------------------
+
+type bufferedWrite struct {
+	_    struct{} `cbor:",toarray"`
+	Kind crdt.Kind
+	Body []byte
+}
+
+func (r *Replica) saveFence() error {
+	b, err := crdt.Marshal(r.fence)
+	if err != nil {
+		return err
+	}
+	if err := r.cfg.Meta.Put(metaFence, b); err != nil {
+		return fmt.Errorf("save fence: %w", err)
+	}
+	return nil
+}
+
+func (r *Replica) loadFence() error {
+	b, err := r.cfg.Meta.Get(metaFence)
+	if err != nil {
+		return fmt.Errorf("load fence: %w", err)
+	}
+	if b == nil {
+		return nil
+	}
+	var f fenceRecord
+	if err := crdt.Unmarshal(b, &f); err != nil {
+		return fmt.Errorf("load fence: %w", err)
+	}
+	r.fence = &f
+	if ref := r.state.Proposals[f.Proposal]; ref != nil {
+		rd := r.roundFor(0, &ref.Proposal)
+		rd.verdict = +1
+	}
+	return nil
+}
+
+// buffer keeps an application write durably behind the fence.
+func (r *Replica) buffer(body crdt.Body) error {
+	enc, err := crdt.Marshal(body)
+	if err != nil {
+		return err
+	}
+	b, err := crdt.Marshal(bufferedWrite{Kind: body.Kind(), Body: enc})
+	if err != nil {
+		return err
+	}
+	n := 0
+	_ = r.cfg.Meta.Scan(metaBuffer, func(string, []byte) error { n++; return nil })
+	key := fmt.Sprintf("%s%020d", metaBuffer, n)
+	if err := r.cfg.Meta.Put(key, b); err != nil {
+		return fmt.Errorf("buffer write behind fence: %w", err)
+	}
+	return nil
+}
+
+// Buffered is the number of writes waiting behind the fence.
+func (r *Replica) Buffered() int {
+	n := 0
+	_ = r.cfg.Meta.Scan(metaBuffer, func(string, []byte) error { n++; return nil })
+	return n
+}
+
+// release drops the fence and commits the buffered writes in order.
+func (r *Replica) release(now int64, why string) Output {
+	out := Output{Events: []Event{{Kind: "fence-released", Proposal: r.fence.Proposal, Detail: why}}}
+	r.fence = nil
+	var keys []string
+	var bodies []crdt.Body
+	_ = r.cfg.Meta.Scan(metaBuffer, func(k string, v []byte) error {
+		keys = append(keys, k)
+		var w bufferedWrite
+		if crdt.Unmarshal(v, &w) != nil {
+			return nil
+		}
+		body, err := crdt.DecodeBodyOf(w.Kind, w.Body)
+		if err == nil {
+			bodies = append(bodies, body)
+		}
+		return nil
+	})
+	for i, body := range bodies {
+		o, err := r.write(body)
+		if err != nil {
+			out.Events = append(out.Events, Event{Kind: "error", Detail: "commit buffered write: " + err.Error()})
+		} else {
+			out.merge(o)
+		}
+		_ = r.cfg.Meta.Delete(keys[i])
+	}
+	_ = r.cfg.Meta.Delete(metaFence)
+	return out
+}
