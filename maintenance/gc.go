@@ -238,4 +238,3 @@ func (r *Replica) Restore(now int64, c *crdt.SnapshotCompleted, blob []byte) (Ou
 		Detail: fmt.Sprintf("snapshot of %d facts at epoch %d", snap.Frontier.Total(), snap.Epoch)})
 	return out, nil
 }
-
