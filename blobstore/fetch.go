@@ -74,6 +74,7 @@ func (s *Store) Fetch(ctx context.Context, root cid.Cid, peers []peer.ID, progre
 	f := &fetch{
 		s:        s,
 		ctx:      ctx,
+		cancel:   cancel,
 		root:     root,
 		progress: progress,
 		seen:     make(map[string]struct{}),
@@ -213,7 +214,8 @@ type worker struct {
 
 type fetch struct {
 	s        *Store
-	ctx      context.Context
+	ctx      context.Context // cancelled as soon as the fetch is over
+	cancel   context.CancelFunc
 	root     cid.Cid
 	progress func(done, total int64)
 	writes   chan verified // blocks to store
@@ -329,6 +331,7 @@ func (f *fetch) failLocked(err error) {
 	if f.err == nil {
 		f.err = err
 	}
+	f.cancel()
 	f.cond.Broadcast()
 }
 
@@ -414,7 +417,9 @@ func (f *fetch) take(w *worker, max int) []*want {
 			return nil
 		}
 		batch := f.popLocked(w, max)
-		if len(batch) == 0 {
+		// An idle worker (own queue empty, nothing in flight) steals
+		// queued work first, then, in the end game, work in flight.
+		if len(batch) == 0 && len(w.inflight) == 0 {
 			batch = f.stealLocked(w, max)
 		}
 		if len(batch) == 0 && len(w.inflight) == 0 {
@@ -615,6 +620,7 @@ func (f *fetch) receive(w *worker, x *want, data []byte) error {
 	f.stats.Fetched++
 	f.stats.Bytes += int64(len(data))
 	if f.pending == 0 {
+		f.cancel() // stop the workers and their outstanding requests
 		f.cond.Broadcast()
 	}
 	f.mu.Unlock()

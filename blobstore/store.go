@@ -111,8 +111,19 @@ func withFetchWindow(batchSize, window int) Option {
 	return func(o *options) { o.batchSize, o.window = batchSize, window }
 }
 
+// withServeHook adds a hook called on every block served (after the hooks
+// added before it).
 func withServeHook(f func(to peer.ID, c cid.Cid, data []byte) []byte) Option {
-	return func(o *options) { o.serveHook = f }
+	return func(o *options) {
+		prev := o.serveHook
+		if prev == nil {
+			o.serveHook = f
+			return
+		}
+		o.serveHook = func(to peer.ID, c cid.Cid, data []byte) []byte {
+			return f(to, c, prev(to, c, data))
+		}
+	}
 }
 
 // Store is a blob store over a key range of a Pebble database. It is safe for

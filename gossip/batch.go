@@ -65,7 +65,11 @@ func encodeBatch(facts []*crdt.Fact) []byte {
 	for _, f := range facts {
 		n += batchEntrySize(f)
 	}
-	b := make([]byte, 0, n)
+	return appendBatch(make([]byte, 0, n), facts)
+}
+
+// appendBatch appends the batch encoding of facts to b.
+func appendBatch(b []byte, facts []*crdt.Fact) []byte {
 	b = appendHead(b, 4, uint64(len(facts)))
 	for _, f := range facts {
 		b = appendHead(b, 2, uint64(f.Size()))

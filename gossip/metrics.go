@@ -84,15 +84,15 @@ type Stats struct {
 }
 
 type metrics struct {
-	gossipIn, gossipDup, validated                     atomic.Uint64
-	rejected                                           map[string]*atomic.Uint64
-	batches, published, publishErrs, publishDropped    atomic.Uint64
-	pubsubDropped                                      atomic.Uint64
-	sessions, syncErrs, syncIn, syncOut, syncBytesIn   atomic.Uint64
-	syncBytesOut, restores, ingestErrors               atomic.Uint64
-	onJoin, onGap, periodic, onDemand, skipped         atomic.Uint64
-	lastSync                                           atomic.Int64
-	lastOK                                             atomic.Bool
+	gossipIn, gossipDup, validated                   atomic.Uint64
+	rejected                                         map[string]*atomic.Uint64
+	batches, published, publishErrs, publishDropped  atomic.Uint64
+	pubsubDropped                                    atomic.Uint64
+	sessions, syncErrs, syncIn, syncOut, syncBytesIn atomic.Uint64
+	syncBytesOut, restores, ingestErrors             atomic.Uint64
+	onJoin, onGap, periodic, onDemand, skipped       atomic.Uint64
+	lastSync                                         atomic.Int64
+	lastOK                                           atomic.Bool
 }
 
 func (m *metrics) init() {
@@ -143,7 +143,7 @@ func (s Stats) LastSync() time.Time {
 // a full validation queue, throttled validation and a slow subscriber.
 type dropTracer struct{ m *metrics }
 
-func (t *dropTracer) DropRPC(*pubsub.RPC, peer.ID)          { t.m.pubsubDropped.Add(1) }
+func (t *dropTracer) DropRPC(*pubsub.RPC, peer.ID)         { t.m.pubsubDropped.Add(1) }
 func (t *dropTracer) UndeliverableMessage(*pubsub.Message) { t.m.pubsubDropped.Add(1) }
 func (t *dropTracer) RejectMessage(_ *pubsub.Message, reason string) {
 	switch reason {
@@ -151,16 +151,16 @@ func (t *dropTracer) RejectMessage(_ *pubsub.Message, reason string) {
 		t.m.pubsubDropped.Add(1)
 	}
 }
-func (t *dropTracer) OnNewOutboundStream(peer.ID, protocol.ID)              {}
-func (t *dropTracer) OnClosedOutboundStream(peer.ID)                        {}
-func (t *dropTracer) Join(string)                                           {}
-func (t *dropTracer) Leave(string)                                          {}
-func (t *dropTracer) Graft(peer.ID, string)                                 {}
-func (t *dropTracer) Prune(peer.ID, string)                                 {}
-func (t *dropTracer) ValidateMessage(*pubsub.Message)                       {}
-func (t *dropTracer) DeliverMessage(*pubsub.Message)                        {}
-func (t *dropTracer) DuplicateMessage(*pubsub.Message)                      {}
-func (t *dropTracer) ThrottlePeer(peer.ID)                                  {}
-func (t *dropTracer) RecvRPC(*pubsub.RPC)                                   {}
-func (t *dropTracer) SendRPC(*pubsub.RPC, peer.ID)                          {}
+func (t *dropTracer) OnNewOutboundStream(peer.ID, protocol.ID)             {}
+func (t *dropTracer) OnClosedOutboundStream(peer.ID)                       {}
+func (t *dropTracer) Join(string)                                          {}
+func (t *dropTracer) Leave(string)                                         {}
+func (t *dropTracer) Graft(peer.ID, string)                                {}
+func (t *dropTracer) Prune(peer.ID, string)                                {}
+func (t *dropTracer) ValidateMessage(*pubsub.Message)                      {}
+func (t *dropTracer) DeliverMessage(*pubsub.Message)                       {}
+func (t *dropTracer) DuplicateMessage(*pubsub.Message)                     {}
+func (t *dropTracer) ThrottlePeer(peer.ID)                                 {}
+func (t *dropTracer) RecvRPC(*pubsub.RPC)                                  {}
+func (t *dropTracer) SendRPC(*pubsub.RPC, peer.ID)                         {}
 func (t *dropTracer) SendRPCCompleted(*pubsub.RPC, peer.ID, time.Duration) {}

@@ -15,14 +15,14 @@ import (
 type publisher struct {
 	g *Gossip
 
-	mu      sync.Mutex
-	queue   []*crdt.Fact
-	bytes   int       // batch-encoded size of queue
-	since   time.Time // when the oldest queued fact arrived
-	busy    bool      // the flush loop holds facts taken from queue
-	warned  bool      // a drop was logged since the queue last drained
-	kick    chan struct{}
-	idle    chan struct{} // closed while the queue is empty and not busy
+	mu     sync.Mutex
+	queue  []*crdt.Fact
+	bytes  int       // batch-encoded size of queue
+	since  time.Time // when the oldest queued fact arrived
+	busy   bool      // the flush loop holds facts taken from queue
+	warned bool      // a drop was logged since the queue last drained
+	kick   chan struct{}
+	idle   chan struct{} // closed while the queue is empty and not busy
 }
 
 func (p *publisher) init(g *Gossip) {

@@ -288,3 +288,42 @@ func TestOfflineDeviceRestoresAndKeepsItsWrites(t *testing.T) {
 		t.Fatalf("forged signature: got %v", err)
 	}
 }
+
+func TestFreshDeviceRestoresWhileProposerOffline(t *testing.T) {
+	c := newCluster(t, 5, 3)
+	for i := 0; i < 12; i++ {
+		c.write(i%5, fmt.Sprintf("k%d", i), "v")
+	}
+	out, err := c.reps[0].Propose(c.now)
+	c.must(err)
+	c.deliver(0, out)
+	snap := c.reps[1].State().NewestSnapshot()
+	if snap == nil {
+		t.Fatal("no snapshot")
+	}
+	c.down[0] = true // the proposer is gone
+	// A brand-new device, admitted by the journal it will restore.
+	fresh := newReplica(t, key(77), NewMemBlobs())
+	c.must(fresh.Join(c.reps[1].Account()))
+	blob, err := c.blobs[2].Get(snap.Snapshot.BlobCID) // from a peer, not the proposer
+	c.must(err)
+	o, err := fresh.Restore(c.now, snap, blob)
+	c.must(err)
+	if o.Collected == nil && len(o.Events) == 0 {
+		t.Fatal("restore reported nothing")
+	}
+	var tail []*crdt.Fact
+	c.must(c.reps[2].Store().All(func(f *crdt.Fact) error { tail = append(tail, f); return nil }))
+	if _, _, err := fresh.Receive(c.now, tail); err != nil {
+		t.Fatal(err)
+	}
+	if fresh.State().Digest() != c.reps[2].State().Digest() {
+		t.Fatal("restored device differs from its peer")
+	}
+	if v, ok := fresh.State().Value("k11"); !ok || string(v) != "v" {
+		t.Fatal("restored state lacks a key")
+	}
+	if got := fresh.Store().PrunedTo(); !got.Covers(snap.Snapshot.Frontier) {
+		t.Fatal("journal does not rest on the snapshot frontier")
+	}
+}

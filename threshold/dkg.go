@@ -245,9 +245,10 @@ func (d *DKG) Start() (out []DKGMessage, err error) {
 }
 
 // Step feeds one received message and returns the messages to send in
-// reply. Errors (wrapping ErrBadDKGMessage) leave the state unchanged except
-// that the message is dropped; the driver may log them and carry on. A
-// participant's own messages echoed back are ignored.
+// reply. An error (wrapping ErrBadDKGMessage) means the message was
+// rejected; the driver may log it and carry on. (A rejected justification
+// does change the state: it disqualifies its dealer.) A participant's own
+// messages echoed back are ignored.
 func (d *DKG) Step(data []byte) (out []DKGMessage, err error) {
 	m, err := decodeDKGMessage(d.backend, data)
 	if err != nil {

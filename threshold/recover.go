@@ -29,8 +29,9 @@ import (
 //     drawn from the remaining partials and checked the same way.
 //  3. Interpolate t partials known to be good and verify the group signature.
 //
-// Every signer reported bad has failed an exact single-partial check; the
-// returned signature always passed the group verification. A Collector is
+// Every signer reported bad sent a partial that does not decode or that
+// failed an exact single-partial check; the returned signature always passed
+// the group verification. A Collector is
 // not safe for concurrent use.
 type Collector struct {
 	v   *Verifier
@@ -134,28 +135,40 @@ func (c *Collector) Recover() (sig []byte, bad []int, err error) {
 
 	// Slow path: isolate bad partials, refill from the rest.
 	for {
-		var goodSet, unchecked []int
+		var goodSet, next []int
 		for _, i := range c.order {
 			if c.entries[i].state == good {
 				goodSet = append(goodSet, i)
-			} else if len(goodSet)+len(unchecked) < t {
-				unchecked = append(unchecked, i)
+			} else if len(goodSet)+len(next) < t {
+				next = append(next, i)
 			}
 		}
 		if len(goodSet) >= t {
 			if sig, ok := c.tryInterpolate(goodSet[:t]); ok {
 				return sig, c.Bad(), nil
 			}
-			// t partials that each passed an exact check interpolate to the
-			// group signature; failing here means key and shares disagree.
-			return nil, c.Bad(), fmt.Errorf("%d verified partials interpolate to an invalid signature: %w",
-				t, ErrBadGroupSignature)
+			// Only a batch false positive (probability 2^-128) lands here:
+			// check the t partials one by one and try again.
+			found := false
+			for _, i := range goodSet[:t] {
+				if c.v.verifyPoint(i, c.entries[i].point, c.hm) != nil {
+					c.markBad(i)
+					found = true
+				}
+			}
+			if !found {
+				// t individually valid partials always interpolate to the
+				// group signature; this means key and shares disagree.
+				return nil, c.Bad(), fmt.Errorf("%d verified partials interpolate to an invalid signature: %w",
+					t, ErrBadGroupSignature)
+			}
+			continue
 		}
-		if len(goodSet)+len(unchecked) < t {
+		if len(goodSet)+len(next) < t {
 			return nil, c.Bad(), fmt.Errorf("have %d valid partials and %d unchecked, need %d: %w",
-				len(goodSet), len(unchecked), t, ErrNotEnoughPartials)
+				len(goodSet), len(next), t, ErrNotEnoughPartials)
 		}
-		c.checkBatch(unchecked)
+		c.checkBatch(next)
 	}
 }
 

@@ -1,0 +1,223 @@
+package pebblestore
+
+import (
+	"crypto/ed25519"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"aura/crdt"
+)
+
+// Benchmarks compare Store.Ingest with ed25519 verification alone on the
+// same facts (about 300 bytes: a Put with a 200-byte value) and the same
+// parallelism. Run:
+//
+//	go test ./crdt/pebblestore -run '^$' -bench 'Ingest$|VerifyOnly' -benchtime 100000x
+//	go test ./crdt/pebblestore -run '^$' -bench IngestMillion -benchtime 1x
+const benchBatch = 1024
+
+var benchAccount = crdt.AccountID{0xbe}
+
+// benchWire holds the wire bytes of signed facts, grown on demand and shared
+// by the benchmarks so they run on the same facts.
+var benchWire struct {
+	sync.Mutex
+	facts [][]byte
+}
+
+func wireFacts(b *testing.B, n int) [][]byte {
+	b.Helper()
+	benchWire.Lock()
+	defer benchWire.Unlock()
+	if have := len(benchWire.facts); have < n {
+		b.StopTimer()
+		// A new seed per growth: fresh authors, so every fact is new.
+		for _, f := range makeFacts(benchAccount, 16, n-have, 200, uint64(have)) {
+			benchWire.facts = append(benchWire.facts, f.Bytes())
+		}
+		b.StartTimer()
+	}
+	return benchWire.facts[:n]
+}
+
+// BenchmarkIngest: wire bytes → DecodeFact → Store.Ingest (parallel
+// signature checks, one fsync'd Pebble batch per 1024 facts).
+func BenchmarkIngest(b *testing.B) {
+	wire := wireFacts(b, b.N)
+	s, err := Open(b.TempDir(), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	b.ReportAllocs()
+	b.SetBytes(int64(len(wire[0])))
+	b.ResetTimer()
+	start := time.Now()
+	batch := make([]*crdt.Fact, 0, benchBatch)
+	for i := 0; i < len(wire); i += benchBatch {
+		batch = batch[:0]
+		for _, w := range wire[i:min(i+benchBatch, len(wire))] {
+			f, err := crdt.DecodeFact(w)
+			if err != nil {
+				b.Fatal(err)
+			}
+			batch = append(batch, f)
+		}
+		res, err := s.Ingest(batch, nil)
+		if err != nil || len(res.Added) != len(batch) {
+			b.Fatalf("ingest: %v (added %d of %d)", err, len(res.Added), len(batch))
+		}
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "facts/s")
+}
+
+// BenchmarkVerifyOnly: ed25519.Verify alone over the same facts (signed
+// bytes prepared outside the timer), batches of 1024 on GOMAXPROCS workers.
+func BenchmarkVerifyOnly(b *testing.B) {
+	wire := wireFacts(b, b.N)
+	type job struct {
+		pub      ed25519.PublicKey
+		msg, sig []byte
+	}
+	jobs := make([]job, len(wire))
+	for i, w := range wire {
+		f, err := crdt.DecodeFact(w)
+		if err != nil {
+			b.Fatal(err)
+		}
+		jobs[i] = job{f.Author.PublicKey(), f.SigningBytes(), f.Sig}
+	}
+	workers := runtime.GOMAXPROCS(0)
+	b.SetBytes(int64(len(wire[0])))
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < len(jobs); i += benchBatch {
+		batch := jobs[i:min(i+benchBatch, len(jobs))]
+		var next atomic.Int64
+		var bad atomic.Int64
+		var wg sync.WaitGroup
+		for range min(workers, len(batch)) {
+			wg.Go(func() {
+				for {
+					k := int(next.Add(1)) - 1
+					if k >= len(batch) {
+						return
+					}
+					if !ed25519.Verify(batch[k].pub, batch[k].msg, batch[k].sig) {
+						bad.Add(1)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if bad.Load() > 0 {
+			b.Fatal("bad signature")
+		}
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "facts/s")
+}
+
+// BenchmarkPrefixHash: PrefixHash of a vector in the middle of 16 chains
+// of 1000 facts (one chain lookup per author).
+func BenchmarkPrefixHash(b *testing.B) {
+	s, err := Open(b.TempDir(), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	facts := makeFacts(benchAccount, 16, 16000, 200, 99)
+	for i := 0; i < len(facts); i += benchBatch {
+		if _, err := s.Ingest(facts[i:min(i+benchBatch, len(facts))], nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	v := s.VersionVector()
+	for a := range v {
+		v[a] = 500
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := s.PrefixHash(v); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkIngestMillion ingests 1,000,000 facts of about 300 bytes (signed
+// on the fly, outside the timer, so that they are not all held in memory)
+// into one Pebble store and reports the peak Go heap sampled after each
+// batch; it fails above 200 MB. Pebble's memtables and block cache are
+// allocated outside the Go heap (cgo), so the peak RSS is reported too.
+// Takes about a minute on two cores; run with -benchtime 1x.
+func BenchmarkIngestMillion(b *testing.B) {
+	const total = 1_000_000
+	for b.Loop() {
+		s, err := Open(b.TempDir(), Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		runtime.GC()
+		var peakHeap, peakInuse, peakRSS uint64
+		var ms runtime.MemStats
+		var ingestTime time.Duration
+		var round uint64
+		for done := 0; done < total; done += benchBatch {
+			b.StopTimer()
+			n := min(benchBatch, total-done)
+			facts := makeFacts(benchAccount, 16, n, 200, 1_000_000+round) // fresh authors each batch
+			round++
+			b.StartTimer()
+			t0 := time.Now()
+			res, err := s.Ingest(facts, nil)
+			ingestTime += time.Since(t0)
+			if err != nil || len(res.Added) != n {
+				b.Fatalf("ingest: %v (added %d of %d)", err, len(res.Added), n)
+			}
+			runtime.ReadMemStats(&ms)
+			peakHeap = max(peakHeap, ms.HeapAlloc)
+			peakInuse = max(peakInuse, ms.HeapInuse)
+			peakRSS = max(peakRSS, rss())
+		}
+		st := s.Stats()
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(peakHeap)/(1<<20), "MB-heap-peak")
+		b.ReportMetric(float64(peakInuse)/(1<<20), "MB-heapinuse-peak")
+		b.ReportMetric(float64(peakRSS)/(1<<20), "MB-rss-peak")
+		b.ReportMetric(float64(total)/ingestTime.Seconds(), "facts/s")
+		b.Logf("%d facts, %d bytes; peak heap %d MB, heap in use %d MB, RSS %d MB", st.Facts, st.Bytes,
+			peakHeap>>20, peakInuse>>20, peakRSS>>20)
+		if st.Facts != total {
+			b.Fatalf("store holds %d facts, want %d", st.Facts, total)
+		}
+		if peakHeap >= 200<<20 {
+			b.Fatalf("peak heap %d MB, want < 200 MB", peakHeap>>20)
+		}
+	}
+}
+
+// rss reads the resident set size from /proc (0 where unavailable).
+func rss() uint64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				return 0
+			}
+			return kb << 10
+		}
+	}
+	return 0
+}
+
