@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"aura/crdt"
-	"aura/threshold"
 )
 
 func (r *Replica) loadBase() error {
@@ -186,7 +185,7 @@ func (r *Replica) verifyCompletion(c *crdt.SnapshotCompleted, st *crdt.State) er
 	}
 	msg := crdt.SnapshotMessage(st.Account, c.ProposalID, c.Snapshot.Epoch, c.Snapshot.Frontier, c.Snapshot.PrefixHash, c.Snapshot.StateDigest)
 	for _, g := range keys {
-		if threshold.VerifyGroup(g.Key.PublicKey, msg, c.ThresholdSignature) == nil {
+		if verifyGroupCached(g.Key.PublicKey, msg, c.ThresholdSignature) == nil {
 			return nil
 		}
 	}

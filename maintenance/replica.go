@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 
 	"aura/crdt"
 	"aura/threshold"
@@ -241,9 +242,25 @@ func (r *Replica) Share() *threshold.Share { return r.share }
 // LastGC returns the figures of the last GC this replica ran, if any.
 func (r *Replica) LastGC() *GCStats { return r.lastGC }
 
-// verifyGroup is the crdt.ThresholdVerifier of this replica.
+// verifyGroup is the crdt.ThresholdVerifier of this replica. Parsed group
+// keys are cached: parsing checks every commitment's subgroup, which costs
+// far more than one pairing check.
 func (r *Replica) verifyGroup(groupKey, msg, sig []byte) error {
-	return threshold.VerifyGroup(groupKey, msg, sig)
+	return verifyGroupCached(groupKey, msg, sig)
+}
+
+var groupKeys sync.Map // string(encoded key) → *threshold.GroupKey
+
+func verifyGroupCached(groupKey, msg, sig []byte) error {
+	if k, ok := groupKeys.Load(string(groupKey)); ok {
+		return k.(*threshold.GroupKey).Verify(msg, sig)
+	}
+	k, err := threshold.ParseGroupKey(groupKey)
+	if err != nil {
+		return err
+	}
+	groupKeys.Store(string(groupKey), k)
+	return k.Verify(msg, sig)
 }
 
 // Check applies the capability guard to a fact from a peer.

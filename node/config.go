@@ -1,0 +1,358 @@
+package node
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/multiformats/go-multiaddr"
+	toml "github.com/pelletier/go-toml/v2"
+)
+
+// ConfigFile and KeyFile are the names of the node's files in its home.
+const (
+	ConfigFile = "config.toml"
+	KeyFile    = "device.key"
+	SocketFile = "aura.sock"
+	DataDir    = "data"
+	ShareFile  = "threshold.share"
+	SealFile   = "share.seal"
+)
+
+// Duration is a time.Duration written as text ("15m", "500ms") in TOML.
+type Duration time.Duration
+
+// MarshalText renders d as Go duration text.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText parses Go duration text.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Config mirrors config.toml. Zero values mean the default (see
+// DefaultConfig); Validate names every problem by its TOML key.
+type Config struct {
+	// Name is this device's human name in the account (default: hostname).
+	Name string `toml:"name"`
+	// Listen are the multiaddrs the libp2p host listens on.
+	Listen []string `toml:"listen"`
+	// Bootstrap are multiaddrs with /p2p/ of peers to dial at start.
+	Bootstrap []string `toml:"bootstrap"`
+
+	Discovery DiscoveryConfig `toml:"discovery"`
+	NAT       NATConfig       `toml:"nat"`
+	Relay     RelayConfig     `toml:"relay"`
+	Conn      ConnConfig      `toml:"connections"`
+	Metrics   MetricsConfig   `toml:"metrics"`
+	Log       LogConfig       `toml:"log"`
+	Sync      SyncConfig      `toml:"sync"`
+	Snapshot  SnapshotConfig  `toml:"snapshot"`
+	Invite    InviteConfig    `toml:"invite"`
+}
+
+// DiscoveryConfig turns LAN discovery on or off.
+type DiscoveryConfig struct {
+	MDNS *bool `toml:"mdns"`
+}
+
+// NATConfig configures NAT traversal.
+type NATConfig struct {
+	PortMap      *bool `toml:"port_map"`
+	HolePunching *bool `toml:"hole_punching"`
+	AutoNAT      *bool `toml:"autonat"`
+}
+
+// RelayConfig configures circuit relays.
+type RelayConfig struct {
+	// Static are multiaddrs (with /p2p/) of relays to use when this node is
+	// not reachable directly.
+	Static []string `toml:"static"`
+	// Service makes this node a relay for others.
+	Service bool `toml:"service"`
+}
+
+// ConnConfig bounds connections.
+type ConnConfig struct {
+	Low  int `toml:"low_water"`
+	High int `toml:"high_water"`
+	// MaxMemoryMB is the resource manager's memory limit.
+	MaxMemoryMB int `toml:"max_memory_mb"`
+	// MaxFDs is the resource manager's file descriptor limit.
+	MaxFDs int `toml:"max_fds"`
+}
+
+// MetricsConfig is where Prometheus metrics are served ("" turns them off).
+type MetricsConfig struct {
+	Address string `toml:"address"`
+}
+
+// LogConfig configures structured logs.
+type LogConfig struct {
+	Level  string `toml:"level"`  // debug, info, warn, error
+	Format string `toml:"format"` // text or json
+}
+
+// SyncConfig tunes gossip and anti-entropy.
+type SyncConfig struct {
+	Interval  Duration `toml:"interval"`
+	Reconnect Duration `toml:"reconnect"`
+}
+
+// SnapshotConfig tunes the maintenance driver.
+type SnapshotConfig struct {
+	Tick Duration `toml:"tick"`
+	// Timeout is how long a snapshot round may take.
+	Timeout Duration `toml:"timeout"`
+	// WatermarkMB is the journal size that triggers a proposal (negative: never).
+	WatermarkMB int64 `toml:"watermark_mb"`
+	Keep        int   `toml:"keep"`
+}
+
+// InviteConfig tunes invites.
+type InviteConfig struct {
+	TTL Duration `toml:"ttl"`
+}
+
+func boolp(b bool) *bool { return &b }
+
+// DefaultConfig returns the configuration with every default filled in.
+func DefaultConfig() Config {
+	host, _ := os.Hostname()
+	return Config{
+		Name:      host,
+		Listen:    []string{"/ip4/0.0.0.0/tcp/4401", "/ip4/0.0.0.0/udp/4401/quic-v1"},
+		Discovery: DiscoveryConfig{MDNS: boolp(true)},
+		NAT:       NATConfig{PortMap: boolp(true), HolePunching: boolp(true), AutoNAT: boolp(true)},
+		Conn:      ConnConfig{Low: 32, High: 128, MaxMemoryMB: 256, MaxFDs: 512},
+		Metrics:   MetricsConfig{Address: "127.0.0.1:9401"},
+		Log:       LogConfig{Level: "info", Format: "text"},
+		Sync:      SyncConfig{Interval: Duration(30 * time.Second), Reconnect: Duration(10 * time.Second)},
+		Snapshot:  SnapshotConfig{Tick: Duration(500 * time.Millisecond), Timeout: Duration(60 * time.Second), WatermarkMB: 100, Keep: 2},
+		Invite:    InviteConfig{TTL: Duration(15 * time.Minute)},
+	}
+}
+
+// WithDefaults fills zero values from DefaultConfig.
+func (c Config) WithDefaults() Config {
+	d := DefaultConfig()
+	if c.Name == "" {
+		c.Name = d.Name
+	}
+	if c.Listen == nil {
+		c.Listen = d.Listen
+	}
+	if c.Discovery.MDNS == nil {
+		c.Discovery.MDNS = d.Discovery.MDNS
+	}
+	if c.NAT.PortMap == nil {
+		c.NAT.PortMap = d.NAT.PortMap
+	}
+	if c.NAT.HolePunching == nil {
+		c.NAT.HolePunching = d.NAT.HolePunching
+	}
+	if c.NAT.AutoNAT == nil {
+		c.NAT.AutoNAT = d.NAT.AutoNAT
+	}
+	if c.Conn.Low == 0 {
+		c.Conn.Low = d.Conn.Low
+	}
+	if c.Conn.High == 0 {
+		c.Conn.High = d.Conn.High
+	}
+	if c.Conn.MaxMemoryMB == 0 {
+		c.Conn.MaxMemoryMB = d.Conn.MaxMemoryMB
+	}
+	if c.Conn.MaxFDs == 0 {
+		c.Conn.MaxFDs = d.Conn.MaxFDs
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = d.Log.Level
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = d.Log.Format
+	}
+	if c.Sync.Interval == 0 {
+		c.Sync.Interval = d.Sync.Interval
+	}
+	if c.Sync.Reconnect == 0 {
+		c.Sync.Reconnect = d.Sync.Reconnect
+	}
+	if c.Snapshot.Tick == 0 {
+		c.Snapshot.Tick = d.Snapshot.Tick
+	}
+	if c.Snapshot.Timeout == 0 {
+		c.Snapshot.Timeout = d.Snapshot.Timeout
+	}
+	if c.Snapshot.WatermarkMB == 0 {
+		c.Snapshot.WatermarkMB = d.Snapshot.WatermarkMB
+	}
+	if c.Snapshot.Keep == 0 {
+		c.Snapshot.Keep = d.Snapshot.Keep
+	}
+	if c.Invite.TTL == 0 {
+		c.Invite.TTL = d.Invite.TTL
+	}
+	return c
+}
+
+// Validate returns every problem of c (after defaults), each naming its
+// TOML key; nil when c is usable.
+func (c Config) Validate() error {
+	c = c.WithDefaults()
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if len(c.Listen) == 0 {
+		bad("listen", "at least one multiaddr is needed")
+	}
+	for i, a := range c.Listen {
+		if _, err := multiaddr.NewMultiaddr(a); err != nil {
+			bad(fmt.Sprintf("listen[%d]", i), "%q is not a multiaddr: %v", a, err)
+		}
+	}
+	for i, a := range c.Bootstrap {
+		if _, err := parseAddrInfo(a); err != nil {
+			bad(fmt.Sprintf("bootstrap[%d]", i), "%v", err)
+		}
+	}
+	for i, a := range c.Relay.Static {
+		if _, err := parseAddrInfo(a); err != nil {
+			bad(fmt.Sprintf("relay.static[%d]", i), "%v", err)
+		}
+	}
+	if c.Conn.Low < 0 || c.Conn.High < 0 || c.Conn.Low > c.Conn.High {
+		bad("connections.low_water", "%d must be ≥ 0 and ≤ connections.high_water (%d)", c.Conn.Low, c.Conn.High)
+	}
+	if c.Conn.MaxMemoryMB < 16 {
+		bad("connections.max_memory_mb", "%d is below the minimum of 16", c.Conn.MaxMemoryMB)
+	}
+	if c.Conn.MaxFDs < 16 {
+		bad("connections.max_fds", "%d is below the minimum of 16", c.Conn.MaxFDs)
+	}
+	if a := c.Metrics.Address; a != "" && a != "off" {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			bad("metrics.address", "%q is not host:port (or \"off\"): %v", a, err)
+		}
+	}
+	switch strings.ToLower(c.Log.Level) {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", "%q is not text or json", c.Log.Format)
+	}
+	if c.Sync.Interval < 0 {
+		bad("sync.interval", "must not be negative")
+	}
+	if c.Sync.Reconnect < 0 {
+		bad("sync.reconnect", "must not be negative")
+	}
+	if c.Snapshot.Tick < Duration(10*time.Millisecond) {
+		bad("snapshot.tick", "%s is below 10ms", time.Duration(c.Snapshot.Tick))
+	}
+	if c.Snapshot.Timeout < Duration(time.Second) {
+		bad("snapshot.timeout", "%s is below 1s", time.Duration(c.Snapshot.Timeout))
+	}
+	if c.Snapshot.Keep < 1 {
+		bad("snapshot.keep", "%d must be at least 1", c.Snapshot.Keep)
+	}
+	if c.Invite.TTL < Duration(time.Second) {
+		bad("invite.ttl", "%s is below 1s", time.Duration(c.Invite.TTL))
+	}
+	return errors.Join(errs...)
+}
+
+// LoadConfig reads and validates HOME/config.toml.
+func LoadConfig(home string) (Config, error) {
+	path := filepath.Join(home, ConfigFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return Config{}, fmt.Errorf("no config at %s: run `aura-node init --home %s` first", path, home)
+	}
+	if err != nil {
+		return Config{}, err
+	}
+	var c Config
+	dec := toml.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		var sm *toml.StrictMissingError
+		if errors.As(err, &sm) {
+			return Config{}, fmt.Errorf("%s: %s", path, sm.String())
+		}
+		return Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return c.WithDefaults(), nil
+}
+
+// quote renders a TOML string.
+func quote(s string) string {
+	b, _ := toml.Marshal(map[string]string{"v": s})
+	return strings.TrimSpace(strings.TrimPrefix(string(b), "v = "))
+}
+
+func quoteList(xs []string) string {
+	q := make([]string, len(xs))
+	for i, x := range xs {
+		q[i] = quote(x)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
+
+// Render writes c as a commented config.toml.
+func (c Config) Render() []byte {
+	c = c.WithDefaults()
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	p("# aura-node configuration (TOML). Zero or missing values mean the default.\n\n")
+	p("# This device's human name in the account.\nname = %s\n\n", quote(c.Name))
+	p("# Multiaddrs the libp2p host listens on (TCP and QUIC).\nlisten = %s\n\n", quoteList(c.Listen))
+	p("# Peers to dial at start: multiaddrs ending in /p2p/<peer id>.\nbootstrap = %s\n\n", quoteList(c.Bootstrap))
+	p("[discovery]\n# Find the account's devices on the LAN with mDNS.\nmdns = %t\n\n", *c.Discovery.MDNS)
+	p("[nat]\n# Ask the router for a port mapping (UPnP / NAT-PMP).\nport_map = %t\n", *c.NAT.PortMap)
+	p("# Direct connections through NATs (DCUtR).\nhole_punching = %t\n", *c.NAT.HolePunching)
+	p("# Answer reachability probes of peers (AutoNAT service).\nautonat = %t\n\n", *c.NAT.AutoNAT)
+	p("[relay]\n# Relays (multiaddrs with /p2p/) to reserve a slot on when not reachable directly.\nstatic = %s\n", quoteList(c.Relay.Static))
+	p("# Act as a circuit relay for other peers.\nservice = %t\n\n", c.Relay.Service)
+	p("[connections]\n# Connection manager watermarks.\nlow_water = %d\nhigh_water = %d\n", c.Conn.Low, c.Conn.High)
+	p("# Resource manager limits.\nmax_memory_mb = %d\nmax_fds = %d\n\n", c.Conn.MaxMemoryMB, c.Conn.MaxFDs)
+	p("[metrics]\n# Prometheus metrics at http://ADDRESS/metrics; \"\" or \"off\" turns them off.\naddress = %s\n\n", quote(c.Metrics.Address))
+	p("[log]\n# debug, info, warn or error.\nlevel = %s\n# text or json.\nformat = %s\n\n", quote(c.Log.Level), quote(c.Log.Format))
+	p("[sync]\n# Mean period of anti-entropy with a random peer.\ninterval = %s\n", quote(time.Duration(c.Sync.Interval).String()))
+	p("# How often to redial devices of the account that are not connected.\nreconnect = %s\n\n", quote(time.Duration(c.Sync.Reconnect).String()))
+	p("[snapshot]\n# Period of the maintenance timer.\ntick = %s\n", quote(time.Duration(c.Snapshot.Tick).String()))
+	p("# How long a snapshot round may take before it is abandoned.\ntimeout = %s\n", quote(time.Duration(c.Snapshot.Timeout).String()))
+	p("# Journal size (MB) past which this device proposes a snapshot; negative: never.\nwatermark_mb = %d\n", c.Snapshot.WatermarkMB)
+	p("# Snapshot blobs kept pinned.\nkeep = %d\n\n", c.Snapshot.Keep)
+	p("[invite]\n# How long an invite code stays valid.\nttl = %s\n", quote(time.Duration(c.Invite.TTL).String()))
+	return []byte(b.String())
+}
+
+// DefaultHome is $AURA_HOME, else ~/.aura.
+func DefaultHome() string {
+	if h := os.Getenv("AURA_HOME"); h != "" {
+		return h
+	}
+	if u, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(u, ".aura")
+	}
+	return ".aura"
+}
