@@ -148,7 +148,6 @@ type State struct {
 	Opened map[uint64]bool `cbor:"17,keyasint"`
 
 	completeTo uint64
-	Evidence   map[DeviceID]bool `cbor:"17,keyasint"` // authors caught equivocating (reported by the journal)
 
 	verify ThresholdVerifier
 	parked map[FactID]*Fact
@@ -246,11 +245,12 @@ func (s *State) Clone() *State {
 
 // Encode returns the canonical encoding of the state.
 func (s *State) Encode() []byte {
-	b, err := Marshal(s)
-	if err != nil {
-		panic(fmt.Sprintf("encode state: %v", err)) // plain types only
+	var buf bytes.Buffer
+	buf.Grow(64 + len(s.KV)*96)
+	if err := s.EncodeTo(&buf); err != nil {
+		panic(fmt.Sprintf("encode state: %v", err)) // plain types, memory writer
 	}
-	return b
+	return buf.Bytes()
 }
 
 // MaxStateSize bounds DecodeState input (1 GiB).
@@ -324,8 +324,17 @@ func (s *State) validate() error {
 }
 
 // Digest is the state digest: sha2-256 over a domain tag and the canonical
-// encoding.
-func (s *State) Digest() Hash { return DigestOf(s.Encode()) }
+// encoding. It streams the encoding into the hash (no state-sized buffer).
+func (s *State) Digest() Hash {
+	h := sha256.New()
+	h.Write([]byte("aura/state/v1\x00"))
+	if err := s.EncodeTo(h); err != nil {
+		panic(fmt.Sprintf("digest state: %v", err))
+	}
+	var out Hash
+	h.Sum(out[:0])
+	return out
+}
 
 // DigestOf is the digest of an encoded state.
 func DigestOf(encoded []byte) Hash {

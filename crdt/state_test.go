@@ -1,6 +1,7 @@
 package crdt
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -215,6 +216,28 @@ func TestStateEncodingRoundTrip(t *testing.T) {
 		}
 		if back.Digest() != st.Digest() {
 			t.Fatal("digest changed through encoding")
+		}
+	})
+}
+
+func TestStreamedEncodingEqualsCanonical(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		s, facts := randomFacts(t)
+		st := s.reduce(facts)
+		// Keys of many lengths, to cross CBOR head sizes.
+		for i := 0; i < rapid.IntRange(0, 40).Draw(t, "extra"); i++ {
+			k := rapid.StringN(0, 300, -1).Draw(t, "k")
+			st.KV[k] = &Entry{Value: []byte(k), Stamp: Stamp{Lamport: uint64(i)}}
+		}
+		want, err := Marshal(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := st.Encode(); !bytes.Equal(got, want) {
+			t.Fatalf("streamed encoding differs from the canonical encoder's (%d vs %d bytes)", len(got), len(want))
+		}
+		if st.Digest() != DigestOf(want) {
+			t.Fatal("digest differs from the digest of the canonical bytes")
 		}
 	})
 }
