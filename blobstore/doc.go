@@ -19,24 +19,39 @@
 // 256 KiB because snapshot blobs are large and fetched whole: a quarter of
 // the blocks means a quarter of the per-block work (keys, hashes, frames),
 // while 1 MiB stays well under the 2 MiB block limit of the bitswap
-// specification, so the DAGs remain ordinary IPFS DAGs and `ipfs add
-// --cid-version=1 --raw-leaves --chunker=size-1048576` gives the same CID.
-// A 100 MB blob is a root plus 100 leaves.
+// specification: the DAGs remain ordinary IPFS DAGs, and an importer using
+// that profile derives the same CIDs. A 100 MB blob is a root plus 100
+// leaves.
 //
 // Keys, with P the prefix:
 //
-//	P "b" <multihash> → block bytes
-//	P "c" <multihash> → uvarint block size (the catalogue: presence and size
-//	                     without reading the block)
-//	P "p" <cid>       → pin (empty value)
+//	P "b" <uint64 BE n> → bytes of the block numbered n
+//	P "c" <multihash>   → uvarint size, uvarint n (the catalogue: presence,
+//	                       size and place of a block without reading it)
+//	P "p" <cid>         → pin (empty value)
+//	P "i"               → scratch key of the ingestion probe in New
+//
+// Blocks are numbered in write order, so the blocks of one blob sit side
+// by side in the key space. Put and Fetch stream block bytes into sstables
+// in a staging directory ([WithStagingDir]) and ingest them into Pebble
+// 32 MiB at a time, then write the catalogue entries in a batch: each byte
+// is written to disk once, where a batch write would go through the WAL, a
+// flush and compactions (random multihash keys made every compaction
+// rewrite everything). New probes ingestion once; when it is not possible
+// (a Pebble on an in-memory filesystem, a staging directory on another
+// machine's mount…) blocks go through ordinary batches
+// ([Store.IngestError] says why). GC drops the catalogue entries of
+// unreachable blocks and range-deletes every block number no entry uses,
+// so Pebble can drop whole sstables without reading them.
 //
 // # Invariants
 //
-//   - A block is stored under its multihash together with its catalogue
-//     entry, in one Pebble batch; a block key never holds bytes that do not
-//     hash to it: [Store.Fetch] verifies every received block against the
-//     CID it asked for before storing it, and [Store.Put] stores what it
-//     hashed itself.
+//   - A catalogue entry is written only after the block bytes it points to
+//     are durable, and always points to bytes that hash to its multihash:
+//     [Store.Fetch] verifies every received block against the CID it asked
+//     for before storing it, and [Store.Put] stores what it hashed itself.
+//     Block bytes without an entry (a crash between the two writes) are
+//     garbage that the next GC removes.
 //   - Only sha2-256 CIDs with the dag-pb or raw codec are fetched or walked
 //     ([ErrUnsupportedCID] otherwise).
 //   - Put and Fetch end with a synced Pebble write: when they return nil,

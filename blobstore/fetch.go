@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cockroachdb/pebble"
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -78,7 +77,6 @@ func (s *Store) Fetch(ctx context.Context, root cid.Cid, peers []peer.ID, progre
 		root:     root,
 		progress: progress,
 		seen:     make(map[string]struct{}),
-		writes:   make(chan verified, 16),
 		stats:    FetchStats{Peers: make(map[peer.ID]PeerStats)},
 	}
 	f.cond.L = &f.mu
@@ -113,9 +111,8 @@ func (s *Store) Fetch(ctx context.Context, root cid.Cid, peers []peer.ID, progre
 	if err != nil {
 		return f.stats, err
 	}
-	f.report(0)
+	f.report()
 	if len(missing) == 0 {
-		f.report(0)
 		return f.stats, nil
 	}
 	f.mu.Lock()
@@ -126,8 +123,6 @@ func (s *Store) Fetch(ctx context.Context, root cid.Cid, peers []peer.ID, progre
 		return f.stats, err
 	}
 
-	var writerDone sync.WaitGroup
-	writerDone.Go(f.writeLoop)
 	for _, w := range f.workers {
 		f.wg.Go(func() { f.runWorker(w) })
 	}
@@ -137,21 +132,29 @@ func (s *Store) Fetch(ctx context.Context, root cid.Cid, peers []peer.ID, progre
 		f.wake.Stop()
 	}
 	f.mu.Unlock()
-	close(f.writes)
-	writerDone.Wait()
+	if f.wrote.Load() {
+		// Durable even on error or cancellation, so that the next
+		// fetch resumes from everything received.
+		if err := s.syncWAL(); err != nil {
+			f.mu.Lock()
+			f.failLocked(err)
+			f.mu.Unlock()
+		}
+	}
 
 	f.mu.Lock()
-	defer f.mu.Unlock()
+	err, pending := f.err, f.pending
+	f.mu.Unlock()
 	switch {
-	case f.err != nil:
-		return f.stats, f.err
-	case f.pending > 0:
+	case err != nil:
+		return f.stats, err
+	case pending > 0:
 		if err := ctx.Err(); err != nil {
 			return f.stats, fmt.Errorf("blobstore: fetch %s: %w", root, err)
 		}
-		return f.stats, fmt.Errorf("blobstore: fetch %s: %d blocks missing: %w", root, f.pending, ErrNoPeers)
+		return f.stats, fmt.Errorf("blobstore: fetch %s: %d blocks missing: %w", root, pending, ErrNoPeers)
 	}
-	f.report(0)
+	f.report()
 	return f.stats, nil
 }
 
@@ -189,11 +192,6 @@ func (s *Store) Banned() []peer.ID {
 	return out
 }
 
-type verified struct {
-	c    cid.Cid
-	data []byte
-}
-
 // want is a block the fetch lacks.
 type want struct {
 	c         cid.Cid
@@ -206,6 +204,7 @@ type want struct {
 
 type worker struct {
 	p        peer.ID
+	sink     *sink // used by the worker's reader goroutine only
 	st       *PeerStats
 	queue    []*want // assigned, not requested yet
 	inflight map[*want]struct{}
@@ -218,12 +217,14 @@ type fetch struct {
 	cancel   context.CancelFunc
 	root     cid.Cid
 	progress func(done, total int64)
-	writes   chan verified // blocks to store
 	wg       sync.WaitGroup
 
 	total     atomic.Int64 // DAG size from the root's links
 	heldBytes atomic.Int64 // held before, or shared subtrees counted once
-	stored    atomic.Int64 // written by writeLoop
+	stored    atomic.Int64 // bytes written by the workers' sinks
+	wrote     atomic.Bool  // some sink wrote something
+
+	progressMu sync.Mutex // progress is called by one goroutine at a time
 
 	mu      sync.Mutex
 	cond    sync.Cond
@@ -237,13 +238,15 @@ type fetch struct {
 	stats   FetchStats
 }
 
-// report calls progress; extra is bytes stored but not yet counted.
-func (f *fetch) report(extra int64) {
+// report calls progress.
+func (f *fetch) report() {
 	if f.progress == nil {
 		return
 	}
+	f.progressMu.Lock()
+	defer f.progressMu.Unlock()
 	total := f.total.Load()
-	done := f.heldBytes.Load() + f.stored.Load() + extra
+	done := f.heldBytes.Load() + f.stored.Load()
 	if total > 0 && done > total {
 		done = total
 	}
@@ -580,6 +583,7 @@ func (f *fetch) drop(w *worker, err error) {
 // receive verifies a block w sent for x and moves the fetch on.
 func (f *fetch) receive(w *worker, x *want, data []byte) error {
 	if sha256.Sum256(data) != x.digest {
+		putBuf(data)
 		f.s.ban(w.p)
 		return fmt.Errorf("block %s: %w", x.c, ErrTamperedBlock)
 	}
@@ -590,46 +594,64 @@ func (f *fetch) receive(w *worker, x *want, data []byte) error {
 	if x.done {
 		f.stats.Duplicates++
 		f.mu.Unlock()
+		putBuf(data)
 		return nil
 	}
 	x.done = true
 	f.mu.Unlock()
 
+	// Decode the links before the sink takes the buffer back.
 	links, err := dagLinks(x.c, data)
-	var missing []*want
 	if err == nil {
 		f.noteRoot(x.c, data, links)
 		if x.c.Type() == cid.Raw && x.c.Equals(f.root) {
 			f.total.Store(int64(len(data)))
 		}
+	}
+	size := int64(len(data))
+	if serr := w.sink.add(x.c.Hash(), data); serr != nil {
+		err = fmt.Errorf("blobstore: fetch: store block: %w", serr)
+	} else {
+		f.wrote.Store(true)
+		f.stored.Add(size)
+		f.report()
+	}
+	var missing []*want
+	if err == nil {
 		missing, err = f.discover(links)
 	}
 
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	if err != nil {
-		// The block hashes right, so its content is the blob's: no peer
-		// can do better.
+		// The block hashes right, so its content is the blob's (or the
+		// disk failed): no other peer can do better.
 		if f.ctx.Err() == nil {
 			f.failLocked(err)
 		}
-		f.mu.Unlock()
 		return nil
 	}
 	f.addWantsLocked(missing)
 	f.pending--
 	f.stats.Fetched++
-	f.stats.Bytes += int64(len(data))
+	f.stats.Bytes += size
 	if f.pending == 0 {
 		f.cancel() // stop the workers and their outstanding requests
 		f.cond.Broadcast()
 	}
-	f.mu.Unlock()
-
-	f.writes <- verified{x.c, data}
 	return nil
 }
 
 func (f *fetch) runWorker(w *worker) {
+	w.sink = f.s.newSink()
+	w.sink.release = putBuf
+	defer func() {
+		if err := w.sink.close(false); err != nil {
+			f.mu.Lock()
+			f.failLocked(fmt.Errorf("blobstore: fetch: store blocks: %w", err))
+			f.mu.Unlock()
+		}
+	}()
 	str, err := f.s.opts.host.NewStream(f.ctx, w.p, ProtocolID)
 	if err != nil {
 		f.drop(w, &PeerError{Peer: w.p, Err: err})
@@ -689,7 +711,7 @@ func (f *fetch) readLoop(w *worker, str network.Stream, batches <-chan []*want, 
 	br := bufio.NewReaderSize(str, 64<<10)
 	for batch := range batches {
 		for _, x := range batch {
-			data, held, err := readBlock(br)
+			data, held, err := readBlockInto(br, getBuf)
 			if err != nil {
 				return err
 			}
@@ -706,54 +728,19 @@ func (f *fetch) readLoop(w *worker, str network.Stream, batches <-chan []*want, 
 	return nil
 }
 
-// writeLoop stores verified blocks, committing a batch whenever it is big
-// or no block is waiting, and syncs at the end.
-func (f *fetch) writeLoop() {
-	db := f.s.db
-	b := db.NewBatch()
-	var batched int64
-	var unsynced bool
-	var werr error
-	commit := func(opt *pebble.WriteOptions) {
-		if werr != nil {
-			return
-		}
-		if b.Empty() {
-			if opt == pebble.Sync && unsynced {
-				werr = db.LogData(nil, pebble.Sync)
-			}
-			return
-		}
-		if werr = b.Commit(opt); werr != nil {
-			return
-		}
-		unsynced = opt != pebble.Sync
-		b.Close()
-		b = db.NewBatch()
-		f.stored.Add(batched)
-		batched = 0
-		f.report(0)
+// Receive buffers for blocks of the usual size (ChunkSize), reused once the
+// block is stored: a fetch goes through hundreds of them.
+var bufPool = sync.Pool{New: func() any { return new([ChunkSize]byte) }}
+
+func getBuf(n int) []byte {
+	if n != ChunkSize {
+		return make([]byte, n)
 	}
-	for blk := range f.writes {
-		if werr != nil {
-			continue // drain
-		}
-		werr = f.s.setBlock(b, blk.c.Hash(), blk.data)
-		batched += int64(len(blk.data))
-		if b.Len() >= writeBatchBytes || len(f.writes) == 0 {
-			commit(pebble.NoSync)
-		}
-		if werr != nil {
-			f.mu.Lock()
-			f.failLocked(fmt.Errorf("blobstore: fetch: store block: %w", werr))
-			f.mu.Unlock()
-		}
-	}
-	commit(pebble.Sync)
-	b.Close()
-	if werr != nil {
-		f.mu.Lock()
-		f.failLocked(fmt.Errorf("blobstore: fetch: store block: %w", werr))
-		f.mu.Unlock()
+	return bufPool.Get().(*[ChunkSize]byte)[:]
+}
+
+func putBuf(b []byte) {
+	if len(b) == ChunkSize && cap(b) == ChunkSize {
+		bufPool.Put((*[ChunkSize]byte)(b))
 	}
 }

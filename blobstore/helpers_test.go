@@ -75,9 +75,12 @@ func (quietLogger) Fatalf(format string, args ...any) {
 func newStore(t tb, opts ...Option) *Store {
 	t.Helper()
 	db := openDB(t, t.TempDir())
-	s, err := New(db, []byte("blob/"), opts...)
+	s, err := New(db, []byte("blob/"), append([]Option{WithStagingDir(t.TempDir())}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if err := s.IngestError(); err != nil && !s.opts.noIngest {
+		t.Fatalf("store cannot ingest: %v", err)
 	}
 	t.Cleanup(func() { s.Close() })
 	return s

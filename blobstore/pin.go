@@ -2,12 +2,12 @@ package blobstore
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
+	"math"
+	"slices"
 
 	"github.com/cockroachdb/pebble"
 	"github.com/ipfs/go-cid"
-	mh "github.com/multiformats/go-multihash"
 )
 
 // Pin records root as pinned (durably): GC keeps every block of its DAG
@@ -90,8 +90,10 @@ type GCStats struct {
 }
 
 // GC deletes every block not reachable from a pinned root, then compacts
-// the blob key range so Pebble gives the disk space back. It waits for
-// running Put and Fetch calls and blocks new ones until it is done.
+// the key range of the deleted blocks so Pebble gives the disk space back.
+// It waits for running Put and Fetch calls and blocks new ones until it is
+// done. Besides the unreachable blocks, it drops block bytes no catalogue
+// entry points to (left by a crash in the middle of a write).
 func (s *Store) GC(ctx context.Context) (GCStats, error) {
 	s.gcMu.Lock()
 	defer s.gcMu.Unlock()
@@ -112,52 +114,70 @@ func (s *Store) GC(ctx context.Context) (GCStats, error) {
 			return st, fmt.Errorf("blobstore: gc: walk pin %s: %w", root, err)
 		}
 	}
-	st.Kept = len(live)
 
-	lo := s.key(kindCatalog, nil)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: s.key(kindCatalog+1, nil)})
+	lo, hi := s.catalogRange()
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return st, err
 	}
 	b := s.db.NewBatch()
-	defer func() { b.Close() }()
+	defer b.Close()
+	var liveSeqs []uint64
+	deadLo, deadHi := uint64(math.MaxUint64), uint64(0)
 	for ok := it.First(); ok; ok = it.Next() {
 		if err := ctx.Err(); err != nil {
 			it.Close()
 			return st, err
 		}
-		h := it.Key()[len(lo):]
-		if _, keep := live[string(h)]; keep {
+		size, seq, err := decodeEntry(it.Value())
+		if err != nil {
+			it.Close()
+			return st, fmt.Errorf("%w at key %x", err, it.Key())
+		}
+		if _, keep := live[string(it.Key()[len(lo):])]; keep {
+			liveSeqs = append(liveSeqs, seq)
 			continue
 		}
-		size, _ := binary.Uvarint(it.Value())
-		if err := s.deleteBlock(b, mh.Multihash(h)); err != nil {
+		if err := b.Delete(it.Key(), nil); err != nil {
 			it.Close()
 			return st, err
 		}
 		st.Blocks++
 		st.BytesFreed += int64(size)
-		if b.Count() >= 1024 {
-			if err := b.Commit(pebble.NoSync); err != nil {
-				it.Close()
-				return st, err
-			}
-			b.Close()
-			b = s.db.NewBatch()
-		}
+		deadLo, deadHi = min(deadLo, seq), max(deadHi, seq)
 	}
 	if err := it.Close(); err != nil {
 		return st, err
 	}
+	st.Kept = len(liveSeqs)
 	if st.Blocks == 0 {
 		return st, nil
+	}
+	// Range-delete the bytes of every block number not in use: cheap to
+	// write, and Pebble drops whole sstables under a range tombstone
+	// without reading them.
+	slices.Sort(liveSeqs)
+	var next uint64
+	for _, q := range liveSeqs {
+		if q > next {
+			if err := b.DeleteRange(s.blockKey(next), s.blockKey(q), nil); err != nil {
+				return st, err
+			}
+		}
+		next = q + 1
+	}
+	_, blockHi := s.blockRange()
+	if err := b.DeleteRange(s.blockKey(next), blockHi, nil); err != nil {
+		return st, err
 	}
 	if err := b.Commit(pebble.Sync); err != nil {
 		return st, fmt.Errorf("blobstore: gc: delete: %w", err)
 	}
-	start, end := s.blobRange()
-	if err := s.db.Compact(start, end, true); err != nil {
-		return st, fmt.Errorf("blobstore: gc: compact: %w", err)
+	if err := s.db.Compact(s.blockKey(deadLo), s.blockKey(deadHi+1), true); err != nil {
+		return st, fmt.Errorf("blobstore: gc: compact blocks: %w", err)
+	}
+	if err := s.db.Compact(lo, hi, true); err != nil {
+		return st, fmt.Errorf("blobstore: gc: compact catalogue: %w", err)
 	}
 	return st, nil
 }

@@ -80,6 +80,11 @@ func appendBlockHeader(dst []byte, data []byte, held bool) []byte {
 
 // readBlock decodes one answer: the block bytes, or held=false.
 func readBlock(r *bufio.Reader) (data []byte, held bool, err error) {
+	return readBlockInto(r, func(n int) []byte { return make([]byte, n) })
+}
+
+// readBlockInto is readBlock with the buffer for the block from alloc.
+func readBlockInto(r *bufio.Reader, alloc func(n int) []byte) (data []byte, held bool, err error) {
 	st, err := r.ReadByte()
 	if err != nil {
 		return nil, false, protoErr("status", err)
@@ -98,7 +103,7 @@ func readBlock(r *bufio.Reader) (data []byte, held bool, err error) {
 	if l > MaxBlockSize {
 		return nil, false, fmt.Errorf("block of %d bytes (max %d): %w", l, MaxBlockSize, ErrProtocol)
 	}
-	data = make([]byte, l)
+	data = alloc(int(l))
 	if _, err := io.ReadFull(r, data); err != nil {
 		return nil, false, protoErr("block", err)
 	}

@@ -6,7 +6,6 @@ import (
 	"io"
 	"time"
 
-	"github.com/cockroachdb/pebble"
 	"github.com/libp2p/go-libp2p/core/network"
 )
 
@@ -69,21 +68,20 @@ func (s *Store) serve(str network.Stream) error {
 		}
 		_ = str.SetWriteDeadline(time.Now().Add(serveWriteTimeout))
 		for _, c := range cids {
-			v, closer, err := s.db.Get(s.blockKey(c.Hash()))
-			held := err == nil
-			if err != nil && !errors.Is(err, pebble.ErrNotFound) {
+			err := s.viewBlock(c.Hash(), func(v []byte) error {
+				if s.opts.serveHook != nil {
+					v = s.opts.serveHook(remote, c, v)
+				}
+				hdr = appendBlockHeader(hdr[:0], v, true)
+				if _, err := bw.Write(hdr); err != nil {
+					return err
+				}
+				_, err := bw.Write(v)
 				return err
-			}
-			if held && s.opts.serveHook != nil {
-				v = s.opts.serveHook(remote, c, v)
-			}
-			hdr = appendBlockHeader(hdr[:0], v, held)
-			_, err = bw.Write(hdr)
-			if err == nil && held {
-				_, err = bw.Write(v)
-			}
-			if closer != nil {
-				closer.Close()
+			})
+			if errors.Is(err, ErrNotFound) {
+				hdr = appendBlockHeader(hdr[:0], nil, false)
+				_, err = bw.Write(hdr)
 			}
 			if err != nil {
 				return err

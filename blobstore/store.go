@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble"
@@ -68,9 +70,11 @@ const (
 	kindBlock   = 'b'
 	kindCatalog = 'c'
 	kindPin     = 'p'
+	kindProbe   = 'i'
 
-	// writeBatchBytes is when Put and Fetch commit an intermediate batch.
-	writeBatchBytes = 8 << 20
+	// stageBytes is how many block bytes Put and Fetch gather before
+	// writing them out as one sstable (or batch).
+	stageBytes = 32 << 20
 )
 
 // Option configures a Store.
@@ -78,6 +82,8 @@ type Option func(*options)
 
 type options struct {
 	host        host.Host
+	stagingDir  string
+	noIngest    bool
 	banDuration time.Duration
 	chunkSize   int
 	maxLinks    int
@@ -94,6 +100,19 @@ type options struct {
 
 // WithHost serves /aura/blocks/1 on h and lets Fetch open streams from it.
 func WithHost(h host.Host) Option { return func(o *options) { o.host = h } }
+
+// WithStagingDir names the directory where Put and Fetch write the
+// sstables they ingest into Pebble (default os.TempDir()). Put it on the
+// same filesystem as the Pebble directory (a sibling of it, say) so that
+// Pebble can hard-link the files instead of copying them. Ingestion writes
+// each block once, where a write through Pebble's WAL would write it three
+// times or more (WAL, flush, compactions). If ingestion fails (a Pebble on
+// an in-memory filesystem, an unwritable directory), the Store falls back
+// to ordinary batch writes.
+func WithStagingDir(dir string) Option { return func(o *options) { o.stagingDir = dir } }
+
+// withoutIngest forces batch writes (tests of the fallback).
+func withoutIngest() Option { return func(o *options) { o.noIngest = true } }
 
 // WithBanDuration sets how long a peer that sent a tampered block is skipped
 // by later fetches (default DefaultBanDuration; negative disables bans
@@ -135,6 +154,10 @@ type Store struct {
 
 	// gcMu: Put, Fetch and Pin hold it shared, GC exclusively.
 	gcMu sync.RWMutex
+
+	nextSeq   atomic.Uint64 // next free block number
+	noIngest  bool          // write blocks through batches (set by New)
+	ingestErr error         // why noIngest
 
 	mu      sync.Mutex
 	closed  bool
@@ -180,6 +203,19 @@ func New(db *pebble.DB, prefix []byte, opts ...Option) (*Store, error) {
 		banned:  make(map[peer.ID]time.Time),
 		streams: make(map[*serverStream]struct{}),
 	}
+	if o.stagingDir == "" {
+		o.stagingDir = os.TempDir()
+	}
+	s.opts.stagingDir = o.stagingDir
+	if err := s.loadNextSeq(); err != nil {
+		return nil, err
+	}
+	if o.noIngest {
+		s.noIngest, s.ingestErr = true, errIngestOff
+	} else if err := s.probeIngest(); err != nil {
+		s.noIngest = true
+		s.ingestErr = fmt.Errorf("blobstore: cannot ingest sstables from %s into Pebble, writing blocks through batches: %w", o.stagingDir, err)
+	}
 	if o.host != nil {
 		o.host.SetStreamHandler(ProtocolID, s.handleStream)
 	}
@@ -213,66 +249,139 @@ func (s *Store) key(kind byte, rest []byte) []byte {
 	return append(k, rest...)
 }
 
-func (s *Store) blockKey(h mh.Multihash) []byte   { return s.key(kindBlock, h) }
+// blockKey is where the bytes of the block numbered seq live. Numbers grow
+// in write order, so a blob's blocks sit side by side and whole sstables of
+// them can be ingested and later dropped without rewriting their neighbours.
+func (s *Store) blockKey(seq uint64) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], seq)
+	return s.key(kindBlock, b[:])
+}
+
 func (s *Store) catalogKey(h mh.Multihash) []byte { return s.key(kindCatalog, h) }
 
-// blobRange is the key range holding blocks and the catalogue.
-func (s *Store) blobRange() (lo, hi []byte) {
-	return s.key(kindBlock, nil), s.key(kindCatalog+1, nil)
+// blockRange is the key range holding block bytes; catalogRange the
+// catalogue.
+func (s *Store) blockRange() (lo, hi []byte) { return s.key(kindBlock, nil), s.key(kindBlock+1, nil) }
+func (s *Store) catalogRange() (lo, hi []byte) {
+	return s.key(kindCatalog, nil), s.key(kindCatalog+1, nil)
+}
+
+// loadNextSeq finds the first free block number.
+func (s *Store) loadNextSeq() error {
+	lo, hi := s.blockRange()
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	if it.Last() {
+		k := it.Key()[len(lo):]
+		if len(k) != 8 {
+			return fmt.Errorf("blobstore: corrupt block key %x", it.Key())
+		}
+		s.nextSeq.Store(binary.BigEndian.Uint64(k) + 1)
+	}
+	return it.Error()
+}
+
+// allocSeq reserves n block numbers and returns the first.
+func (s *Store) allocSeq(n int) uint64 { return s.nextSeq.Add(uint64(n)) - uint64(n) }
+
+func encodeEntry(size int, seq uint64) []byte {
+	v := binary.AppendUvarint(nil, uint64(size))
+	return binary.AppendUvarint(v, seq)
+}
+
+func decodeEntry(v []byte) (size int, seq uint64, err error) {
+	sz, n := binary.Uvarint(v)
+	if n <= 0 {
+		return 0, 0, errors.New("blobstore: corrupt catalogue entry")
+	}
+	sq, m := binary.Uvarint(v[n:])
+	if m <= 0 || n+m != len(v) {
+		return 0, 0, errors.New("blobstore: corrupt catalogue entry")
+	}
+	return int(sz), sq, nil
+}
+
+// lookup reads the catalogue entry of a block: its size and number.
+func (s *Store) lookup(h mh.Multihash) (size int, seq uint64, ok bool, err error) {
+	v, closer, err := s.db.Get(s.catalogKey(h))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, 0, false, nil
+	}
+	if err != nil {
+		return 0, 0, false, fmt.Errorf("blobstore: read catalogue: %w", err)
+	}
+	defer closer.Close()
+	size, seq, err = decodeEntry(v)
+	if err != nil {
+		return 0, 0, false, fmt.Errorf("%w for %s", err, h.B58String())
+	}
+	return size, seq, true, nil
 }
 
 // hasBlock reports whether the block is stored (catalogue lookup: the block
 // itself is not read).
 func (s *Store) hasBlock(c cid.Cid) (bool, error) {
-	_, ok, err := s.blockSize(c.Hash())
+	_, _, ok, err := s.lookup(c.Hash())
 	return ok, err
 }
 
 func (s *Store) blockSize(h mh.Multihash) (int, bool, error) {
-	v, closer, err := s.db.Get(s.catalogKey(h))
+	size, _, ok, err := s.lookup(h)
+	return size, ok, err
+}
+
+// viewBlock calls f with the block's bytes, valid only during the call.
+func (s *Store) viewBlock(h mh.Multihash, f func([]byte) error) error {
+	_, seq, ok, err := s.lookup(h)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return ErrNotFound
+	}
+	v, closer, err := s.db.Get(s.blockKey(seq))
 	if errors.Is(err, pebble.ErrNotFound) {
-		return 0, false, nil
+		return fmt.Errorf("blobstore: catalogued block %s has no bytes: %w", h.B58String(), ErrNotFound)
 	}
 	if err != nil {
-		return 0, false, fmt.Errorf("blobstore: read catalogue: %w", err)
+		return fmt.Errorf("blobstore: read block: %w", err)
 	}
 	defer closer.Close()
-	n, k := binary.Uvarint(v)
-	if k <= 0 {
-		return 0, false, fmt.Errorf("blobstore: corrupt catalogue entry for %s", h.B58String())
-	}
-	return int(n), true, nil
+	return f(v)
 }
 
 // getBlock returns a copy of the block's bytes.
 func (s *Store) getBlock(c cid.Cid) ([]byte, error) {
-	v, closer, err := s.db.Get(s.blockKey(c.Hash()))
-	if errors.Is(err, pebble.ErrNotFound) {
+	var out []byte
+	err := s.viewBlock(c.Hash(), func(v []byte) error {
+		out = append([]byte(nil), v...)
+		return nil
+	})
+	if errors.Is(err, ErrNotFound) {
 		return nil, fmt.Errorf("block %s: %w", c, ErrNotFound)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("blobstore: read block %s: %w", c, err)
-	}
-	out := append([]byte(nil), v...)
-	closer.Close()
-	return out, nil
+	return out, err
 }
 
-// setBlock adds a block and its catalogue entry to b.
-func (s *Store) setBlock(b *pebble.Batch, h mh.Multihash, data []byte) error {
-	if err := b.Set(s.blockKey(h), data, nil); err != nil {
+// deleteBlock removes a block and its catalogue entry.
+func (s *Store) deleteBlock(h mh.Multihash) error {
+	_, seq, ok, err := s.lookup(h)
+	if err != nil || !ok {
 		return err
 	}
-	var sz [binary.MaxVarintLen64]byte
-	n := binary.PutUvarint(sz[:], uint64(len(data)))
-	return b.Set(s.catalogKey(h), sz[:n], nil)
-}
-
-func (s *Store) deleteBlock(b *pebble.Batch, h mh.Multihash) error {
-	if err := b.Delete(s.blockKey(h), nil); err != nil {
+	b := s.db.NewBatch()
+	defer b.Close()
+	if err := b.Delete(s.catalogKey(h), nil); err != nil {
 		return err
 	}
-	return b.Delete(s.catalogKey(h), nil)
+	if err := b.Delete(s.blockKey(seq), nil); err != nil {
+		return err
+	}
+	return b.Commit(pebble.NoSync)
 }
 
 // Blockstore returns a boxo blockstore.Blockstore view of the Store (for
@@ -291,12 +400,7 @@ var (
 func (b bstore) DeleteBlock(_ context.Context, c cid.Cid) error {
 	b.s.gcMu.RLock()
 	defer b.s.gcMu.RUnlock()
-	batch := b.s.db.NewBatch()
-	defer batch.Close()
-	if err := b.s.deleteBlock(batch, c.Hash()); err != nil {
-		return err
-	}
-	return batch.Commit(pebble.NoSync)
+	return b.s.deleteBlock(c.Hash())
 }
 
 func (b bstore) Has(_ context.Context, c cid.Cid) (bool, error) { return b.s.hasBlock(c) }
@@ -313,15 +417,11 @@ func (b bstore) Get(_ context.Context, c cid.Cid) (blocks.Block, error) {
 }
 
 func (b bstore) View(_ context.Context, c cid.Cid, f func([]byte) error) error {
-	v, closer, err := b.s.db.Get(b.s.blockKey(c.Hash()))
-	if errors.Is(err, pebble.ErrNotFound) {
+	err := b.s.viewBlock(c.Hash(), f)
+	if errors.Is(err, ErrNotFound) {
 		return ipld.ErrNotFound{Cid: c}
 	}
-	if err != nil {
-		return err
-	}
-	defer closer.Close()
-	return f(v)
+	return err
 }
 
 func (b bstore) GetSize(_ context.Context, c cid.Cid) (int, error) {
@@ -342,24 +442,30 @@ func (b bstore) Put(ctx context.Context, blk blocks.Block) error {
 func (b bstore) PutMany(_ context.Context, blks []blocks.Block) error {
 	b.s.gcMu.RLock()
 	defer b.s.gcMu.RUnlock()
-	batch := b.s.db.NewBatch()
-	defer batch.Close()
+	k := b.s.newSink()
 	for _, blk := range blks {
 		if len(blk.RawData()) > MaxBlockSize {
 			return fmt.Errorf("blobstore: block %s is %d bytes, over %d", blk.Cid(), len(blk.RawData()), MaxBlockSize)
 		}
-		if err := b.s.setBlock(batch, blk.Cid().Hash(), blk.RawData()); err != nil {
+		held, err := b.s.hasBlock(blk.Cid())
+		if err != nil {
+			return err
+		}
+		if held {
+			continue
+		}
+		if err := k.add(blk.Cid().Hash(), blk.RawData()); err != nil {
 			return err
 		}
 	}
-	return batch.Commit(pebble.NoSync)
+	return k.close(false)
 }
 
 // AllKeysChan lists stored blocks as CIDv1 with the raw codec (the store
 // keys blocks by multihash only, as boxo's datastore blockstore does).
 func (b bstore) AllKeysChan(ctx context.Context) (<-chan cid.Cid, error) {
-	lo := b.s.key(kindCatalog, nil)
-	it, err := b.s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: b.s.key(kindCatalog+1, nil)})
+	lo, hi := b.s.catalogRange()
+	it, err := b.s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return nil, err
 	}

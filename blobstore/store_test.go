@@ -9,9 +9,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/vfs"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
+	unixfsio "github.com/ipfs/boxo/ipld/unixfs/io"
 	ipld "github.com/ipfs/go-ipld-format"
+	"github.com/libp2p/go-libp2p/core/peer"
 	mh "github.com/multiformats/go-multihash"
 )
 
@@ -91,6 +95,11 @@ func TestPutGetRoundTrip(t *testing.T) {
 }
 
 func TestDefaultLayoutIsUnixFSv1_2025(t *testing.T) {
+	p := unixfsio.UnixFS_v1_2025
+	if p.ChunkSize != ChunkSize || p.FileDAGWidth != MaxLinks || !p.RawLeaves ||
+		p.CidBuilder() != cidBuilder {
+		t.Errorf("layout differs from the unixfs-v1-2025 profile %+v", p)
+	}
 	s := newStore(t)
 	data := randomBytes(7, 3*ChunkSize+5)
 	root := putBytes(t, s, data)
@@ -290,9 +299,18 @@ func sameSet(a, b []cid.Cid) bool {
 }
 
 func TestGCShrinksDisk(t *testing.T) {
+	for _, mode := range []struct {
+		name string
+		opts []Option
+	}{{"ingest", nil}, {"batch", []Option{withoutIngest()}}} {
+		t.Run(mode.name, func(t *testing.T) { testGCShrinksDisk(t, mode.opts...) })
+	}
+}
+
+func testGCShrinksDisk(t *testing.T, opts ...Option) {
 	dir := t.TempDir()
 	db := openDB(t, dir)
-	s, err := New(db, []byte("blob/"))
+	s, err := New(db, []byte("blob/"), append(opts, WithStagingDir(t.TempDir()))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,5 +371,127 @@ func TestGCShrinksDisk(t *testing.T) {
 	t.Logf("pebble dir %d → %d bytes after GC freed %d", before, after, st.BytesFreed)
 	if before-after < garbage*3/4 {
 		t.Fatalf("pebble dir shrank by %d bytes, want at least %d", before-after, garbage*3/4)
+	}
+}
+
+// TestBatchFallback: a Pebble on an in-memory filesystem cannot ingest
+// files from the staging directory; the Store then writes through batches
+// and everything still works.
+func TestBatchFallback(t *testing.T) {
+	db, err := pebble.Open("", &pebble.Options{FS: vfs.NewMem(), Logger: quietLogger{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	h := newHost(t)
+	s, err := New(db, []byte("blob/"), WithHost(h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.IngestError() == nil {
+		t.Fatal("ingestion into an in-memory Pebble reported as working")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	data := randomBytes(60, 3<<20+100)
+	root := putBytes(t, s, data)
+	if got, err := s.Get(ctx, root); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("round trip through batches: %v", err)
+	}
+
+	// Fetch into the in-memory store from a normal peer.
+	other := newNode(t)
+	remote := putBytes(t, other.s, randomBytes(61, 5<<20))
+	connect(t, h, other.h)
+	if _, err := s.Fetch(ctx, remote, []peer.ID{other.h.ID()}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := s.Has(ctx, remote); !ok {
+		t.Fatal("fetched blob incomplete")
+	}
+	if err := s.Pin(root); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.GC(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Blocks != 6 {
+		t.Errorf("GC deleted %d blocks, want the 6 of the fetched blob", st.Blocks)
+	}
+	if got, err := s.Get(ctx, root); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("pinned blob after GC: %v", err)
+	}
+}
+
+// TestReopen: block numbers continue after a restart, so new blobs never
+// overwrite old ones.
+func TestReopen(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	open := func() (*pebble.DB, *Store) {
+		db, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := New(db, []byte("blob/"), WithStagingDir(t.TempDir()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.IngestError(); err != nil {
+			t.Fatal(err)
+		}
+		return db, s
+	}
+	a := randomBytes(70, 2<<20+1)
+	db, s := open()
+	rootA := putBytes(t, s, a)
+	s.Close()
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	b := randomBytes(71, 2<<20+2)
+	db, s = open()
+	defer db.Close()
+	defer s.Close()
+	rootB := putBytes(t, s, b)
+	for _, tc := range []struct {
+		root cid.Cid
+		data []byte
+	}{{rootA, a}, {rootB, b}} {
+		if got, err := s.Get(ctx, tc.root); err != nil || !bytes.Equal(got, tc.data) {
+			t.Fatalf("blob %s after reopen: %v", tc.root, err)
+		}
+	}
+}
+
+// TestGCDropsOrphans: block bytes no catalogue entry points to (a crash
+// between ingestion and the catalogue write) go at the next GC.
+func TestGCDropsOrphans(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	orphan := s.blockKey(s.allocSeq(1))
+	if err := s.db.Set(orphan, randomBytes(80, 1000), pebble.NoSync); err != nil {
+		t.Fatal(err)
+	}
+	kept := putBytes(t, s, randomBytes(81, 2<<20))
+	if err := s.Pin(kept); err != nil {
+		t.Fatal(err)
+	}
+	putBytes(t, s, randomBytes(82, 1<<20)) // garbage, so that GC runs
+	if _, err := s.GC(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, closer, err := s.db.Get(orphan); !errors.Is(err, pebble.ErrNotFound) {
+		if closer != nil {
+			closer.Close()
+		}
+		t.Fatalf("orphan block still there: %v", err)
+	}
+	if _, err := s.Get(ctx, kept); err != nil {
+		t.Fatal(err)
 	}
 }

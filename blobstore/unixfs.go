@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/cockroachdb/pebble"
 	chunker "github.com/ipfs/boxo/chunker"
 	"github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/boxo/ipld/unixfs/importer/balanced"
@@ -19,8 +18,9 @@ import (
 	mh "github.com/multiformats/go-multihash"
 )
 
-// cidBuilder makes the CIDs of the DAGs Put builds: CIDv1, sha2-256.
-var cidBuilder = cid.V1Builder{Codec: cid.DagProtobuf, MhType: mh.SHA2_256}
+// cidBuilder makes the CIDs of the DAGs Put builds: CIDv1, sha2-256 (raw
+// leaves get the raw codec).
+var cidBuilder cid.Builder = cid.Prefix{Version: 1, Codec: cid.DagProtobuf, MhType: mh.SHA2_256, MhLength: -1}
 
 // Put imports the bytes of r as a UnixFS file (see the package doc for the
 // layout) and returns its root CID and the number of bytes read. The blocks
@@ -32,8 +32,8 @@ func (s *Store) Put(ctx context.Context, r io.Reader) (cid.Cid, int64, error) {
 		return cid.Undef, 0, ErrClosed
 	}
 	cr := &ctxReader{ctx: ctx, r: r}
-	w := &dagWriter{s: s, ctx: ctx, batch: s.db.NewBatch(), inBatch: make(map[string]struct{})}
-	defer func() { w.batch.Close() }()
+	w := &dagWriter{s: s, ctx: ctx, sink: s.newSink()}
+	defer w.sink.close(false) // stops the ingester on error paths; no-op after close(true)
 	params := helpers.DagBuilderParams{
 		Dagserv:    w,
 		Maxlinks:   s.opts.maxLinks,
@@ -48,7 +48,7 @@ func (s *Store) Put(ctx context.Context, r io.Reader) (cid.Cid, int64, error) {
 	if err != nil {
 		return cid.Undef, cr.n, fmt.Errorf("blobstore: put: %w", err)
 	}
-	if err := w.commit(pebble.Sync); err != nil {
+	if err := w.sink.close(true); err != nil {
 		return cid.Undef, cr.n, fmt.Errorf("blobstore: put: %w", err)
 	}
 	return root.Cid(), cr.n, nil
@@ -249,14 +249,12 @@ func (g nodeGetter) GetMany(ctx context.Context, cids []cid.Cid) <-chan *ipld.No
 	return out
 }
 
-// dagWriter is the ipld.DAGService the importer writes to: it batches blocks
-// into Pebble, committing every writeBatchBytes without sync; Put commits
-// the rest with sync.
+// dagWriter is the ipld.DAGService the importer writes to: blocks go to a
+// sink, which Put flushes with sync at the end.
 type dagWriter struct {
-	s       *Store
-	ctx     context.Context
-	batch   *pebble.Batch
-	inBatch map[string]struct{}
+	s    *Store
+	ctx  context.Context
+	sink *sink
 }
 
 var _ ipld.DAGService = (*dagWriter)(nil)
@@ -274,21 +272,14 @@ func (w *dagWriter) Add(_ context.Context, nd ipld.Node) error {
 		return err
 	}
 	h := nd.Cid().Hash()
-	if _, dup := w.inBatch[string(h)]; dup {
+	if w.sink.has(h) {
 		return nil
 	}
 	held, err := w.s.hasBlock(nd.Cid())
 	if err != nil || held {
 		return err
 	}
-	if err := w.s.setBlock(w.batch, h, nd.RawData()); err != nil {
-		return err
-	}
-	w.inBatch[string(h)] = struct{}{}
-	if w.batch.Len() >= writeBatchBytes {
-		return w.commit(pebble.NoSync)
-	}
-	return nil
+	return w.sink.add(h, nd.RawData())
 }
 
 func (w *dagWriter) AddMany(ctx context.Context, nds []ipld.Node) error {
@@ -297,23 +288,6 @@ func (w *dagWriter) AddMany(ctx context.Context, nds []ipld.Node) error {
 			return err
 		}
 	}
-	return nil
-}
-
-func (w *dagWriter) commit(opt *pebble.WriteOptions) error {
-	if w.batch.Empty() {
-		if opt == pebble.Sync {
-			// Earlier NoSync batches are in the WAL; make them durable.
-			return w.s.db.LogData(nil, pebble.Sync)
-		}
-		return nil
-	}
-	if err := w.batch.Commit(opt); err != nil {
-		return err
-	}
-	w.batch.Close()
-	w.batch = w.s.db.NewBatch()
-	clear(w.inBatch)
 	return nil
 }
 

@@ -36,7 +36,7 @@ func BenchmarkSigningBytes(b *testing.B) {
 func BenchmarkSignedPart(b *testing.B) {
 	f := benchFact(b)
 	for b.Loop() {
-		if _, ok := f.signedPart(); !ok {
+		if _, ok := f.signedPart(nil); !ok {
 			b.Fatal("no")
 		}
 	}

@@ -2,6 +2,7 @@ package crdt
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"sync"
 )
@@ -21,8 +22,9 @@ import (
 // Concurrency: every method is safe for concurrent use. Ingest checks
 // signatures without holding the write lock, so two Ingest calls overlap
 // their verification with each other's writes; writes (Ingest's admit and
-// commit phase, Prune) are serialised. Admit callbacks and the fn of Range
-// and All may read the store but must not call Ingest or Prune.
+// commit phase, Prune) are serialised. Admit callbacks run under the write
+// lock: they may read the store but must not call Ingest or Prune. No
+// callback may call Close (it waits for the calls in progress).
 type Journal struct {
 	kv KV
 
@@ -335,7 +337,7 @@ func (j *Journal) Range(author DeviceID, from, to uint64, fn func(*Fact) error) 
 	return err
 }
 
-var errRangeGap = fmt.Errorf("gap in chain range")
+var errRangeGap = errors.New("gap in chain range")
 
 // All implements Store: chain facts, then pending facts, then evidence.
 func (j *Journal) All(fn func(*Fact) error) error {

@@ -2,6 +2,7 @@ package crdt
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"runtime"
 	"sort"
@@ -204,8 +205,9 @@ func verifyParallel(fs []*Fact) []error {
 		workers = len(fs)
 	}
 	if workers <= 1 {
+		var buf []byte
 		for i, f := range fs {
-			errs[i] = f.VerifyOnce()
+			buf, errs[i] = f.verifyOnce(buf)
 		}
 		return errs
 	}
@@ -213,12 +215,13 @@ func verifyParallel(fs []*Fact) []error {
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
+			var buf []byte
 			for {
 				i := int(next.Add(1)) - 1
 				if i >= len(fs) {
 					return
 				}
-				errs[i] = fs[i].VerifyOnce()
+				buf, errs[i] = fs[i].verifyOnce(buf)
 			}
 		})
 	}
@@ -234,6 +237,26 @@ type ingestWrite struct {
 	stats    Stats
 	pending  int // of the admitted facts, still pending at the end
 	evidence int
+	kbuf     []byte // scratch key and values: the batch copies them
+	vbuf     []byte
+	lbuf     []byte
+}
+
+// setLocator writes the locator of a new fact.
+func (w *ingestWrite) setLocator(id FactID, a DeviceID, seq uint64, where byte) error {
+	w.kbuf = appendLocatorKey(w.kbuf[:0], id)
+	w.lbuf = appendLocator(w.lbuf[:0], a, seq, where)
+	return w.batch.Set(w.kbuf, w.lbuf)
+}
+
+// setSeq writes the record of tag at (a, seq): the parts concatenated.
+func (w *ingestWrite) setSeq(tag byte, a DeviceID, seq uint64, parts ...[]byte) error {
+	w.kbuf = appendSeqKey(w.kbuf[:0], tag, a, seq)
+	w.vbuf = w.vbuf[:0]
+	for _, p := range parts {
+		w.vbuf = append(w.vbuf, p...)
+	}
+	return w.batch.Set(w.kbuf, w.vbuf)
 }
 
 // placeState is the per-author state while placing one batch.
@@ -308,7 +331,7 @@ func (w *ingestWrite) placeOne(st *placeState, f *Fact) error {
 			return w.addEvidence(st, f, kept)
 		}
 	}
-	if err := w.batch.Set(locatorKey(f.id), encodeLocator(st.a, s, whereChain)); err != nil {
+	if err := w.setLocator(f.id, st.a, s, whereChain); err != nil {
 		return err
 	}
 	if s == st.h.seq+1 {
@@ -318,9 +341,7 @@ func (w *ingestWrite) placeOne(st *placeState, f *Fact) error {
 		return w.drain(st)
 	}
 	// Ahead of a gap: pending.
-	v := make([]byte, 0, 32+len(f.raw))
-	v = append(append(v, f.id[:]...), f.raw...)
-	if err := w.batch.Set(seqKey(tagPending, st.a, s), v); err != nil {
+	if err := w.setSeq(tagPending, st.a, s, f.id[:], f.raw); err != nil {
 		return err
 	}
 	if st.pendNew == nil {
@@ -336,12 +357,11 @@ func (w *ingestWrite) placeOne(st *placeState, f *Fact) error {
 }
 
 func (w *ingestWrite) addEvidence(st *placeState, f *Fact, kept FactID) error {
-	v := make([]byte, 0, 32+len(f.raw))
-	v = append(append(v, kept[:]...), f.raw...)
-	if err := w.batch.Set(evidenceKey(st.a, f.Seq, f.id), v); err != nil {
+	w.vbuf = append(append(w.vbuf[:0], kept[:]...), f.raw...)
+	if err := w.batch.Set(evidenceKey(st.a, f.Seq, f.id), w.vbuf); err != nil {
 		return err
 	}
-	if err := w.batch.Set(locatorKey(f.id), encodeLocator(st.a, f.Seq, whereEvidence)); err != nil {
+	if err := w.setLocator(f.id, st.a, f.Seq, whereEvidence); err != nil {
 		return err
 	}
 	w.stats.Equivocations++
@@ -353,10 +373,8 @@ func (w *ingestWrite) addEvidence(st *placeState, f *Fact, kept FactID) error {
 func (w *ingestWrite) chain(st *placeState, id FactID, raw []byte) error {
 	st.h.hash = ChainNext(st.h.hash, id)
 	st.h.seq++
-	v := make([]byte, 0, 64+len(raw))
-	v = append(append(append(v, st.h.hash[:]...), id[:]...), raw...)
 	st.chained[st.h.seq] = id
-	return w.batch.Set(seqKey(tagChain, st.a, st.h.seq), v)
+	return w.setSeq(tagChain, st.a, st.h.seq, st.h.hash[:], id[:], raw)
 }
 
 // drain moves pending facts that now follow the chain head into the chain.
@@ -424,4 +442,4 @@ func (w *ingestWrite) lowestPending(st *placeState, from uint64) (uint64, error)
 	return low, nil
 }
 
-var errStopScan = fmt.Errorf("stop scan")
+var errStopScan = errors.New("stop scan")

@@ -60,22 +60,23 @@ func authorKey(tag byte, a DeviceID) []byte {
 }
 
 func seqKey(tag byte, a DeviceID, seq uint64) []byte {
-	k := make([]byte, 2+32+8, 2+32+8+32)
-	k[0], k[1] = JournalPrefix, tag
-	copy(k[2:], a[:])
-	binary.BigEndian.PutUint64(k[34:], seq)
-	return k
+	return appendSeqKey(make([]byte, 0, 2+32+8+32), tag, a, seq)
+}
+
+func appendSeqKey(dst []byte, tag byte, a DeviceID, seq uint64) []byte {
+	dst = append(dst, JournalPrefix, tag)
+	dst = append(dst, a[:]...)
+	return binary.BigEndian.AppendUint64(dst, seq)
 }
 
 func evidenceKey(a DeviceID, seq uint64, id FactID) []byte {
 	return append(seqKey(tagEvidence, a, seq), id[:]...)
 }
 
-func locatorKey(id FactID) []byte {
-	k := make([]byte, 2+32)
-	k[0], k[1] = JournalPrefix, tagLocator
-	copy(k[2:], id[:])
-	return k
+func locatorKey(id FactID) []byte { return appendLocatorKey(make([]byte, 0, 2+32), id) }
+
+func appendLocatorKey(dst []byte, id FactID) []byte {
+	return append(append(dst, JournalPrefix, tagLocator), id[:]...)
 }
 
 // prefixEnd is the smallest key greater than every key starting with p.
@@ -157,12 +158,10 @@ func decodeCounters(b []byte) (Stats, error) {
 	return Stats{Facts: u(0), Bytes: u(1), Pending: u(2), Equivocations: u(3), PrunedFacts: u(4), PrunedBytes: u(5)}, nil
 }
 
-func encodeLocator(a DeviceID, seq uint64, where byte) []byte {
-	b := make([]byte, locatorLen)
-	copy(b, a[:])
-	binary.BigEndian.PutUint64(b[32:], seq)
-	b[40] = where
-	return b
+func appendLocator(dst []byte, a DeviceID, seq uint64, where byte) []byte {
+	dst = append(dst, a[:]...)
+	dst = binary.BigEndian.AppendUint64(dst, seq)
+	return append(dst, where)
 }
 
 func decodeLocator(b []byte) (DeviceID, uint64, byte, error) {

@@ -23,6 +23,8 @@ type KV interface {
 
 // KVBatch is a set of writes applied atomically, in order, by Commit. A
 // batch is used once: Close releases it whether or not it was committed.
+// Set, Delete and DeleteRange copy their arguments, so the caller may reuse
+// its buffers.
 type KVBatch interface {
 	Set(key, value []byte) error
 	Delete(key []byte) error

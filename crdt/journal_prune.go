@@ -20,6 +20,20 @@ func (j *Journal) Prune(v VersionVector) (facts, freed uint64, err error) {
 		return 0, 0, err
 	}
 	defer j.exit()
+	facts, freed, err = j.prune(v)
+	if err != nil || facts == 0 {
+		return facts, freed, err
+	}
+	// Compact without the write lock: ingest goes on meanwhile.
+	lo, hi := JournalKeyRange()
+	if err := j.kv.Compact(lo, hi); err != nil {
+		return facts, freed, fmt.Errorf("prune: compact: %w", err)
+	}
+	return facts, freed, nil
+}
+
+// prune deletes and commits, under the write lock.
+func (j *Journal) prune(v VersionVector) (facts, freed uint64, err error) {
 	j.wmu.Lock()
 	defer j.wmu.Unlock()
 
@@ -110,10 +124,5 @@ func (j *Journal) Prune(v VersionVector) (facts, freed uint64, err error) {
 	j.stats = stats
 	j.gen++
 	j.mu.Unlock()
-
-	lo, hi := JournalKeyRange()
-	if err := j.kv.Compact(lo, hi); err != nil {
-		return facts, freed, fmt.Errorf("prune: compact: %w", err)
-	}
 	return facts, freed, nil
 }

@@ -26,28 +26,35 @@ func (f *Fact) clearMark()     { atomic.StoreUint32(&f.verified.v, 0) }
 // field equals what the bytes say; a Fact whose fields were changed after
 // Sign or DecodeFact falls back to Verify and is never marked.
 func (f *Fact) VerifyOnce() error {
-	msg, ok := f.signedPart()
-	if !ok {
-		f.clearMark()
-		return f.Verify()
-	}
-	if f.isMarked() {
-		return nil
-	}
-	if !ed25519.Verify(f.Author.PublicKey(), msg, f.Sig) {
-		return fmt.Errorf("fact %s by %s seq %d: %w", f.id, f.Author.Short(), f.Seq, ErrBadSignature)
-	}
-	f.markVerified()
-	return nil
+	_, err := f.verifyOnce(nil)
+	return err
 }
 
-// signedPart returns SigningBytes computed from the canonical bytes, and
+// verifyOnce is VerifyOnce building the signed bytes in buf (which it
+// returns, possibly grown, for reuse).
+func (f *Fact) verifyOnce(buf []byte) ([]byte, error) {
+	msg, ok := f.signedPart(buf[:0])
+	if !ok {
+		f.clearMark()
+		return buf, f.Verify()
+	}
+	if f.isMarked() {
+		return msg, nil
+	}
+	if !ed25519.Verify(f.Author.PublicKey(), msg, f.Sig) {
+		return msg, fmt.Errorf("fact %s by %s seq %d: %w", f.id, f.Author.Short(), f.Seq, ErrBadSignature)
+	}
+	f.markVerified()
+	return msg, nil
+}
+
+// signedPart appends to buf SigningBytes computed from the canonical bytes, and
 // whether the fields of f match those bytes exactly. A fact's wire form is
 // the CBOR array [V, Account, Author, Seq, Epoch, Lamport, Kind, Body, Sig]
 // and its signed form is the array of the first eight, so the signed form
 // is the wire form with a smaller array header and without the trailing
 // signature.
-func (f *Fact) signedPart() ([]byte, bool) {
+func (f *Fact) signedPart(buf []byte) ([]byte, bool) {
 	raw := f.raw
 	if len(raw) < 1 || raw[0] != 0x80|9 || len(f.Sig) != ed25519.SignatureSize {
 		return nil, false
@@ -74,8 +81,7 @@ func (f *Fact) signedPart() ([]byte, bool) {
 	if b, ok := r.bytes(); !ok || !bytes.Equal(b, f.Sig) || r.i != len(raw) {
 		return nil, false
 	}
-	msg := make([]byte, 0, len(sigDomain)+end)
-	msg = append(msg, sigDomain...)
+	msg := append(buf, sigDomain...)
 	msg = append(msg, 0x80|8)
 	msg = append(msg, raw[1:end]...)
 	return msg, true

@@ -208,6 +208,11 @@ func New(ctx context.Context, cfg Config) (*Gossip, error) {
 		pubsub.WithPeerExchange(false),
 		pubsub.WithFloodPublish(true),
 		pubsub.WithPeerOutboundQueueSize(c.PeerOutboundQueue),
+		// One validation worker, our validator inline: messages are
+		// validated, hence delivered, in the order they arrive, so a batch
+		// never overtakes its predecessor and leaves a gap behind it. The
+		// validator spreads each batch's signature checks over the cores.
+		pubsub.WithValidateWorkers(1),
 		pubsub.WithValidateQueueSize(256),
 		pubsub.WithRawTracer(&dropTracer{m: &g.m}),
 		pubsub.WithLogger(g.log.With("system", "pubsub")),
@@ -222,7 +227,7 @@ func New(ctx context.Context, cfg Config) (*Gossip, error) {
 	// open a session at once.
 	g.h.SetStreamHandler(SyncProtocol, g.syn.handleStream)
 	name := TopicName(g.account)
-	if err := g.ps.RegisterTopicValidator(name, g.validate); err != nil {
+	if err := g.ps.RegisterTopicValidator(name, g.validate, pubsub.WithValidatorInline(true)); err != nil {
 		g.shutdown()
 		return nil, fmt.Errorf("gossip: register validator: %w", err)
 	}
@@ -315,8 +320,12 @@ func (g *Gossip) receiveLoop() {
 		g.m.gossipIn.Add(uint64(len(res.Added)))
 		g.m.gossipDup.Add(uint64(res.Duplicates))
 		g.m.countIngestRejections(res.Rejected)
-		if res.Pending > 0 || hasNotYet(res.Rejected) {
-			g.syn.gapSeen(msg.ReceivedFrom)
+		if len(res.Rejected) > 0 {
+			r := res.Rejected[0]
+			g.log.Debug("gossip: facts refused", "count", len(res.Rejected), "first", r.Author.Short(), "seq", r.Seq, "err", r.Err)
+		}
+		if notYet := hasNotYet(res.Rejected); res.Pending > 0 || notYet {
+			g.syn.gapSeen(msg.ReceivedFrom, notYet)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -31,8 +32,8 @@ type testJournal struct {
 	lamport atomic.Uint64 // highest Lamport time ingested
 }
 
-func newTestJournal(account crdt.AccountID) *testJournal {
-	return &testJournal{store: crdt.NewMemStore(account), state: crdt.NewState(account, nil)}
+func newTestJournal(store crdt.Store) *testJournal {
+	return &testJournal{store: store, state: crdt.NewState(store.Account(), nil)}
 }
 
 func (j *testJournal) Account() crdt.AccountID { return j.store.Account() }
@@ -116,7 +117,9 @@ func newAccount(tb testing.TB, n int) *account {
 	return a
 }
 
-func dev(k ed25519.PrivateKey) crdt.DeviceID { return crdt.DeviceIDFromKey(k.Public().(ed25519.PublicKey)) }
+func dev(k ed25519.PrivateKey) crdt.DeviceID {
+	return crdt.DeviceIDFromKey(k.Public().(ed25519.PublicKey))
+}
 
 // putFacts makes n signed Put facts of device i (n ≥ 1), each about
 // 300 bytes, continuing after seq and Lamport time lamport.
@@ -175,14 +178,25 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-// newNode starts device i of the account holding the setup facts.
+// newNode starts device i of the account holding the setup facts, on a
+// MemStore.
 func newNode(tb testing.TB, a *account, i int, opts ...nodeOpt) *testNode {
 	tb.Helper()
-	n := &testNode{key: a.keys[i], j: newTestJournal(a.id)}
+	return newNodeOn(tb, a, i, crdt.NewMemStore(a.id), opts...)
+}
+
+// newNodeOn is newNode on a given store.
+func newNodeOn(tb testing.TB, a *account, i int, store crdt.Store, opts ...nodeOpt) *testNode {
+	tb.Helper()
+	n := &testNode{key: a.keys[i], j: newTestJournal(store)}
 	if res, err := n.j.Ingest(a.setup); err != nil || len(res.Added) != len(a.setup) {
 		tb.Fatalf("ingest setup: %v %+v", err, res.Rejected)
 	}
 	n.w = crdt.NewWriter(a.keys[i], a.id, 0, 0)
+	if i == 0 { // the admin wrote the setup facts
+		last := a.setup[len(a.setup)-1]
+		n.w = crdt.NewWriter(a.keys[i], a.id, last.Seq, last.Lamport)
+	}
 	n.h = newHost(tb, a.keys[i])
 	cfg := Config{Host: n.h, Journal: n.j, Logger: testLogger().With("node", i)}
 	for _, o := range opts {
@@ -234,12 +248,16 @@ func connect(tb testing.TB, a, b host.Host) {
 }
 
 // waitFor polls cond until it holds or the timeout passes.
-func waitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
+func waitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool, nodes ...*testNode) {
 	tb.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
+		extra := ""
+		if len(nodes) > 0 {
+			extra = describe(nodes...)
+		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %v waiting for %s", timeout, what)
+			tb.Fatalf("timed out after %v waiting for %s%s", timeout, what, extra)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -272,4 +290,17 @@ func converged(total uint64, nodes ...*testNode) bool {
 		}
 	}
 	return true
+}
+
+// describe renders the nodes' version vectors and digests for failures.
+func describe(nodes ...*testNode) string {
+	var b strings.Builder
+	for i, n := range nodes {
+		vv := n.j.store.VersionVector()
+		fmt.Fprintf(&b, "\nnode %d: total %d digest %s stats %+v", i, vv.Total(), n.j.digest().String()[:8], n.j.store.Stats())
+		for _, a := range vv.Authors() {
+			fmt.Fprintf(&b, " %s:%d", a.Short(), vv[a])
+		}
+	}
+	return b.String()
 }

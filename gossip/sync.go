@@ -10,6 +10,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
@@ -83,6 +84,8 @@ type syncer struct {
 	g       *Gossip
 	inbound chan struct{} // semaphore of inbound sessions
 
+	notYet atomic.Uint64 // gossip facts left out because their dependencies were missing
+
 	mu        sync.Mutex
 	stopped   bool
 	lastStart map[peer.ID]time.Time     // last session start with the peer, either direction
@@ -127,8 +130,9 @@ func (s *syncer) started(p peer.ID) {
 }
 
 // schedule starts a session with p after delay, unless one is scheduled
-// already or a session with p (either direction) starts in the meantime.
-func (s *syncer) schedule(p peer.ID, delay time.Duration, reason string) {
+// already, a session with p (either direction) starts in the meantime, or
+// need (if not nil) says at that time that it is not needed any more.
+func (s *syncer) schedule(p peer.ID, delay time.Duration, reason string, need func() bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stopped || s.timers[p] != nil || p == s.g.self {
@@ -142,7 +146,7 @@ func (s *syncer) schedule(p peer.ID, delay time.Duration, reason string) {
 			s.mu.Unlock()
 			return
 		}
-		if s.lastStart[p].After(requested) {
+		if s.lastStart[p].After(requested) || (need != nil && !need()) {
 			s.mu.Unlock()
 			s.g.m.skipped.Add(1)
 			return
@@ -155,12 +159,22 @@ func (s *syncer) schedule(p peer.ID, delay time.Duration, reason string) {
 }
 
 // gapSeen asks for a sync with p soon: gossip from p showed facts this
-// node cannot place yet.
-func (s *syncer) gapSeen(p peer.ID) {
+// node cannot place yet (notYet: facts whose dependencies are missing;
+// else facts held ahead of a gap). Gossip delivers messages out of order
+// now and then, so the sync starts only if, after GapSyncDelay, facts are
+// still pending or more facts were left out.
+func (s *syncer) gapSeen(p peer.ID, notYet bool) {
 	if s.g.cfg.GapSyncDelay < 0 || p == "" {
 		return
 	}
-	s.schedule(p, s.g.cfg.GapSyncDelay, "gap")
+	if notYet {
+		s.notYet.Add(1)
+	}
+	seen := s.notYet.Load()
+	st := s.g.j.Store()
+	s.schedule(p, s.g.cfg.GapSyncDelay, "gap", func() bool {
+		return st.Stats().Pending > 0 || s.notYet.Load() != seen || notYet
+	})
 }
 
 // peerEventLoop syncs with peers as they join the topic: the peer with
@@ -181,7 +195,7 @@ func (s *syncer) peerEventLoop() {
 		if g.self > ev.Peer {
 			delay = g.cfg.JoinSyncGrace
 		}
-		s.schedule(ev.Peer, delay, "join")
+		s.schedule(ev.Peer, delay, "join", nil)
 	}
 }
 
@@ -356,9 +370,10 @@ func (g *Gossip) session(ctx context.Context, str network.Stream, p peer.ID, ope
 	defer stop()
 	cr := &countReader{r: str}
 	cw := &countWriter{w: str}
+	refused := false // we sent ERROR: close gracefully so that it arrives
 	defer func() {
 		stats.BytesIn, stats.BytesOut = cr.n, cw.n
-		if err != nil {
+		if err != nil && !refused {
 			_ = str.Reset()
 			if ctx.Err() != nil && !errors.Is(err, ErrProtocol) {
 				err = fmt.Errorf("sync with %s: %w (%v)", p, ctx.Err(), err)
@@ -411,7 +426,7 @@ func (g *Gossip) session(ctx context.Context, str network.Stream, p peer.ID, ope
 	case f.hello.Account != g.account:
 		if !opener {
 			_ = fw.write(frameError, []byte("wrong account"))
-			_ = flush()
+			refused = flush() == nil
 		}
 		return stats, fmt.Errorf("sync with %s: peer is in account %s: %w", p, f.hello.Account, crdt.ErrWrongAccount)
 	}
@@ -454,7 +469,7 @@ func (g *Gossip) session(ctx context.Context, str network.Stream, p peer.ID, ope
 // makeHello describes what this node holds.
 func (g *Gossip) makeHello() (*hello, error) {
 	st := g.j.Store()
-	h := &hello{Version: syncVersion, Account: g.account, VV: st.VersionVector(), Pruned: st.PrunedTo()}
+	h := &hello{Version: syncVersion, Account: g.account, VV: st.VersionVector().Clone(), Pruned: st.PrunedTo().Clone()}
 	ev, err := st.Evidence()
 	if err != nil {
 		return nil, fmt.Errorf("read evidence: %w", err)
@@ -491,24 +506,57 @@ func behindFloors(mine, theirs *hello) []Behind {
 	return out
 }
 
-// receive reads FACTS frames and ingests each before reading the next,
-// until END.
+// receive reads frames until END and ingests FACTS frames in order. A
+// reader goroutine decodes the next frame and checks its signatures while
+// the current one is ingested; it holds at most one decoded frame ahead,
+// so memory stays bounded and the sender is held back by the stream's
+// flow control when ingest is slower than the wire.
 func (g *Gossip) receive(str network.Stream, fr *frameReader, idle time.Duration, stats *SyncStats) error {
-	var received uint64
-	for {
-		_ = str.SetReadDeadline(time.Now().Add(idle))
-		typ, payload, err := fr.next()
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return fmt.Errorf("%w: stream ended before END", ErrProtocol)
+	type item struct {
+		f   frame
+		err error
+	}
+	items := make(chan item, 1)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		defer close(items)
+		for {
+			_ = str.SetReadDeadline(time.Now().Add(idle))
+			typ, payload, err := fr.next()
+			var f frame
+			if err == nil {
+				if f, err = parseFrame(typ, payload); err != nil {
+					g.m.reject(reasonOf(err))
+				}
+			} else if errors.Is(err, io.EOF) {
+				err = fmt.Errorf("%w: stream ended before END", ErrProtocol)
 			}
-			return err
+			if err == nil && f.typ == frameFacts {
+				preverify(f.facts, g.j.Store().VersionVector())
+			}
+			select {
+			case items <- item{f, err}:
+			case <-done:
+				return
+			}
+			if err != nil || f.typ == frameEnd || f.typ == frameError || f.typ == frameHello {
+				return
+			}
 		}
-		f, err := parseFrame(typ, payload)
-		if err != nil {
-			g.m.reject(reasonOf(err))
-			return err
+	})
+	defer func() {
+		close(done)
+		_ = str.SetReadDeadline(time.Now()) // unblocks the reader if it still reads
+		wg.Wait()
+	}()
+
+	var received uint64
+	for it := range items {
+		if it.err != nil {
+			return it.err
 		}
+		f := it.f
 		switch f.typ {
 		case frameFacts:
 			received += uint64(len(f.facts))
@@ -521,6 +569,10 @@ func (g *Gossip) receive(str network.Stream, fr *frameReader, idle time.Duration
 			stats.Duplicates += uint64(res.Duplicates)
 			stats.Rejected += uint64(len(res.Rejected))
 			g.m.countIngestRejections(res.Rejected)
+			if len(res.Rejected) > 0 {
+				r := res.Rejected[0]
+				g.log.Debug("sync: facts refused", "count", len(res.Rejected), "first", r.Author.Short(), "seq", r.Seq, "err", r.Err)
+			}
 		case frameEnd:
 			if f.count != received {
 				return fmt.Errorf("%w: END says %d facts, received %d", ErrProtocol, f.count, received)
@@ -532,6 +584,24 @@ func (g *Gossip) receive(str network.Stream, fr *frameReader, idle time.Duration
 			return fmt.Errorf("%w: second hello", ErrProtocol)
 		}
 	}
+	return fmt.Errorf("%w: no END", ErrProtocol)
+}
+
+// preverify checks the signatures of the facts that are likely new (above
+// the version vector) in parallel, outside the journal's write path, and
+// marks them verified so that Ingest does not check them again. Failures
+// are left to Ingest, which rejects those facts.
+func preverify(fs []*crdt.Fact, vv crdt.VersionVector) {
+	fresh := make([]*crdt.Fact, 0, len(fs))
+	for _, f := range fs {
+		if f.Seq > vv[f.Author] {
+			fresh = append(fresh, f)
+		}
+	}
+	parallel(fresh, func(f *crdt.Fact) error {
+		_ = f.VerifyOnce()
+		return nil
+	})
 }
 
 // sendMissing streams the facts theirs lacks: per author, the chain facts

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -50,12 +51,12 @@ func (g *Gossip) validate(ctx context.Context, src peer.ID, msg *pubsub.Message)
 	case pubsub.ValidationAccept:
 		msg.ValidatorData = facts
 		if reason == ReasonNotYet {
-			g.syn.gapSeen(src)
+			g.syn.gapSeen(src, true)
 		}
 	case pubsub.ValidationIgnore:
 		g.m.reject(reason)
 		if reason == ReasonNotYet {
-			g.syn.gapSeen(src)
+			g.syn.gapSeen(src, true)
 		}
 	default:
 		g.m.reject(reason)
@@ -162,41 +163,47 @@ func causalLess(a, b *crdt.Fact) bool {
 // verifyAll checks every signature (marking the facts verified, so Ingest
 // does not check them again), in parallel for large batches.
 func verifyAll(fs []*crdt.Fact) error {
-	workers := runtime.GOMAXPROCS(0)
-	if len(fs) < 64 || workers == 1 {
+	return parallel(fs, (*crdt.Fact).VerifyOnce)
+}
+
+// parallel calls fn for every fact, on up to GOMAXPROCS goroutines for
+// large slices, and returns the first error (stopping early).
+func parallel(fs []*crdt.Fact, fn func(*crdt.Fact) error) error {
+	workers := min(runtime.GOMAXPROCS(0), len(fs)/32)
+	if workers <= 1 {
 		for _, f := range fs {
-			if err := f.VerifyOnce(); err != nil {
+			if err := fn(f); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	if workers > len(fs)/32 {
-		workers = len(fs) / 32
-	}
 	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		firstErr error
+		wg     sync.WaitGroup
+		next   atomic.Int64
+		failed atomic.Bool
+		mu     sync.Mutex
+		first  error
 	)
-	chunk := (len(fs) + workers - 1) / workers
-	for lo := 0; lo < len(fs); lo += chunk {
-		hi := min(lo+chunk, len(fs))
-		wg.Add(1)
-		go func(part []*crdt.Fact) {
-			defer wg.Done()
-			for _, f := range part {
-				if err := f.VerifyOnce(); err != nil {
+	for range workers {
+		wg.Go(func() {
+			for !failed.Load() {
+				i := int(next.Add(1)) - 1
+				if i >= len(fs) {
+					return
+				}
+				if err := fn(fs[i]); err != nil {
 					mu.Lock()
-					if firstErr == nil {
-						firstErr = err
+					if first == nil {
+						first = err
 					}
 					mu.Unlock()
+					failed.Store(true)
 					return
 				}
 			}
-		}(fs[lo:hi])
+		})
 	}
 	wg.Wait()
-	return firstErr
+	return first
 }

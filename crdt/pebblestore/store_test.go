@@ -102,26 +102,31 @@ func TestSharedKeyspace(t *testing.T) {
 }
 
 // makeFacts signs n Put facts with values of valueSize random bytes, spread
-// round-robin over authors, in parallel.
+// round-robin over new authors named by seed, in parallel.
 func makeFacts(acc crdt.AccountID, authors, n, valueSize int, seed uint64) []*crdt.Fact {
 	as := make([]*storetest.Author, authors)
 	for i := range as {
 		as[i] = storetest.NewAuthor(acc, fmt.Sprintf("gen-%d-%d", seed, i))
 	}
+	return signFacts(as, n, valueSize, seed)
+}
+
+// signFacts makes the next n facts of the authors, round-robin, one
+// goroutine per author.
+func signFacts(as []*storetest.Author, n, valueSize int, seed uint64) []*crdt.Fact {
 	out := make([]*crdt.Fact, n)
 	var wg sync.WaitGroup
-	for w := range authors {
+	for w, a := range as {
 		wg.Go(func() {
 			rng := rand.New(rand.NewPCG(seed, uint64(w)))
-			a := as[w]
-			for i := w; i < n; i += authors {
+			for i := w; i < n; i += len(as) {
 				val := make([]byte, valueSize)
 				for j := range val {
 					val[j] = byte(rng.Uint32())
 				}
 				a.Seq++
 				a.Lamport++
-				f, err := crdt.NewFact(a.Key, acc, a.Seq, 1, a.Lamport, &crdt.Put{Key: fmt.Sprintf("key/%d", i), Value: val})
+				f, err := crdt.NewFact(a.Key, a.Account, a.Seq, 1, a.Lamport, &crdt.Put{Key: fmt.Sprintf("key/%d", i), Value: val})
 				if err != nil {
 					panic(err)
 				}

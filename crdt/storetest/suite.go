@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"testing"
 
 	"aura/crdt"
@@ -38,6 +39,7 @@ func Run(t *testing.T, h Harness) {
 		{"RangeBySeq", testRangeBySeq},
 		{"Prune", testPrune},
 		{"Reopen", testReopen},
+		{"Concurrent", testConcurrent},
 		{"Closed", testClosed},
 	}
 	for _, tc := range tests {
@@ -724,5 +726,87 @@ func testClosed(t *testing.T, h Harness) {
 	}
 	if _, err := s.Has(crdt.FactID{}); !errors.Is(err, crdt.ErrClosed) {
 		t.Fatalf("has after close: %v, want ErrClosed", err)
+	}
+}
+
+// Several writers ingest overlapping batches while a reader reads: the
+// result is the same as one sequential ingest.
+func testConcurrent(t *testing.T, h Harness) {
+	var all []*crdt.Fact
+	for _, n := range []string{"a", "b", "c"} {
+		all = append(all, NewAuthor(account, n).Chain(t, 30)...)
+	}
+	ref := h.Open(t, account)
+	defer ref.Close()
+	ingest(t, ref, all)
+	s := h.Open(t, account)
+	defer s.Close()
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for w := range 4 {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 7))
+			order := slices.Clone(all)
+			rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+			for len(order) > 0 {
+				n := min(1+rng.IntN(10), len(order))
+				batch := make([]*crdt.Fact, n)
+				for i := range batch {
+					g, err := crdt.DecodeFact(order[i].Bytes())
+					if err != nil {
+						errs <- err
+						return
+					}
+					batch[i] = g
+				}
+				res, err := s.Ingest(batch, nil)
+				if err == nil && len(res.Rejected) > 0 {
+					err = res.Rejected[0].Err
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+				order = order[n:]
+			}
+		})
+	}
+	stop := make(chan struct{})
+	var rg sync.WaitGroup
+	rg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			v := s.VersionVector()
+			if _, err := s.PrefixHash(v); err != nil {
+				errs <- err
+				return
+			}
+			for a, n := range v {
+				if err := s.Range(a, 1, n, func(*crdt.Fact) error { return nil }); err != nil {
+					errs <- err
+					return
+				}
+			}
+			_ = s.Stats()
+		}
+	})
+	wg.Wait()
+	close(stop)
+	rg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	vv := ref.VersionVector()
+	wantVV(t, s, vv)
+	if prefixHash(t, s, vv) != prefixHash(t, ref, vv) {
+		t.Fatal("concurrent ingest gives another prefix hash")
+	}
+	if s.Stats() != ref.Stats() {
+		t.Fatalf("stats %+v, want %+v", s.Stats(), ref.Stats())
 	}
 }

@@ -1,0 +1,99 @@
+// Command aura-node runs an aura device: `aura-node init` writes a config
+// and a device key, `aura-node run` (or plain `aura-node`) serves until
+// SIGINT/SIGTERM, `aura-node demo` runs a narrated local mesh.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"aura/node"
+)
+
+func main() {
+	if err := root().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "aura-node:", err)
+		os.Exit(1)
+	}
+}
+
+func root() *cobra.Command {
+	var home string
+	homeOf := func() string {
+		if home != "" {
+			return home
+		}
+		return node.DefaultHome()
+	}
+	run := func(cmd *cobra.Command, _ []string) error {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		n, err := node.New(ctx, node.Options{Home: homeOf()})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "aura-node %s running as %s (home %s)\n", node.Version, n.Device(), n.Home())
+		<-ctx.Done()
+		fmt.Fprintln(cmd.OutOrStdout(), "shutting down")
+		return n.Close()
+	}
+	c := &cobra.Command{
+		Use:           "aura-node",
+		Short:         "Run an aura device (peer-to-peer journal with maintenance)",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args:          cobra.NoArgs,
+		RunE:          run,
+	}
+	c.PersistentFlags().StringVar(&home, "home", "", "node directory (default $AURA_HOME, else ~/.aura)")
+
+	var listen []string
+	var noMDNS, noPortMap, force bool
+	var metrics string
+	initCmd := &cobra.Command{
+		Use:   "init",
+		Short: "Write a config and a device key; print the device id",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			id, err := node.Init(homeOf(), node.InitOptions{Listen: listen, NoMDNS: noMDNS, NoPortMap: noPortMap, Metrics: metrics, Force: force})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "initialised %s\n", homeOf())
+			fmt.Fprintln(cmd.OutOrStdout(), id)
+			return nil
+		},
+	}
+	initCmd.Flags().StringArrayVar(&listen, "listen", nil, "multiaddr to listen on (repeatable)")
+	initCmd.Flags().BoolVar(&noMDNS, "no-mdns", false, "turn off mDNS discovery")
+	initCmd.Flags().BoolVar(&noPortMap, "no-port-map", false, "turn off NAT port mapping")
+	initCmd.Flags().StringVar(&metrics, "metrics", "", "metrics address host:port, or \"off\" (default 127.0.0.1:9401)")
+	initCmd.Flags().BoolVar(&force, "force", false, "overwrite an existing config (the key is kept)")
+
+	runCmd := &cobra.Command{Use: "run", Short: "Serve until SIGINT/SIGTERM", Args: cobra.NoArgs, RunE: run}
+
+	var nodes int
+	demo := &cobra.Command{
+		Use:   "demo",
+		Short: "Run a narrated local mesh on loopback",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			err := node.RunDemo(ctx, cmd.OutOrStdout(), node.DemoOptions{Nodes: nodes})
+			if errors.Is(err, context.Canceled) {
+				return errors.New("interrupted")
+			}
+			return err
+		},
+	}
+	demo.Flags().IntVar(&nodes, "nodes", 3, "number of nodes")
+	c.AddCommand(initCmd, runCmd, demo)
+	return c
+}

@@ -1,0 +1,375 @@
+package node
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"time"
+
+	"aura/crdt"
+	"aura/maintenance"
+)
+
+// The control API: JSON over HTTP on the Unix socket HOME/aura.sock (0600).
+// Every answer is one JSON document; failures are {"error": "..."} with a
+// 4xx/5xx status.
+
+// JournalInfo are the journal's size figures.
+type JournalInfo struct {
+	Facts         uint64 `json:"facts"`
+	Bytes         uint64 `json:"bytes"`
+	Pending       uint64 `json:"pending"`
+	Equivocations uint64 `json:"equivocations"`
+	PrunedFacts   uint64 `json:"pruned_facts"`
+	PrunedBytes   uint64 `json:"pruned_bytes"`
+}
+
+// SnapshotInfo describes a completed snapshot.
+type SnapshotInfo struct {
+	ID           string            `json:"id"`
+	Epoch        uint64            `json:"epoch"`
+	Facts        uint64            `json:"facts"` // frontier total
+	Frontier     map[string]uint64 `json:"frontier,omitempty"`
+	StateDigest  string            `json:"state_digest"`
+	BlobCID      string            `json:"blob_cid"`
+	BlobSize     uint64            `json:"blob_size"`
+	Participants []string          `json:"participants,omitempty"`
+	Status       string            `json:"status"` // completed, open, abandoned
+	Proposer     string            `json:"proposer,omitempty"`
+	Votes        int               `json:"votes"`
+	HeldLocally  bool              `json:"held_locally"`
+}
+
+// FenceInfo is the writer fence of this device's open round.
+type FenceInfo struct {
+	Proposal string    `json:"proposal"`
+	Deadline time.Time `json:"deadline"`
+	Buffered int       `json:"buffered"`
+}
+
+// GCInfo are the figures of the last garbage collection.
+type GCInfo struct {
+	Proposal     string `json:"proposal"`
+	FactsBefore  uint64 `json:"facts_before"`
+	BytesBefore  uint64 `json:"bytes_before"`
+	FactsAfter   uint64 `json:"facts_after"`
+	BytesAfter   uint64 `json:"bytes_after"`
+	PrunedFacts  uint64 `json:"pruned_facts"`
+	PrunedBytes  uint64 `json:"pruned_bytes"`
+	BlobsDeleted int    `json:"blobs_deleted"`
+}
+
+// GroupKeyInfo is the account's threshold key.
+type GroupKeyInfo struct {
+	KeyEpoch     uint64   `json:"key_epoch"`
+	Threshold    uint64   `json:"threshold"`
+	Participants []string `json:"participants"`
+	HasShare     bool     `json:"has_share"`
+	ShareIndex   int      `json:"share_index,omitempty"`
+}
+
+// Status is `aura-cli status`.
+type Status struct {
+	Version        string            `json:"version"`
+	Device         string            `json:"device"`
+	Name           string            `json:"name"`
+	Account        string            `json:"account,omitempty"`
+	Admin          bool              `json:"admin"`
+	Addrs          []string          `json:"addrs"`
+	Peers          int               `json:"peers"`
+	Devices        []string          `json:"devices"`
+	Journal        JournalInfo       `json:"journal"`
+	VersionVector  map[string]uint64 `json:"version_vector"`
+	IdentityEpoch  uint64            `json:"identity_epoch"`
+	SnapshotEpoch  uint64            `json:"snapshot_epoch"`
+	StateDigest    string            `json:"state_digest"`
+	NewestSnapshot *SnapshotInfo     `json:"newest_snapshot,omitempty"`
+	Fence          *FenceInfo        `json:"fence,omitempty"`
+	LastGC         *GCInfo           `json:"last_gc,omitempty"`
+	Evidence       int               `json:"equivocation_evidence"`
+	GroupKey       *GroupKeyInfo     `json:"group_key,omitempty"`
+}
+
+// PeerInfo is one connected peer.
+type PeerInfo struct {
+	Peer   string   `json:"peer"`
+	Device bool     `json:"device"` // a device of the account
+	Via    string   `json:"via"`    // direct or relayed
+	Addrs  []string `json:"addrs"`
+}
+
+// FactInfo is one journal fact.
+type FactInfo struct {
+	ID      string `json:"id"`
+	Author  string `json:"author"`
+	Seq     uint64 `json:"seq"`
+	Epoch   uint64 `json:"epoch"`
+	Lamport uint64 `json:"lamport"`
+	Kind    string `json:"kind"`
+	Key     string `json:"key,omitempty"`
+	Value   string `json:"value,omitempty"`
+}
+
+// Status reports the node's state.
+func (n *Node) Status() Status {
+	s := Status{Version: Version, Device: n.device.String(), Name: n.cfg.Name}
+	for _, a := range n.host.Addrs() {
+		s.Addrs = append(s.Addrs, a.String()+"/p2p/"+n.host.ID().String())
+	}
+	s.Peers = len(n.ConnectedDevices())
+	js := n.store.Stats()
+	s.Journal = JournalInfo{js.Facts, js.Bytes, js.Pending, js.Equivocations, js.PrunedFacts, js.PrunedBytes}
+	s.VersionVector = vvJSON(n.store.VersionVector())
+	if ev, err := n.store.Evidence(); err == nil {
+		s.Evidence = len(ev)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	st := n.rep.State()
+	if a := n.rep.Account(); !a.IsZero() {
+		s.Account = a.String()
+	}
+	s.Admin = st.Holds(n.device, crdt.CapAdmin, st.Epoch)
+	for _, d := range st.MemberList() {
+		s.Devices = append(s.Devices, d.String())
+	}
+	s.IdentityEpoch, s.SnapshotEpoch = st.Epoch, st.SnapshotEpoch
+	s.StateDigest = st.Digest().String()
+	if c := st.NewestSnapshot(); c != nil {
+		s.NewestSnapshot = n.snapshotInfoLocked(c.ProposalID, false)
+	}
+	if id, dl, open := n.rep.Fence(); open {
+		s.Fence = &FenceInfo{Proposal: hex.EncodeToString(id[:]), Deadline: time.UnixMilli(dl), Buffered: n.rep.Buffered()}
+	}
+	if g := n.rep.LastGC(); g != nil {
+		s.LastGC = gcInfo(g)
+	}
+	if gk := st.GroupKey(); gk != nil {
+		info := &GroupKeyInfo{KeyEpoch: gk.KeyEpoch, Threshold: gk.Threshold}
+		for _, d := range gk.Participants {
+			info.Participants = append(info.Participants, d.String())
+		}
+		if sh := n.rep.Share(); sh != nil {
+			info.HasShare, info.ShareIndex = true, sh.Index()+1
+		}
+		s.GroupKey = info
+	}
+	return s
+}
+
+func gcInfo(g *maintenance.GCStats) *GCInfo {
+	return &GCInfo{Proposal: hex.EncodeToString(g.Proposal[:]), FactsBefore: g.FactsBefore, BytesBefore: g.BytesBefore,
+		FactsAfter: g.FactsAfter, BytesAfter: g.BytesAfter, PrunedFacts: g.PrunedFacts, PrunedBytes: g.PrunedBytes, BlobsDeleted: g.BlobsDeleted}
+}
+
+func vvJSON(v crdt.VersionVector) map[string]uint64 {
+	m := make(map[string]uint64, len(v))
+	for a, s := range v {
+		m[a.String()] = s
+	}
+	return m
+}
+
+// Peers lists the connected peers.
+func (n *Node) Peers() []PeerInfo {
+	var out []PeerInfo
+	for _, p := range n.host.Network().Peers() {
+		pi := PeerInfo{Peer: p.String(), Device: n.gater.isMember(p), Via: "direct"}
+		for _, c := range n.host.Network().ConnsToPeer(p) {
+			pi.Addrs = append(pi.Addrs, c.RemoteMultiaddr().String())
+			if isRelayed(c) {
+				pi.Via = "relayed"
+			}
+		}
+		out = append(out, pi)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Peer < out[j].Peer })
+	return out
+}
+
+// Facts lists the journal's facts in causal order (Lamport, author, seq);
+// tail > 0 keeps the last tail.
+func (n *Node) Facts(tail int) ([]FactInfo, error) {
+	var fs []*crdt.Fact
+	if err := n.store.All(func(f *crdt.Fact) error { fs = append(fs, f); return nil }); err != nil {
+		return nil, err
+	}
+	sort.Slice(fs, func(i, j int) bool {
+		a, b := fs[i], fs[j]
+		if a.Lamport != b.Lamport {
+			return a.Lamport < b.Lamport
+		}
+		if a.Author != b.Author {
+			return a.Author.String() < b.Author.String()
+		}
+		return a.Seq < b.Seq
+	})
+	if tail > 0 && len(fs) > tail {
+		fs = fs[len(fs)-tail:]
+	}
+	out := make([]FactInfo, 0, len(fs))
+	for _, f := range fs {
+		fi := FactInfo{ID: f.ID().String(), Author: f.Author.String(), Seq: f.Seq, Epoch: f.Epoch, Lamport: f.Lamport, Kind: f.Kind.String()}
+		if b, err := f.DecodeBody(); err == nil {
+			switch v := b.(type) {
+			case *crdt.Put:
+				fi.Key, fi.Value = v.Key, string(v.Value)
+			case *crdt.Delete:
+				fi.Key = v.Key
+			}
+		}
+		out = append(out, fi)
+	}
+	return out, nil
+}
+
+// ---- server ----
+
+func (n *Node) serveAPI() error {
+	path := filepath.Join(n.home, SocketFile)
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return fmt.Errorf("a node is already running at %s", n.home)
+	}
+	_ = os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return fmt.Errorf("control socket %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return err
+	}
+	n.apiLn = ln
+	n.apiSrv = &http.Server{Handler: n.apiHandler(), ReadHeaderTimeout: 10 * time.Second}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.apiSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Warn("control API", "err", err)
+		}
+	}()
+	return nil
+}
+
+// APIHandler is the control API's HTTP handler (tests mount it anywhere).
+func (n *Node) APIHandler() http.Handler { return n.apiHandler() }
+
+func (n *Node) apiHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) { reply(w, n.Status(), nil) })
+	mux.HandleFunc("GET /v1/peers", func(w http.ResponseWriter, r *http.Request) { reply(w, n.Peers(), nil) })
+	mux.HandleFunc("POST /v1/facts", func(w http.ResponseWriter, r *http.Request) {
+		var req struct{ Key, Value string }
+		if !decode(w, r, &req) {
+			return
+		}
+		if req.Key == "" {
+			reply(w, nil, fmt.Errorf("%w: empty key", ErrBadRequest))
+			return
+		}
+		id, err := n.Put(req.Key, []byte(req.Value))
+		res := map[string]any{"key": req.Key, "buffered": id == crdt.FactID{}}
+		if id != (crdt.FactID{}) {
+			res["id"] = id.String()
+		}
+		reply(w, res, err)
+	})
+	mux.HandleFunc("GET /v1/facts/{key...}", func(w http.ResponseWriter, r *http.Request) {
+		key := r.PathValue("key")
+		if n.Account().IsZero() {
+			reply(w, nil, ErrNoAccount)
+			return
+		}
+		v, ok := n.Get(key)
+		if !ok {
+			reply(w, nil, fmt.Errorf("%w: no value for key %q", ErrNotFound, key))
+			return
+		}
+		reply(w, map[string]string{"key": key, "value": string(v)}, nil)
+	})
+	mux.HandleFunc("GET /v1/facts", func(w http.ResponseWriter, r *http.Request) {
+		tail, _ := strconv.Atoi(r.URL.Query().Get("tail"))
+		fs, err := n.Facts(tail)
+		reply(w, fs, err)
+	})
+	mux.HandleFunc("POST /v1/account/create", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Name      string
+			Threshold uint64
+		}
+		if !decode(w, r, &req) {
+			return
+		}
+		a, err := n.CreateAccount(req.Name, req.Threshold)
+		reply(w, map[string]string{"account": a.String(), "device": n.device.String()}, err)
+	})
+	mux.HandleFunc("POST /v1/account/invite", func(w http.ResponseWriter, r *http.Request) {
+		var req struct{ TTL string }
+		if !decode(w, r, &req) {
+			return
+		}
+		var ttl time.Duration
+		if req.TTL != "" {
+			var err error
+			if ttl, err = time.ParseDuration(req.TTL); err != nil || ttl <= 0 {
+				reply(w, nil, fmt.Errorf("%w: --expires %q is not a positive duration", ErrBadRequest, req.TTL))
+				return
+			}
+		}
+		code, exp, err := n.Invite(ttl)
+		reply(w, map[string]any{"code": code, "expires": exp}, err)
+	})
+	mux.HandleFunc("POST /v1/account/join", func(w http.ResponseWriter, r *http.Request) {
+		var req struct{ Code string }
+		if !decode(w, r, &req) {
+			return
+		}
+		a, err := n.Join(r.Context(), req.Code)
+		reply(w, map[string]string{"account": a.String()}, err)
+	})
+	n.phase2Routes(mux)
+	return mux
+}
+
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(v); err != nil {
+		reply(w, nil, fmt.Errorf("%w: %v", ErrBadRequest, err))
+		return false
+	}
+	return true
+}
+
+func reply(w http.ResponseWriter, v any, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	if err != nil {
+		w.WriteHeader(statusOf(err))
+		_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+		return
+	}
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func statusOf(err error) int {
+	switch {
+	case errors.Is(err, ErrBadRequest):
+		return http.StatusBadRequest
+	case errors.Is(err, ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, ErrNoAccount), errors.Is(err, ErrHasAccount), errors.Is(err, maintenance.ErrNoAccount),
+		errors.Is(err, maintenance.ErrHasAccount), errors.Is(err, maintenance.ErrNoGroupKey), errors.Is(err, maintenance.ErrRoundOpen):
+		return http.StatusConflict
+	case errors.Is(err, ErrInvite), errors.Is(err, ErrNotAdmin), errors.Is(err, maintenance.ErrNotPermitted):
+		return http.StatusForbidden
+	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrClosed):
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}

@@ -1,0 +1,62 @@
+// Package node is the driver of DESIGN §2: it wires the pure cores
+// (crdt, maintenance, threshold) to the real world — the libp2p host, the
+// Pebble store, the blob store, gossip, real time and randomness, files —
+// and serves the control API that aura-cli talks to.
+//
+// What it owns:
+//   - HOME (default $AURA_HOME, else ~/.aura): config.toml (Config mirrors
+//     it; DefaultConfig, Validate naming every bad key), device.key (ed25519
+//     seed, PEM, 0600; the libp2p identity), data/ (one Pebble database),
+//     aura.sock (control API, 0600), threshold.share (the DKG share sealed
+//     with threshold.SealShare under the random passphrase in share.seal,
+//     0600; loaded at start with Replica.SetShare).
+//   - Key prefixes of the Pebble database besides the journal's 'j': 'm'
+//     for the replica's maintenance.Meta records, 'n' for the node's own
+//     records (invites, the joined account, the inviter, peer addresses),
+//     'b' for the blob store.
+//
+// Invariants:
+//   - One write and ingest path: every local write goes through
+//     Replica.Write, every fact from a peer through Replica.Receive, both
+//     under one mutex; the node never re-implements guards, ingest or
+//     snapshot logic. Facts are durable before they are gossiped.
+//   - The mesh is private: the connection gater admits members of the
+//     replica's state and peers trusted for a join in progress. While an
+//     invite is open (and for 10 minutes after it expired or was used, so a
+//     late joiner gets a clear "invite expired"/"invite already used" rather
+//     than a refused connection) unknown peers are admitted as guests: every
+//     stream handler but /aura/join/1 refuses them (guardedHost wraps the
+//     handlers gossip and the blob store register), and they are
+//     disconnected after 30 s unless the join made them members.
+//
+// Protocols of this package (besides gossip's /aura/sync/1 and gossipsub,
+// and the blob store's /aura/blocks/1):
+//   - /aura/join/1: the joiner sends the invite id (a hash of the secret)
+//     and HMAC-SHA256 keyed by another hash of the secret over (account,
+//     inviter peer id, joiner peer id); the secret never crosses the wire
+//     and the proof binds the joiner's Noise-authenticated id. The inviter
+//     keeps only the hashes, an expiry and a used flag, durably; it marks
+//     the invite used, writes DeviceAdded (raising the identity epoch) and
+//     answers with the account.
+//   - /aura/dkg/1: `threshold keygen` makes the calling device the hub of a
+//     threshold.DKG among all current members (all must be connected); it
+//     relays the DKG's messages, which the threshold package encrypts end to
+//     end. Every participant reports the group key it computed; only when all
+//     agree does the hub say so, each participant seal its share, and the hub
+//     publish the key with Replica.PublishGroupKey.
+//   - /aura/snapshot/1: answers with the fact of the newest completed
+//     snapshot. A new device cannot take that fact from sync (its guards
+//     need the genesis, which peers collected), so restore asks peers for it;
+//     Replica.Restore verifies the threshold signature and digest.
+//
+// Choices where DESIGN is silent: the control API is JSON over HTTP on the
+// socket (/v1/status, /v1/peers, /v1/facts, /v1/account/{create,invite,
+// join}, /v1/threshold, /v1/threshold/keygen, /v1/snapshots, /v1/restore
+// streaming NDJSON progress); Prometheus metrics use one registry per node
+// so several nodes can run in one process (demo, tests); addresses of
+// connected devices are remembered so a restarted node finds its peers
+// without discovery.
+//
+// node imports every package of the module except sim; nothing imports
+// node but cmd/.
+package node

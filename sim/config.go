@@ -1,0 +1,423 @@
+package sim
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config describes one simulated run (Run) or the base of a sweep (Sweep:
+// seeds Seed, Seed+1, …). Zero values mean the defaults.
+type Config struct {
+	// Nodes is the number of devices in the threshold group (default 5).
+	// Fresh devices (Workload.Fresh) come on top.
+	Nodes int
+	// Threshold is M of the M-of-N snapshot key (default Nodes/2+1).
+	Threshold int
+	// Seed drives everything random in the run.
+	Seed uint64
+	// Events is the number of device-events of the active phase (default
+	// 2000): a device-event is one thing a device handles (a delivery, a
+	// write, a tick, a sync step, a restore, a Byzantine act). After it the
+	// run quiesces: faults stop, the network heals, and the checks run.
+	Events int
+	// Duration caps the active phase in virtual ms (0: no cap).
+	Duration int64
+	// Faults are the injected faults.
+	Faults Faults
+	// Workload is what the devices and their operators do.
+	Workload Workload
+	// Defects switches on deliberate bugs (tests prove that the invariants
+	// catch them). Never set them outside tests.
+	Defects Defects
+	// TraceWriter, if set, receives the run's trace: one line per event.
+	TraceWriter io.Writer
+	// Parallel is how many seeds Sweep runs at once (default 1). Each run
+	// stays single-threaded and deterministic.
+	Parallel int
+}
+
+// Workload is what the simulated users do.
+type Workload struct {
+	// WriteEvery is the mean time between application writes on each
+	// device, ms (default 700; negative: no writes).
+	WriteEvery int64
+	// Overwrite is the share of writes that overwrite one of the device's
+	// own earlier keys instead of a new key (default 0.2).
+	Overwrite float64
+	// ProposeEvery is the mean time between operator snapshot proposals
+	// (`aura-cli snapshot propose` on a random device), ms (default 6000;
+	// negative: none).
+	ProposeEvery int64
+	// Watermark is the journal size in bytes past which devices propose by
+	// themselves (default 24 KiB; negative: off).
+	Watermark int64
+	// Fresh is the number of fresh devices the admin adds during the run
+	// (after the first snapshot completes); they restore from a snapshot
+	// and sync the tail (default 1; negative: none).
+	Fresh int
+	// TickEvery is the period of each device's timer tick, ms (default 1000).
+	TickEvery int64
+	// SyncEvery is the mean period of anti-entropy, ms (default 3000).
+	SyncEvery int64
+	// SnapshotTimeout is the replicas' snapshot round timeout, ms (default
+	// 6000); CompleteGrace is a third of it.
+	SnapshotTimeout int64
+}
+
+// Defects are deliberate bugs for the tests that prove the invariants can
+// fail. Each is implemented by the simulator (the driver) doing something
+// wrong with what it hands the cores; the cores stay untouched.
+type Defects struct {
+	// PruneAboveFrontier makes the driver's GC prune the journal past the
+	// verified snapshot frontier after every collection.
+	PruneAboveFrontier bool
+	// SkipThresholdVerify installs an accept-everything threshold
+	// verifier in honest replicas' state guard (a doctored path), so a
+	// SnapshotCompleted with a forged group signature gets in. Byzantine
+	// devices with the "forge" mode publish such completions.
+	SkipThresholdVerify bool
+	// LoseMetaOnCrash makes a crash lose the replica's Meta (writer
+	// fence, buffered writes, base snapshot record): storage the driver
+	// wrongly treats as volatile.
+	LoseMetaOnCrash bool
+}
+
+func (d Defects) any() bool { return d.PruneAboveFrontier || d.SkipThresholdVerify || d.LoseMetaOnCrash }
+
+func (d Defects) String() string {
+	var s []string
+	if d.PruneAboveFrontier {
+		s = append(s, "prune-above-frontier")
+	}
+	if d.SkipThresholdVerify {
+		s = append(s, "skip-threshold-verify")
+	}
+	if d.LoseMetaOnCrash {
+		s = append(s, "lose-meta-on-crash")
+	}
+	return strings.Join(s, ",")
+}
+
+// ParseDefects parses a comma-separated list of defect names (see
+// Defects.String).
+func ParseDefects(spec string) (Defects, error) {
+	var d Defects
+	for _, name := range strings.Split(spec, ",") {
+		switch strings.TrimSpace(name) {
+		case "":
+		case "prune-above-frontier":
+			d.PruneAboveFrontier = true
+		case "skip-threshold-verify":
+			d.SkipThresholdVerify = true
+		case "lose-meta-on-crash":
+			d.LoseMetaOnCrash = true
+		default:
+			return d, fmt.Errorf("unknown defect %q (prune-above-frontier, skip-threshold-verify, lose-meta-on-crash)", name)
+		}
+	}
+	return d, nil
+}
+
+// ByzMode is a set of Byzantine behaviours.
+type ByzMode uint8
+
+// Byzantine behaviours.
+const (
+	// ByzBadPartial: vote on every proposal with an invalid partial
+	// signature of the right length and the device's own index (garbage
+	// bytes, or a valid point signing another message).
+	ByzBadPartial ByzMode = 1 << iota
+	// ByzLie: propose snapshots with a wrong state digest.
+	ByzLie
+	// ByzEquivocate: sign two different facts with one seq and send them
+	// to different peers.
+	ByzEquivocate
+	// ByzUnauth: publish facts without the capability: membership facts
+	// (admin only) and snapshot completions with a forged threshold
+	// signature under its own key (at its next seq), and writes from a key
+	// that is no member.
+	ByzUnauth
+	// ByzStranger: only the last of those: writes signed by a key that is
+	// no member of the account.
+	ByzStranger
+	byzEnd
+)
+
+// ByzAll is every Byzantine behaviour.
+const ByzAll = byzEnd - 1
+
+var byzNames = []struct {
+	m    ByzMode
+	name string
+}{{ByzBadPartial, "badpartial"}, {ByzLie, "lie"}, {ByzEquivocate, "equivocate"}, {ByzUnauth, "unauth"}, {ByzStranger, "stranger"}}
+
+func (m ByzMode) String() string {
+	var s []string
+	for _, n := range byzNames {
+		if m&n.m != 0 {
+			s = append(s, n.name)
+		}
+	}
+	return strings.Join(s, "+")
+}
+
+// Faults are the injected faults. Rates of schedule faults (partition,
+// crash, offline) are per virtual second: the chance that one starts in a
+// given second (for crash and offline, per device).
+type Faults struct {
+	Loss      float64 // chance a message is lost
+	Dup       float64 // chance a message is delivered twice
+	Reorder   float64 // chance a message is held back (up to 10× Delay more), so it overtakes nothing and is overtaken
+	Delay     int64   // one-way delay, uniform in [1, Delay] ms (default 10)
+	Partition float64 // partitions forming per virtual second; each heals after 2–15 s
+	Crash     float64 // crashes per device per virtual second; down 1–8 s, then restart on the same storage
+	Offline   float64 // offline periods per device per virtual second; 3–20 s cut from the network, still writing
+	Skew      int64   // each device's clock is off by up to ± Skew ms
+	Byzantine int     // number of Byzantine devices (the last ones of the group)
+	Byz       ByzMode // what they do (default ByzAll when Byzantine > 0)
+}
+
+// Presets name common fault mixes; a spec may use them as terms.
+var Presets = map[string]string{
+	"none":  "",
+	"net":   "loss=0.05,dup=0.02,reorder=0.1,delay=50ms",
+	"churn": "partition=0.02,crash=0.01,offline=0.01",
+	"skew":  "skew=500ms",
+	"chaos": "loss=0.05,dup=0.02,reorder=0.1,delay=50ms,partition=0.02,crash=0.01,offline=0.01,skew=500ms",
+	"byz":   "byz=1:badpartial+lie+equivocate+unauth",
+	"all":   "loss=0.05,dup=0.02,reorder=0.1,delay=50ms,partition=0.02,crash=0.01,offline=0.01,skew=500ms,byz=1:badpartial+lie+equivocate+unauth",
+}
+
+// FaultSyntax documents ParseFaults.
+const FaultSyntax = `fault spec: comma-separated terms, later ones win
+  loss=P        chance a message is lost (0..1)
+  dup=P         chance a message is delivered twice
+  reorder=P     chance a message is held back up to 10x delay
+  delay=D       one-way delay, uniform in [1ms, D] (e.g. 50ms; default 10ms)
+  partition=R   partitions forming per virtual second (heal after 2-15s)
+  crash=R       crashes per device per virtual second (down 1-8s, restart on same storage)
+  offline=R     offline periods per device per virtual second (3-20s, still writing)
+  skew=D        clock skew of each device, up to +-D
+  byz=K[:MODES] K Byzantine devices; MODES joined by '+' from
+                badpartial, lie, equivocate, unauth, stranger (default all)
+  PRESET        one of: ` + "none, net, churn, skew, chaos, byz, all" + `
+example: loss=0.05,dup=0.02,reorder=0.1,delay=50ms,partition=0.01,crash=0.005,skew=200ms,byz=1:badpartial+lie+equivocate+unauth`
+
+// ParseFaults parses a fault spec (see FaultSyntax).
+func ParseFaults(spec string) (Faults, error) {
+	var f Faults
+	return f, f.apply(spec, 0)
+}
+
+func (f *Faults) apply(spec string, depth int) error {
+	for _, term := range strings.Split(spec, ",") {
+		term = strings.TrimSpace(term)
+		if term == "" {
+			continue
+		}
+		key, val, hasVal := strings.Cut(term, "=")
+		if !hasVal {
+			p, ok := Presets[key]
+			if !ok || depth > 0 {
+				return fmt.Errorf("fault spec: unknown preset or term %q\n%s", term, FaultSyntax)
+			}
+			if err := f.apply(p, depth+1); err != nil {
+				return err
+			}
+			continue
+		}
+		var err error
+		switch key {
+		case "loss":
+			f.Loss, err = parseProb(val)
+		case "dup":
+			f.Dup, err = parseProb(val)
+		case "reorder":
+			f.Reorder, err = parseProb(val)
+		case "partition":
+			f.Partition, err = parseRate(val)
+		case "crash":
+			f.Crash, err = parseRate(val)
+		case "offline":
+			f.Offline, err = parseRate(val)
+		case "delay":
+			f.Delay, err = parseMillis(val)
+		case "skew":
+			f.Skew, err = parseMillis(val)
+		case "byz":
+			n, modes, _ := strings.Cut(val, ":")
+			k, e := strconv.Atoi(n)
+			if e != nil || k < 0 {
+				return fmt.Errorf("fault spec: byz=%s: want a count, e.g. byz=1:lie+unauth", val)
+			}
+			f.Byzantine, f.Byz = k, 0
+			if modes == "" {
+				f.Byz = ByzAll
+			}
+			for _, m := range strings.Split(modes, "+") {
+				if m == "" {
+					continue
+				}
+				found := false
+				for _, bn := range byzNames {
+					if bn.name == m || (m == "all") {
+						found = true
+						if m == "all" {
+							f.Byz = ByzAll
+						} else {
+							f.Byz |= bn.m
+						}
+					}
+				}
+				if !found {
+					return fmt.Errorf("fault spec: unknown Byzantine mode %q (badpartial, lie, equivocate, unauth, stranger, all)", m)
+				}
+			}
+		default:
+			return fmt.Errorf("fault spec: unknown term %q\n%s", key, FaultSyntax)
+		}
+		if err != nil {
+			return fmt.Errorf("fault spec: %s: %w", term, err)
+		}
+	}
+	return nil
+}
+
+func parseProb(s string) (float64, error) {
+	p, err := strconv.ParseFloat(s, 64)
+	if err != nil || p < 0 || p > 1 {
+		return 0, errors.New("want a probability in [0, 1]")
+	}
+	return p, nil
+}
+
+func parseRate(s string) (float64, error) {
+	p, err := strconv.ParseFloat(s, 64)
+	if err != nil || p < 0 || p > 10 {
+		return 0, errors.New("want a rate per virtual second in [0, 10]")
+	}
+	return p, nil
+}
+
+func parseMillis(s string) (int64, error) {
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 {
+		return n, nil // bare number: ms
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, errors.New("want a duration such as 50ms or 2s")
+	}
+	return d.Milliseconds(), nil
+}
+
+// String renders the faults as a spec that ParseFaults reads back.
+func (f Faults) String() string {
+	var s []string
+	num := func(k string, v float64) {
+		if v != 0 {
+			s = append(s, k+"="+strconv.FormatFloat(v, 'g', -1, 64))
+		}
+	}
+	ms := func(k string, v int64) {
+		if v != 0 {
+			s = append(s, k+"="+(time.Duration(v)*time.Millisecond).String())
+		}
+	}
+	num("loss", f.Loss)
+	num("dup", f.Dup)
+	num("reorder", f.Reorder)
+	ms("delay", f.Delay)
+	num("partition", f.Partition)
+	num("crash", f.Crash)
+	num("offline", f.Offline)
+	ms("skew", f.Skew)
+	if f.Byzantine > 0 {
+		m := f.Byz
+		if m == 0 {
+			m = ByzAll
+		}
+		s = append(s, fmt.Sprintf("byz=%d:%s", f.Byzantine, m))
+	}
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, ",")
+}
+
+// PresetNames lists the presets, sorted.
+func PresetNames() []string {
+	var out []string
+	for k := range Presets {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// withDefaults fills zero values and checks the config.
+func (c Config) withDefaults() (Config, error) {
+	if c.Nodes == 0 {
+		c.Nodes = 5
+	}
+	if c.Threshold == 0 {
+		c.Threshold = c.Nodes/2 + 1
+	}
+	if c.Events == 0 {
+		c.Events = 2000
+	}
+	if c.Parallel <= 0 {
+		c.Parallel = 1
+	}
+	w := &c.Workload
+	if w.WriteEvery == 0 {
+		w.WriteEvery = 700
+	}
+	if w.Overwrite == 0 {
+		w.Overwrite = 0.2
+	}
+	if w.ProposeEvery == 0 {
+		w.ProposeEvery = 6000
+	}
+	if w.Watermark == 0 {
+		w.Watermark = 24 << 10
+	}
+	if w.Fresh == 0 {
+		w.Fresh = 1
+	}
+	if w.TickEvery <= 0 {
+		w.TickEvery = 1000
+	}
+	if w.SyncEvery <= 0 {
+		w.SyncEvery = 3000
+	}
+	if w.SnapshotTimeout <= 0 {
+		w.SnapshotTimeout = 6000
+	}
+	f := &c.Faults
+	if f.Delay <= 0 {
+		f.Delay = 10
+	}
+	if f.Byzantine > 0 && f.Byz == 0 {
+		f.Byz = ByzAll
+	}
+	var errs []error
+	if c.Nodes < 2 || c.Nodes > 64 {
+		errs = append(errs, fmt.Errorf("nodes: %d, want 2..64", c.Nodes))
+	}
+	if c.Threshold < 1 || c.Threshold > c.Nodes {
+		errs = append(errs, fmt.Errorf("threshold: %d, want 1..nodes (%d)", c.Threshold, c.Nodes))
+	}
+	if f.Byzantine < 0 || c.Nodes-f.Byzantine < c.Threshold || f.Byzantine >= c.Nodes {
+		errs = append(errs, fmt.Errorf("faults: byz=%d: the %d honest devices must hold at least threshold (%d) shares, and device 0 (the admin) stays honest",
+			f.Byzantine, c.Nodes-f.Byzantine, c.Threshold))
+	}
+	if c.Events < 0 || c.Duration < 0 {
+		errs = append(errs, errors.New("events and duration must not be negative"))
+	}
+	return c, errors.Join(errs...)
+}

@@ -1,0 +1,93 @@
+// Package sim is the deterministic simulator (DESIGN §2): it drives the
+// same crdt, threshold and maintenance code the node runs (never a copy)
+// for N devices over a virtual network and a virtual clock, from one seed.
+// Everything random comes from that seed, so the same seed gives the same
+// run and the same trace, bit for bit.
+//
+// # What it owns
+//
+//   - Devices: each is a maintenance.Replica over crdt.OpenJournal on a
+//     crdt.MemKV, a maintenance.MemMeta and a maintenance.MemBlobs: its
+//     durable storage. A crash drops the replica (and the messages in
+//     flight to and from it) and reopens it on the same storage later; its
+//     threshold share is handed back. Fresh devices are admitted by the
+//     admin after the first snapshot and restore from it.
+//   - The virtual network: a priority queue of events ordered by (virtual
+//     time, scheduling order); messages carry gossip (published facts) and
+//     the anti-entropy protocol of gossip/sync.go (HELLO with version
+//     vector, pruned floor and evidence ids; the facts the other side
+//     lacks in causal order; evidence; restore when below a peer's pruned
+//     floor). Output.Restore is served by fetching the blob from a
+//     reachable device that holds it (after a sync had its chance).
+//   - Faults, each with a rate or schedule (Faults, FaultSyntax): message
+//     loss, duplication, reordering and delay; partitions that form and
+//     heal; crash and restart; offline periods; clock skew; Byzantine
+//     devices (bad partial signatures, lying digests, equivocation, facts
+//     without the capability, facts from a non-member key).
+//   - Workload: application writes on every device (new keys and
+//     overwrites), operator proposals, watermark proposals, GC (the
+//     replicas collect on completion), restores of fresh devices.
+//   - Ground truth: every fact any device signed and every application
+//     write a replica acknowledged.
+//
+// # Invariants (the names in Violation.Invariant)
+//
+//   - convergence: after the network heals and the run quiesces, all
+//     honest devices have the same state digest (and settle: no fact
+//     flowing, no fence up, equal version vectors).
+//   - snapshot-signature, snapshot-frontier, snapshot-digest: every
+//     SnapshotCompleted any honest device accepted carries a valid group
+//     signature (threshold.GroupKey.Verify over crdt.SnapshotMessage), its
+//     chain heads hash to its prefix hash and name chains that were really
+//     signed, and its digest equals the reduction (crdt.NewState + Apply) of
+//     exactly the facts under its frontier, taken from the ground truth.
+//   - no-fact-lost: every fact an honest device committed is, at the end, in
+//     every honest device's journal or under its base snapshot's frontier;
+//     no-write-lost: every acknowledged application write (buffered behind
+//     a fence or not) is visible everywhere with its last value.
+//   - honest-equivocation: an honest device never signs two facts with one
+//     seq; honest-fact-refused: honest devices never refuse each other's
+//     facts as unauthorized or forged.
+//   - gc-frontier: GC never prunes above the frontier of the verified
+//     snapshot the journal rests on.
+//   - fence-released: no fence outlives its deadline on a running device;
+//     at the end no fence is up and no write is left buffered.
+//   - liveness: with N−M devices down or Byzantine, an operator's snapshot
+//     completes within the round timeout; watermark: a device past the
+//     watermark proposes by itself, and a snapshot then completes.
+//   - byzantine-named: Byzantine devices whose bad partials reached a
+//     proposer are named ("bad-partial" events), honest ones never are.
+//   - restart, restore, internal: a device cannot reopen its storage, a
+//     restore from a valid snapshot fails, or a core call fails.
+//
+// A failing Result carries the seed, the fault schedule as it happened and
+// the violations; Result.Command is the `aura-cli sim` line that replays
+// it. Main is that command.
+//
+// # Choices
+//
+//   - A device-event is one thing a device handles: a delivery, a write, a
+//     tick, the start of a sync, a restore, a Byzantine act. Config.Events
+//     counts those of the active phase; then faults stop, the network heals,
+//     timers and sync drain on a clean network for two round timeouts, and
+//     synchronous rounds (every device ticks and syncs with every other,
+//     deliveries immediate) run until nothing changes. The liveness probe
+//     (N−M honest devices down, Byzantine ones voting garbage first) and the
+//     watermark probe (one device offline past the watermark) follow, each
+//     checked again.
+//   - Honest facts travel as the same *crdt.Fact values (their signature is
+//     checked once, at signing); facts of Byzantine and non-member keys are
+//     checked by every receiver like any other.
+//   - Byzantine devices run a real replica (no share, no watermark, never
+//     completing a round) to see what honest ones see, and sign whatever
+//     they like through their own crdt.Writer. Invariants cover honest
+//     devices only; Byzantine facts still count in honest states.
+//   - Defects (tests only) are bugs the driver commits on purpose:
+//     pruning past the frontier, an accept-everything threshold verifier
+//     in honest replicas' state guard, losing Meta on a crash.
+//
+// The package is deterministic: it never reads the wall clock, never
+// sleeps, never starts goroutines inside a run and never lets map order
+// reach the timeline or the trace. It imports crdt, threshold and
+// maintenance, never libp2p or Pebble.
+package sim

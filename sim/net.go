@@ -1,0 +1,380 @@
+package sim
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"sort"
+
+	"aura/crdt"
+	"aura/maintenance"
+)
+
+// linkUp reports whether a and b can talk now.
+func (s *sim) linkUp(a, b *device) bool {
+	if !a.up || !b.up || a.rep == nil || b.rep == nil || !a.admitted || !b.admitted || a.offline || b.offline {
+		return false
+	}
+	return s.partition == nil || s.partition[a.idx] == s.partition[b.idx]
+}
+
+// publish gossips facts from d to every device it can reach. In the
+// synchronous phases they go to the broadcast queue instead.
+func (s *sim) publish(d *device, facts []*crdt.Fact) {
+	if s.syncMode {
+		s.bcast = append(s.bcast, pending{from: d.idx, facts: facts})
+		return
+	}
+	m := &message{kind: msgGossip, facts: facts}
+	for _, p := range s.devs {
+		if p != d {
+			s.send(d, p, m)
+		}
+	}
+}
+
+// send puts a message on the wire from a to b, with the network faults of
+// the active phase: loss, duplication, delay and reordering.
+func (s *sim) send(a, b *device, m *message) {
+	if !s.linkUp(a, b) {
+		return
+	}
+	f := s.cfg.Faults
+	r := s.netRng
+	faults := s.phase == phaseActive
+	if faults && f.Loss > 0 && r.Float64() < f.Loss {
+		s.res.Stats.Lost++
+		s.trace("net lost %s %s->%s", m.kind, a.name, b.name)
+		return
+	}
+	copies := 1
+	if faults && f.Dup > 0 && r.Float64() < f.Dup {
+		copies = 2
+		s.res.Stats.Duplicated++
+	}
+	for range copies {
+		delay := 1 + r.Int64N(f.Delay)
+		if faults && f.Reorder > 0 && r.Float64() < f.Reorder {
+			delay += r.Int64N(10*f.Delay + 1)
+		}
+		s.at(delay, &event{kind: evDeliver, dev: b.idx, inc: b.inc, from: a.idx, fromInc: a.inc, msg: m})
+	}
+}
+
+// deliver hands a message to its device, unless either end crashed since
+// it was sent or the link went down meanwhile.
+func (s *sim) deliver(e *event) {
+	d, src := s.devs[e.dev], s.devs[e.from]
+	if !s.alive(d, e.inc) || src.inc != e.fromInc || !s.linkUp(src, d) {
+		s.res.Stats.Dropped++
+		return
+	}
+	s.res.Stats.DeviceEvents++
+	s.res.Stats.Delivered++
+	switch e.msg.kind {
+	case msgGossip:
+		s.receive(d, src, e.msg.facts, "gossip")
+	case msgHello:
+		s.onHello(d, src, e.msg.hello)
+	case msgSyncReply:
+		s.onSyncReply(d, src, e.msg)
+	case msgSyncFacts:
+		s.receive(d, src, e.msg.facts, "sync")
+	}
+}
+
+// receive ingests facts from a peer, in frames of at most 1024 facts as
+// the sync protocol sends them. It returns how many facts were added.
+func (s *sim) receive(d, src *device, facts []*crdt.Fact, via string) int {
+	added := 0
+	for len(facts) > 0 && d.rep != nil {
+		n := min(len(facts), 1024)
+		batch := facts[:n]
+		facts = facts[n:]
+		res, out, err := d.rep.Receive(s.devNow(d), batch)
+		if err != nil {
+			if errors.Is(err, maintenance.ErrNoAccount) {
+				s.trace("%s <- %s %s: no account yet", d.name, src.name, via)
+				return added
+			}
+			s.violate("internal", d.name, "receive from %s: %v", src.name, err)
+			return added
+		}
+		added += len(res.Added)
+		rej := ""
+		if len(res.Rejected) > 0 {
+			rej = " first-rejection: " + res.Rejected[0].Err.Error()
+		}
+		s.trace("%s <- %s %s n=%d added=%d dup=%d rej=%d pend=%d evid=%d%s", d.name, src.name, via, n,
+			len(res.Added), res.Duplicates, len(res.Rejected), res.Pending, res.Evidence, rej)
+		s.checkRejections(d, res)
+		if d.honest() {
+			for _, f := range res.Added {
+				if f.Kind == crdt.KindSnapshotCompleted {
+					s.checkCompletionFact(d, f)
+				}
+			}
+		}
+		s.handleOutput(d, out, via)
+		if d.byz != nil {
+			s.byzReact(d, res.Added)
+		}
+	}
+	return added
+}
+
+// checkRejections: an honest device must never refuse an honest fact as
+// unauthorized.
+func (s *sim) checkRejections(d *device, res crdt.IngestResult) {
+	if !d.honest() {
+		return
+	}
+	for _, r := range res.Rejected {
+		a := s.byID[r.Author]
+		if a == nil || !a.honest() {
+			continue
+		}
+		if errors.Is(r.Err, crdt.ErrUnauthorized) || errors.Is(r.Err, crdt.ErrBadSignature) || errors.Is(r.Err, crdt.ErrWrongAccount) {
+			s.violate("honest-fact-refused", d.name, "%s seq %d refused: %v", a.name, r.Seq, r.Err)
+		}
+	}
+}
+
+// hello describes what d holds (the sync HELLO).
+func (s *sim) hello(d *device) *hello {
+	st := d.rep.Store()
+	h := &hello{VV: st.VersionVector(), Pruned: st.PrunedTo()}
+	ev, err := st.Evidence()
+	if err != nil {
+		s.violate("internal", d.name, "read evidence: %v", err)
+	}
+	for _, e := range ev {
+		h.Evidence = append(h.Evidence, e.Kept, e.Conflict)
+	}
+	return h
+}
+
+// missing lists the facts d holds that theirs lacks, as gossip's
+// sendMissing does: per author the chain facts above their version vector
+// (unless they are below d's pruned floor: they must restore), in causal
+// order, then the equivocation evidence they lack.
+func (s *sim) missing(d *device, theirs *hello) []*crdt.Fact {
+	st := d.rep.Store()
+	vv, pruned := st.VersionVector(), st.PrunedTo()
+	var out []*crdt.Fact
+	for _, a := range vv.Authors() {
+		have, top := theirs.VV[a], vv[a]
+		if top <= have || have < pruned[a] {
+			continue
+		}
+		err := st.Range(a, have+1, top, func(f *crdt.Fact) error { out = append(out, f); return nil })
+		if err != nil {
+			s.violate("internal", d.name, "sync: read facts of %s %d..%d: %v", s.nameOf(a), have+1, top, err)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return causalLess(out[i], out[j]) })
+	ev, err := st.Evidence()
+	if err != nil {
+		return out
+	}
+	known := map[crdt.FactID]bool{}
+	for _, id := range theirs.Evidence {
+		known[id] = true
+	}
+	send := func(id crdt.FactID) {
+		f, err := st.Get(id)
+		if err != nil {
+			return
+		}
+		known[id] = true
+		out = append(out, f)
+	}
+	for _, e := range ev {
+		if !known[e.Conflict] {
+			send(e.Conflict)
+		}
+		if !known[e.Kept] && theirs.VV[e.Author] >= e.Seq {
+			send(e.Kept)
+		}
+	}
+	return out
+}
+
+func causalLess(a, b *crdt.Fact) bool {
+	if a.Lamport != b.Lamport {
+		return a.Lamport < b.Lamport
+	}
+	if c := bytes.Compare(a.Author[:], b.Author[:]); c != 0 {
+		return c < 0
+	}
+	if a.Seq != b.Seq {
+		return a.Seq < b.Seq
+	}
+	ai, bi := a.ID(), b.ID()
+	return bytes.Compare(ai[:], bi[:]) < 0
+}
+
+// behind lists the authors for which mine is below theirs' pruned floor.
+func behind(mine, theirs *hello) []crdt.DeviceID {
+	var out []crdt.DeviceID
+	for _, a := range theirs.Pruned.Authors() {
+		if mine.VV[a] < theirs.Pruned[a] {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// onSync opens an anti-entropy session with a random reachable peer.
+func (s *sim) onSync(e *event) {
+	d := s.devs[e.dev]
+	if !s.alive(d, e.inc) {
+		return
+	}
+	if e.tries >= 0 && (s.phase == phaseActive || s.phase == phaseDrain) {
+		w := s.cfg.Workload.SyncEvery
+		s.at(w*3/4+s.workRng.Int64N(w/2+1), &event{kind: evSync, dev: d.idx, inc: d.inc})
+	}
+	var peers []*device
+	for _, p := range s.devs {
+		if p != d && s.linkUp(d, p) {
+			peers = append(peers, p)
+		}
+	}
+	if len(peers) == 0 {
+		return
+	}
+	p := peers[s.workRng.IntN(len(peers))]
+	s.res.Stats.DeviceEvents++
+	s.res.Stats.Syncs++
+	s.send(d, p, &message{kind: msgHello, hello: s.hello(d)})
+}
+
+func (s *sim) onHello(d, opener *device, theirs *hello) {
+	if d.rep.Account().IsZero() {
+		return
+	}
+	s.send(d, opener, &message{kind: msgSyncReply, hello: s.hello(d), facts: s.missing(d, theirs)})
+}
+
+func (s *sim) onSyncReply(d, peer *device, m *message) {
+	mine := s.hello(d)
+	s.receive(d, peer, m.facts, "sync")
+	if d.rep == nil {
+		return
+	}
+	if back := s.missing(d, m.hello); len(back) > 0 {
+		s.send(d, peer, &message{kind: msgSyncFacts, facts: back})
+	}
+	if b := behind(mine, m.hello); len(b) > 0 && d.honest() {
+		s.trace("%s behind %s's pruned floor for %d authors: restore", d.name, peer.name, len(b))
+		s.restoreFrom(d, peer, 1+s.netRng.Int64N(s.cfg.Faults.Delay))
+	}
+}
+
+// restoreFrom schedules a restore of d from peer's base snapshot.
+func (s *sim) restoreFrom(d, peer *device, delay int64) {
+	pid, snap := peer.rep.Base()
+	if snap == nil {
+		return
+	}
+	ref := peer.rep.State().Completed[pid]
+	if ref == nil {
+		return
+	}
+	c := ref.Completed
+	s.at(delay, &event{kind: evRestore, dev: d.idx, inc: d.inc, completion: &c, source: peer.idx})
+}
+
+// restoreWanted handles Output.Restore: sync first (the facts may still be
+// around), restore from the blob if that did not help.
+func (s *sim) restoreWanted(d *device, c *crdt.SnapshotCompleted) {
+	if s.syncMode {
+		s.restoreNow(d, c, -1)
+		return
+	}
+	s.at(1, &event{kind: evSync, dev: d.idx, inc: d.inc, tries: -1})
+	s.at(2*s.cfg.Workload.SyncEvery, &event{kind: evRestore, dev: d.idx, inc: d.inc, completion: c, source: -1})
+}
+
+// needsRestore: d lacks part of c's frontier, and c is not older than
+// what d already rests on.
+func (s *sim) needsRestore(d *device, c *crdt.SnapshotCompleted) bool {
+	st := d.rep.Store()
+	if st.VersionVector().Covers(c.Snapshot.Frontier) {
+		return false
+	}
+	if pid, base := d.rep.Base(); base != nil && (pid == c.ProposalID || !c.Snapshot.Frontier.Covers(base.Frontier)) {
+		return false
+	}
+	return true
+}
+
+func (s *sim) onRestore(e *event) {
+	d := s.devs[e.dev]
+	if !s.alive(d, e.inc) || !s.needsRestore(d, e.completion) {
+		return
+	}
+	s.res.Stats.DeviceEvents++
+	if err := s.restoreNow(d, e.completion, e.source); errors.Is(err, errNoSource) && e.tries < 5 {
+		s.at(s.cfg.Workload.SyncEvery, &event{kind: evRestore, dev: d.idx, inc: d.inc, completion: e.completion,
+			source: -1, tries: e.tries + 1})
+	}
+}
+
+// restoreNow fetches c's blob from a reachable device that holds it
+// (source first) and restores d from it.
+func (s *sim) restoreNow(d *device, c *crdt.SnapshotCompleted, source int) error {
+	if !s.needsRestore(d, c) {
+		return nil
+	}
+	cid := c.Snapshot.BlobCID
+	var blob []byte
+	from := ""
+	try := func(p *device) bool {
+		if p == d || !s.linkUp(d, p) {
+			return false
+		}
+		b, err := p.blobs.Get(cid)
+		if err != nil {
+			return false
+		}
+		blob, from = b, p.name
+		return true
+	}
+	if source < 0 || !try(s.devs[source]) {
+		off := s.netRng.IntN(len(s.devs))
+		for i := range s.devs {
+			if try(s.devs[(off+i)%len(s.devs)]) {
+				break
+			}
+		}
+	}
+	if blob == nil {
+		s.trace("%s restore %x: %v", d.name, c.ProposalID[:4], errNoSource)
+		return errNoSource
+	}
+	out, err := d.rep.Restore(s.devNow(d), c, blob)
+	s.doctor(d)
+	if err != nil {
+		s.res.Stats.RestoreErrors++
+		s.trace("%s restore %x from %s failed: %v", d.name, c.ProposalID[:4], from, err)
+		if s.gk.Verify(snapshotMessage(s.account, c), c.ThresholdSignature) == nil && !errors.Is(err, maintenance.ErrBadSnapshot) {
+			s.violate("restore", d.name, "restore from a valid snapshot %x (blob from %s) failed: %v", c.ProposalID[:4], from, err)
+		}
+		return err
+	}
+	s.trace("%s restored %x from %s", d.name, c.ProposalID[:4], from)
+	s.handleOutput(d, out, "restore")
+	if !s.syncMode {
+		s.at(1, &event{kind: evSync, dev: d.idx, inc: d.inc, tries: -1})
+	}
+	return nil
+}
+
+func snapshotMessage(account crdt.AccountID, c *crdt.SnapshotCompleted) []byte {
+	sn := &c.Snapshot
+	return crdt.SnapshotMessage(account, c.ProposalID, sn.Epoch, sn.Frontier, sn.PrefixHash, sn.StateDigest)
+}
+
+func hex4(id [16]byte) string { return fmt.Sprintf("%x", id[:4]) }

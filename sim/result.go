@@ -1,0 +1,149 @@
+package sim
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Violation is one broken invariant.
+type Violation struct {
+	At        int64  // virtual ms since the start of the run
+	Invariant string // see doc.go
+	Device    string // the device it concerns ("" for the whole mesh)
+	Detail    string
+}
+
+func (v Violation) String() string {
+	dev := ""
+	if v.Device != "" {
+		dev = " " + v.Device
+	}
+	return fmt.Sprintf("[%s]%s at %+.3fs: %s", v.Invariant, dev, float64(v.At)/1000, v.Detail)
+}
+
+// Stats are a run's figures.
+type Stats struct {
+	DeviceEvents int   // device-events handled, quiesce and probes included
+	ActiveEvents int   // of which in the active phase
+	ActiveMs     int64 // virtual length of the active phase
+	VirtualMs    int64 // virtual length of the whole run
+	TraceLines   int
+
+	Writes     int // acknowledged application writes
+	Buffered   int // of which buffered behind a writer fence
+	Proposals  int // snapshot proposals (operator and probes; watermark ones are in the trace)
+	Completed  int // distinct snapshots completed
+	Abandoned  int
+	GCs        int
+	Restores   int
+	CoreErrors int // "error" events of the cores
+	Syncs      int
+	Delivered  int
+	Lost       int
+	Duplicated int
+	Dropped    int // deliveries dropped because an end crashed or the link went down
+
+	PrunedFacts   uint64
+	RestoreErrors int
+	Crashes       int
+	Partitions    int
+	Offlines      int
+	ByzActs       int
+
+	CompletionsChecked   int
+	CompletionsUnchecked int // equivocations too tangled to tell the branch
+}
+
+func (s *Stats) add(o Stats) {
+	s.DeviceEvents += o.DeviceEvents
+	s.ActiveEvents += o.ActiveEvents
+	s.ActiveMs += o.ActiveMs
+	s.VirtualMs += o.VirtualMs
+	s.TraceLines += o.TraceLines
+	s.Writes += o.Writes
+	s.Buffered += o.Buffered
+	s.Proposals += o.Proposals
+	s.Completed += o.Completed
+	s.Abandoned += o.Abandoned
+	s.GCs += o.GCs
+	s.Restores += o.Restores
+	s.CoreErrors += o.CoreErrors
+	s.Syncs += o.Syncs
+	s.Delivered += o.Delivered
+	s.Lost += o.Lost
+	s.Duplicated += o.Duplicated
+	s.Dropped += o.Dropped
+	s.PrunedFacts += o.PrunedFacts
+	s.RestoreErrors += o.RestoreErrors
+	s.Crashes += o.Crashes
+	s.Partitions += o.Partitions
+	s.Offlines += o.Offlines
+	s.ByzActs += o.ByzActs
+	s.CompletionsChecked += o.CompletionsChecked
+	s.CompletionsUnchecked += o.CompletionsUnchecked
+}
+
+// Result is the outcome of one seed.
+type Result struct {
+	Seed      uint64
+	Nodes     int
+	Threshold int
+	Events    int
+	Duration  int64
+	Faults    Faults
+	Defects   Defects
+	// Schedule is the fault schedule as it happened: partitions, crashes,
+	// restarts, offline periods, admissions (network faults are drawn per
+	// message from the seed at the rates in Faults).
+	Schedule   []string
+	Violations []Violation
+	Stats      Stats
+	// TraceHash is the sha2-256 of the trace: equal seeds give equal hashes.
+	TraceHash [32]byte
+}
+
+// Failed reports whether any invariant was violated.
+func (r Result) Failed() bool { return len(r.Violations) > 0 }
+
+// Command is the aura-cli command line that replays this run.
+func (r Result) Command() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "aura-cli sim --seed %d --nodes %d", r.Seed, r.Nodes)
+	if r.Threshold != r.Nodes/2+1 {
+		fmt.Fprintf(&b, " --threshold %d", r.Threshold)
+	}
+	fmt.Fprintf(&b, " --events %d", r.Events)
+	if r.Duration > 0 {
+		fmt.Fprintf(&b, " --duration %dms", r.Duration)
+	}
+	fmt.Fprintf(&b, " --faults '%s'", r.Faults)
+	if r.Defects.any() {
+		fmt.Fprintf(&b, " --defects %s", r.Defects)
+	}
+	return b.String()
+}
+
+// Report renders a failing (or passing) run for a human: seed, faults,
+// the fault schedule, the violations, and how to replay it.
+func (r Result) Report() string {
+	var b strings.Builder
+	verdict := "ok"
+	if r.Failed() {
+		verdict = fmt.Sprintf("FAILED (%d violations)", len(r.Violations))
+	}
+	fmt.Fprintf(&b, "seed %d: %s\n", r.Seed, verdict)
+	fmt.Fprintf(&b, "  nodes=%d threshold=%d events=%d faults=%s\n", r.Nodes, r.Threshold, r.Events, r.Faults)
+	if r.Defects.any() {
+		fmt.Fprintf(&b, "  defects=%s\n", r.Defects)
+	}
+	fmt.Fprintf(&b, "  fault schedule (%d):\n", len(r.Schedule))
+	for _, l := range r.Schedule {
+		fmt.Fprintf(&b, "    %s\n", l)
+	}
+	for _, v := range r.Violations {
+		fmt.Fprintf(&b, "  violation %s\n", v)
+	}
+	fmt.Fprintf(&b, "  trace sha256 %x\n", r.TraceHash)
+	fmt.Fprintf(&b, "  replay: %s --trace trace.txt\n", r.Command())
+	return b.String()
+}
