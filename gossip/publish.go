@@ -62,11 +62,11 @@ func (g *Gossip) Publish(facts []*crdt.Fact) {
 	wasEmpty := len(p.queue) == 0
 	dropped := 0
 	for _, f := range facts {
-		if f == nil || f.Size() == 0 {
-			continue
+		n := 0
+		if f != nil {
+			n = batchEntrySize(f)
 		}
-		n := batchEntrySize(f)
-		if p.bytes+n > g.cfg.MaxPendingBytes {
+		if n <= 1 || p.bytes+n > g.cfg.MaxPendingBytes { // unsigned (no bytes) or no room
 			dropped++
 			continue
 		}
@@ -86,7 +86,8 @@ func (g *Gossip) Publish(facts []*crdt.Fact) {
 	if dropped > 0 {
 		g.m.publishDropped.Add(uint64(dropped))
 		if warn {
-			g.log.Warn("gossip queue full: facts left to sync", "dropped", dropped, "limit", g.cfg.MaxPendingBytes)
+			g.log.Warn("facts not gossiped (queue full or not signed): left to sync", "dropped", dropped,
+				"limit", g.cfg.MaxPendingBytes)
 		}
 	}
 	if (wasEmpty || full) && len(facts) > 0 {

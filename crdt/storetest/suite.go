@@ -38,6 +38,7 @@ func Run(t *testing.T, h Harness) {
 		{"Admit", testAdmit},
 		{"RangeBySeq", testRangeBySeq},
 		{"Prune", testPrune},
+		{"Rebase", testRebase},
 		{"Reopen", testReopen},
 		{"Concurrent", testConcurrent},
 		{"Closed", testClosed},
@@ -808,5 +809,75 @@ func testConcurrent(t *testing.T, h Harness) {
 	}
 	if s.Stats() != ref.Stats() {
 		t.Fatalf("stats %+v, want %+v", s.Stats(), ref.Stats())
+	}
+}
+
+// Rebase on a snapshot: prune where the store holds the snapshot's prefix,
+// jump the chain head where it holds less, and chain the pending facts
+// that follow.
+func testRebase(t *testing.T, h Harness) {
+	a, b, c := NewAuthor(account, "a"), NewAuthor(account, "b"), NewAuthor(account, "c")
+	fa, fb, fc := a.Chain(t, 10), b.Chain(t, 8), c.Chain(t, 4)
+	ref := h.Open(t, account) // holds everything: the snapshot's source
+	defer ref.Close()
+	ingest(t, ref, append(append(slices.Clone(fa), fb...), fc...))
+	v := crdt.VersionVector{a.ID: 5, b.ID: 6, c.ID: 2}
+	heads := map[crdt.DeviceID]crdt.Hash{}
+	for id, seq := range v {
+		hh, err := ref.ChainHash(id, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		heads[id] = hh
+	}
+
+	s := h.Open(t, account)
+	defer func() { s.Close() }()
+	// a holds past v; b holds 1..3 and 7, 8 pending; c holds 4 pending.
+	ingest(t, s, append(append(slices.Clone(fa), fb[0], fb[1], fb[2], fb[6], fb[7]), fc[3]))
+	bad := map[crdt.DeviceID]crdt.Hash{a.ID: {1}, b.ID: heads[b.ID], c.ID: heads[c.ID]}
+	if err := s.Rebase(v, bad); !errors.Is(err, crdt.ErrEquivocation) {
+		t.Fatalf("rebase on a snapshot whose head differs from the held chain: %v, want ErrEquivocation", err)
+	}
+	if err := s.Rebase(v, heads); err != nil {
+		t.Fatal(err)
+	}
+	check := func(s crdt.Store) {
+		t.Helper()
+		wantVV(t, s, crdt.VersionVector{a.ID: 10, b.ID: 8, c.ID: 2})
+		if !s.PrunedTo().Equal(v) {
+			t.Fatalf("PrunedTo %v, want %v", s.PrunedTo(), v)
+		}
+		mustHave(t, s, false, append(append(slices.Clone(fa[:5]), fb[:3]...), fc[:2]...)...)
+		mustHave(t, s, true, append(append(slices.Clone(fa[5:]), fb[6:]...), fc[3])...)
+		if st := s.Stats(); st.Facts != 5+2+1 || st.Pending != 1 {
+			t.Fatalf("stats after rebase %+v, want 8 facts, 1 pending", st)
+		}
+		vv := crdt.VersionVector{a.ID: 10, b.ID: 8, c.ID: 2}
+		if prefixHash(t, s, vv) != prefixHash(t, ref, vv) || prefixHash(t, s, v) != prefixHash(t, ref, v) {
+			t.Fatal("prefix hashes after rebase differ from the snapshot source")
+		}
+		if _, err := s.BySeq(b.ID, 6); !errors.Is(err, crdt.ErrPruned) {
+			t.Fatalf("BySeq at the snapshot frontier: %v, want ErrPruned", err)
+		}
+	}
+	check(s)
+	if err := s.Rebase(v, heads); err != nil {
+		t.Fatalf("rebase again: %v", err)
+	}
+	check(s)
+	if h.Reopen != nil {
+		s = h.Reopen(t, s)
+		check(s)
+	}
+	// c's missing 3 arrives: 3 and the pending 4 chain on the jumped head.
+	ingest(t, s, []*crdt.Fact{Decoded(t, fc[2])})
+	vv := ref.VersionVector()
+	wantVV(t, s, vv)
+	if prefixHash(t, s, vv) != prefixHash(t, ref, vv) {
+		t.Fatal("chain after rebase differs from the snapshot source")
+	}
+	if res, _ := s.Ingest([]*crdt.Fact{Decoded(t, fb[4])}, nil); len(res.Rejected) != 1 || !errors.Is(res.Rejected[0].Err, crdt.ErrPruned) {
+		t.Fatalf("fact under the snapshot after rebase: %+v, want ErrPruned", res)
 	}
 }
