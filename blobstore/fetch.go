@@ -392,15 +392,6 @@ func refusedBy(x *want, w *worker) bool {
 	return false
 }
 
-func (x *want) requestedFrom(w *worker) bool {
-	for _, r := range x.at {
-		if r == w {
-			return true
-		}
-	}
-	return false
-}
-
 func (x *want) dropRequest(w *worker) {
 	for i, r := range x.at {
 		if r == w {

@@ -39,6 +39,16 @@ func (j *Journal) Rebase(v VersionVector, heads map[DeviceID]Hash) error {
 	if len(jump) == 0 {
 		return nil
 	}
+	if err := j.jump(v, heads, jump); err != nil {
+		return err
+	}
+	// Compact outside the write lock, as Prune does: ingest goes on meanwhile.
+	lo, hi := JournalKeyRange()
+	return j.kv.Compact(lo, hi)
+}
+
+// jump moves the chain heads of authors the journal holds less of than v.
+func (j *Journal) jump(v VersionVector, heads map[DeviceID]Hash, jump []DeviceID) error {
 	if err := j.enter(); err != nil {
 		return err
 	}
@@ -84,6 +94,8 @@ func (j *Journal) Rebase(v VersionVector, heads map[DeviceID]Hash) error {
 				w.stats.Pending--
 				w.stats.Facts--
 				w.stats.Bytes -= uint64(len(val) - 32)
+				w.stats.PrunedFacts++
+				w.stats.PrunedBytes += uint64(len(val) - 32)
 				return w.batch.Delete(locatorKey(id))
 			})
 			if err != nil {
@@ -104,6 +116,8 @@ func (j *Journal) Rebase(v VersionVector, heads map[DeviceID]Hash) error {
 			w.stats.Facts--
 			w.stats.Equivocations--
 			w.stats.Bytes -= uint64(len(val) - 32)
+			w.stats.PrunedFacts++
+			w.stats.PrunedBytes += uint64(len(val) - 32)
 			return w.batch.Delete(locatorKey(id))
 		})
 		if err != nil {
@@ -143,6 +157,5 @@ func (j *Journal) Rebase(v VersionVector, heads map[DeviceID]Hash) error {
 	j.stats = w.stats
 	j.gen++
 	j.mu.Unlock()
-	lo, hi := JournalKeyRange()
-	return j.kv.Compact(lo, hi)
+	return nil
 }
