@@ -106,17 +106,18 @@ func WithHost(h host.Host) Option { return func(o *options) { o.host = h } }
 // same filesystem as the Pebble directory (a sibling of it, say) so that
 // Pebble can hard-link the files instead of copying them. Ingestion writes
 // each block once, where a write through Pebble's WAL would write it three
-// times or more (WAL, flush, compactions). If ingestion fails (a Pebble on
-// an in-memory filesystem, an unwritable directory), the Store falls back
-// to ordinary batch writes.
+// times or more (WAL, flush, compactions). New checks that ingestion
+// works; if it does not (a Pebble on an in-memory filesystem, an
+// unwritable directory), the Store writes blocks through ordinary batches
+// and IngestError says why.
 func WithStagingDir(dir string) Option { return func(o *options) { o.stagingDir = dir } }
 
 // withoutIngest forces batch writes (tests of the fallback).
 func withoutIngest() Option { return func(o *options) { o.noIngest = true } }
 
 // WithBanDuration sets how long a peer that sent a tampered block is skipped
-// by later fetches (default DefaultBanDuration; negative disables bans
-// beyond the fetch where it happened).
+// by later fetches (default DefaultBanDuration; zero or negative: the peer
+// is only dropped from the fetch where it happened).
 func WithBanDuration(d time.Duration) Option { return func(o *options) { o.banDuration = d } }
 
 // withLayout changes the chunk size and width of the DAGs Put builds; tests

@@ -49,7 +49,7 @@ func (s *sim) byzWrite(d *device, body crdt.Body) *crdt.Fact {
 		s.trace("%s byz write %s: %v", d.name, body.Kind(), err)
 		return nil
 	}
-	s.truth.add(d, f)
+	s.truth.add(f)
 	if _, out, err := d.rep.Receive(s.devNow(d), []*crdt.Fact{f}); err == nil {
 		s.handleOutput(d, out, "byz")
 	}
@@ -193,7 +193,7 @@ func (s *sim) byzEquivocate(d *device) {
 	if err != nil {
 		return
 	}
-	s.truth.add(d, f2)
+	s.truth.add(f2)
 	s.trace("%s byz equivocates at seq %d", d.name, f1.Seq)
 	if s.syncMode {
 		s.publish(d, []*crdt.Fact{f1})
@@ -221,7 +221,7 @@ func (s *sim) byzStranger(d *device) {
 	if err != nil {
 		return
 	}
-	s.truth.add(d, f)
+	s.truth.add(f)
 	s.res.Stats.ByzActs++
 	s.trace("%s byz publishes a stranger's fact", d.name)
 	s.publish(d, []*crdt.Fact{f})

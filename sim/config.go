@@ -87,7 +87,9 @@ type Defects struct {
 	LoseMetaOnCrash bool
 }
 
-func (d Defects) any() bool { return d.PruneAboveFrontier || d.SkipThresholdVerify || d.LoseMetaOnCrash }
+func (d Defects) any() bool {
+	return d.PruneAboveFrontier || d.SkipThresholdVerify || d.LoseMetaOnCrash
+}
 
 func (d Defects) String() string {
 	var s []string

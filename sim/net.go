@@ -91,7 +91,12 @@ func (s *sim) receive(d, src *device, facts []*crdt.Fact, via string) int {
 		n := min(len(facts), 1024)
 		batch := facts[:n]
 		facts = facts[n:]
-		res, out, err := d.rep.Receive(s.devNow(d), batch)
+		var res crdt.IngestResult
+		var out maintenance.Output
+		var err error
+		if !s.call(d, func() { res, out, err = d.rep.Receive(s.devNow(d), batch) }) {
+			return added
+		}
 		if err != nil {
 			if errors.Is(err, maintenance.ErrNoAccount) {
 				s.trace("%s <- %s %s: no account yet", d.name, src.name, via)
@@ -101,6 +106,9 @@ func (s *sim) receive(d, src *device, facts []*crdt.Fact, via string) int {
 			return added
 		}
 		added += len(res.Added)
+		for _, f := range res.Added {
+			s.truth.add(f)
+		}
 		rej := ""
 		if len(res.Rejected) > 0 {
 			rej = " first-rejection: " + res.Rejected[0].Err.Error()
@@ -266,7 +274,7 @@ func (s *sim) onSyncReply(d, peer *device, m *message) {
 	if back := s.missing(d, m.hello); len(back) > 0 {
 		s.send(d, peer, &message{kind: msgSyncFacts, facts: back})
 	}
-	if b := behind(mine, m.hello); len(b) > 0 && d.honest() {
+	if b := behind(mine, m.hello); len(b) > 0 {
 		s.trace("%s behind %s's pruned floor for %d authors: restore", d.name, peer.name, len(b))
 		s.restoreFrom(d, peer, 1+s.netRng.Int64N(s.cfg.Faults.Delay))
 	}
@@ -354,7 +362,11 @@ func (s *sim) restoreNow(d *device, c *crdt.SnapshotCompleted, source int) error
 		s.trace("%s restore %x: %v", d.name, c.ProposalID[:4], errNoSource)
 		return errNoSource
 	}
-	out, err := d.rep.Restore(s.devNow(d), c, blob)
+	var out maintenance.Output
+	var err error
+	if !s.call(d, func() { out, err = d.rep.Restore(s.devNow(d), c, blob) }) {
+		return nil
+	}
 	s.doctor(d)
 	if err != nil {
 		s.res.Stats.RestoreErrors++

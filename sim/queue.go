@@ -14,21 +14,19 @@ import (
 type evKind uint8
 
 const (
-	evDeliver evKind = iota + 1 // a message arrives at a device
-	evTick                      // a device's timer
-	evWrite                     // an application write
-	evSync                      // a device starts anti-entropy with a peer
-	evPropose                   // an operator proposes a snapshot
-	evRestore                   // a device restores from a snapshot blob
-	evCrash                     // a device crashes
-	evRestart                   // a crashed device restarts
-	evPartition                 // a partition forms
-	evHeal                      // the partition heals
-	evOffline                   // a device goes offline
-	evOnline                    // it comes back
-	evByz                       // a Byzantine device acts
-	evAdmit                     // the admin adds a fresh device
-	evFaultClock                // once a virtual second: draw schedule faults
+	evDeliver    evKind = iota + 1 // a message arrives at a device
+	evTick                         // a device's timer
+	evWrite                        // an application write
+	evSync                         // a device starts anti-entropy with a peer
+	evPropose                      // an operator proposes a snapshot
+	evRestore                      // a device restores from a snapshot blob
+	evCrash                        // a device crashes
+	evRestart                      // a crashed device restarts
+	evHeal                         // the partition heals
+	evOnline                       // an offline device comes back
+	evByz                          // a Byzantine device acts
+	evAdmit                        // the admin adds a fresh device
+	evFaultClock                   // once a virtual second: draw schedule faults
 )
 
 // msgKind is what a message carries.

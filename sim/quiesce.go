@@ -2,6 +2,7 @@ package sim
 
 import (
 	"aura/crdt"
+	"aura/maintenance"
 )
 
 // quiesce ends the run: faults stop and the network heals, crashed
@@ -15,6 +16,9 @@ func (s *sim) quiesce() {
 	s.res.Stats.ActiveMs = s.now - t0
 	s.phase = phaseDrain
 	s.trace("quiesce: faults stop, the network heals")
+	for _, d := range s.devs {
+		d.armed = -1
+	}
 	if s.partition != nil {
 		s.partition = nil
 		s.schedule("partition healed (quiesce)")
@@ -44,25 +48,20 @@ func (s *sim) quiesce() {
 	s.tl = timeline{}
 	s.phase = phaseConverge
 	s.syncMode = true
-	if !s.converge("after the run") {
-		s.checkFinal("after the run")
-		return
-	}
+	s.converge("after the run")
 	s.checkFinal("after the run")
 	if len(s.res.Violations) > 0 {
 		return // the probes would only add noise
 	}
 	s.probeLiveness()
-	if s.converge("after the liveness probe") {
-		s.checkFinal("after the liveness probe")
-	}
+	s.converge("after the liveness probe")
+	s.checkFinal("after the liveness probe")
 	if len(s.res.Violations) > 0 {
 		return
 	}
 	s.probeWatermark()
-	if s.converge("after the watermark probe") {
-		s.checkFinal("after the watermark probe")
-	}
+	s.converge("after the watermark probe")
+	s.checkFinal("after the watermark probe")
 }
 
 // flush delivers the broadcast queue synchronously, reactions included:
@@ -106,7 +105,10 @@ func (s *sim) tickAll() {
 	s.now += s.cfg.Workload.TickEvery
 	for _, d := range s.up() {
 		s.res.Stats.DeviceEvents++
-		s.handleOutput(d, d.rep.Tick(s.devNow(d)), "tick")
+		var out maintenance.Output
+		if s.call(d, func() { out = d.rep.Tick(s.devNow(d)) }) {
+			s.handleOutput(d, out, "tick")
+		}
 		s.flush()
 	}
 }
@@ -199,7 +201,7 @@ func (s *sim) probeLiveness() {
 	var crashed []*device
 	for i := len(hs) - 1; i > 0 && len(crashed) < down; i-- {
 		crashed = append(crashed, hs[i])
-		s.crash(hs[i], 0)
+		s.crash(hs[i], 0, "liveness probe")
 	}
 	s.trace("probe: liveness with %d down and %d Byzantine", len(crashed), s.cfg.Faults.Byzantine)
 	id, ok := s.propose(p, "liveness probe")

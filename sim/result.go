@@ -36,6 +36,7 @@ type Stats struct {
 	Abandoned  int
 	GCs        int
 	Restores   int
+	Admitted   int // fresh devices admitted
 	CoreErrors int // "error" events of the cores
 	Syncs      int
 	Delivered  int
@@ -43,12 +44,13 @@ type Stats struct {
 	Duplicated int
 	Dropped    int // deliveries dropped because an end crashed or the link went down
 
-	PrunedFacts   uint64
-	RestoreErrors int
-	Crashes       int
-	Partitions    int
-	Offlines      int
-	ByzActs       int
+	PrunedFacts    uint64
+	RestoreErrors  int
+	Crashes        int
+	MidCallCrashes int // of which struck inside a core call
+	Partitions     int
+	Offlines       int
+	ByzActs        int
 
 	CompletionsChecked   int
 	CompletionsUnchecked int // equivocations too tangled to tell the branch
@@ -67,6 +69,7 @@ func (s *Stats) add(o Stats) {
 	s.Abandoned += o.Abandoned
 	s.GCs += o.GCs
 	s.Restores += o.Restores
+	s.Admitted += o.Admitted
 	s.CoreErrors += o.CoreErrors
 	s.Syncs += o.Syncs
 	s.Delivered += o.Delivered
@@ -76,6 +79,7 @@ func (s *Stats) add(o Stats) {
 	s.PrunedFacts += o.PrunedFacts
 	s.RestoreErrors += o.RestoreErrors
 	s.Crashes += o.Crashes
+	s.MidCallCrashes += o.MidCallCrashes
 	s.Partitions += o.Partitions
 	s.Offlines += o.Offlines
 	s.ByzActs += o.ByzActs

@@ -51,6 +51,9 @@ type device struct {
 	skew     int64
 	jitter   int64 // watermark jitter drawn once
 
+	armed    int   // durable writes left before an armed crash strikes (-1: not armed)
+	armedDur int64 // how long it stays down then
+
 	writes  int      // application writes issued (for key names)
 	ownKeys []string // keys this device wrote
 }
@@ -107,7 +110,7 @@ func Run(cfg Config) (Result, error) {
 		violated: map[string]bool{}, checked: map[[32]byte]bool{}, proposedBy: map[int]int{}}
 	s.res = &Result{Seed: cfg.Seed, Nodes: cfg.Nodes, Threshold: cfg.Threshold, Faults: cfg.Faults,
 		Events: cfg.Events, Duration: cfg.Duration, Defects: cfg.Defects}
-	s.netRng = rand.New(rand.NewPCG(cfg.Seed, 0x6e6574))   // "net"
+	s.netRng = rand.New(rand.NewPCG(cfg.Seed, 0x6e6574))    // "net"
 	s.workRng = rand.New(rand.NewPCG(cfg.Seed, 0x776f726b)) // "work"
 	s.faultRng = rand.New(rand.NewPCG(cfg.Seed, 0x666c74))  // "flt"
 	s.byzRng = rand.New(rand.NewPCG(cfg.Seed, 0x62797a))    // "byz"
@@ -138,7 +141,7 @@ func (s *sim) setup() error {
 	fresh := max(s.cfg.Workload.Fresh, 0)
 	byzFrom := n - s.cfg.Faults.Byzantine
 	for i := 0; i < n+fresh; i++ {
-		d := &device{idx: i, key: ed25519.NewKeyFromSeed(s.seedBytes("device", i)),
+		d := &device{idx: i, key: ed25519.NewKeyFromSeed(s.seedBytes("device", i)), armed: -1,
 			kv: crdt.NewMemKV(), meta: maintenance.NewMemMeta(), blobs: maintenance.NewMemBlobs()}
 		d.id = crdt.DeviceIDFromKey(d.key.Public().(ed25519.PublicKey))
 		if i < n {
@@ -205,7 +208,7 @@ func (s *sim) setup() error {
 	}
 	setup = append(setup, out.Publish...)
 	for _, f := range setup {
-		s.truth.add(admin, f)
+		s.truth.add(f)
 	}
 	for _, d := range s.devs[1:n] {
 		if _, _, err := d.rep.Receive(s.devNow(d), setup); err != nil {
@@ -240,11 +243,11 @@ func (s *sim) setup() error {
 
 // open (re)opens a device's replica over its durable storage.
 func (s *sim) open(d *device) error {
-	j, err := crdt.OpenJournal(d.kv, crdt.AccountID{})
+	j, err := crdt.OpenJournal(diskKV{MemKV: d.kv, d: d}, crdt.AccountID{})
 	if err != nil {
 		return fmt.Errorf("open journal of %s: %w", d.name, err)
 	}
-	cfg := maintenance.Config{Key: d.key, Store: j, Meta: d.meta, Blobs: d.blobs,
+	cfg := maintenance.Config{Key: d.key, Store: j, Meta: diskMeta{MemMeta: d.meta, d: d}, Blobs: d.blobs,
 		SnapshotTimeout: s.cfg.Workload.SnapshotTimeout, Watermark: s.cfg.Workload.Watermark,
 		WatermarkJitter: d.jitter}
 	if s.cfg.Workload.Watermark < 0 {
@@ -373,19 +376,20 @@ func (s *sim) step(e *event) {
 	case evRestore:
 		s.onRestore(e)
 	case evCrash:
-		s.crash(s.devs[e.dev], e.dur)
+		if d := s.devs[e.dev]; d.up && d.inc == e.inc && d.armed >= 0 {
+			s.crash(d, e.dur, "armed, no durable write came")
+		}
 	case evRestart:
 		if d := s.devs[e.dev]; !d.up && d.inc == e.inc {
 			s.restart(d)
 		}
-	case evPartition, evFaultClock:
+	case evFaultClock:
 		s.onFaultClock(e)
 	case evHeal:
 		if s.partition != nil && s.partTok == e.inc {
 			s.partition = nil
 			s.schedule("partition healed")
 		}
-	case evOffline:
 	case evOnline:
 		if d := s.devs[e.dev]; d.offline && d.offTok == e.inc {
 			d.offline = false
@@ -411,7 +415,10 @@ func (s *sim) onTick(e *event) {
 		return
 	}
 	s.res.Stats.DeviceEvents++
-	out := d.rep.Tick(s.devNow(d))
+	var out maintenance.Output
+	if !s.call(d, func() { out = d.rep.Tick(s.devNow(d)) }) {
+		return
+	}
 	s.handleOutput(d, out, "tick")
 	if _, deadline, open := d.rep.Fence(); open && s.devNow(d) > deadline && d.honest() {
 		s.violate("fence-released", d.name, "fence still up %d ms past its deadline after a tick", s.devNow(d)-deadline)
@@ -447,7 +454,11 @@ func (s *sim) appWrite(d *device) {
 	}
 	d.writes++
 	v := fmt.Sprintf("v%d@%s", d.writes, d.name)
-	out, err := d.rep.Write(s.devNow(d), &crdt.Put{Key: k, Value: []byte(v)})
+	var out maintenance.Output
+	var err error
+	if !s.call(d, func() { out, err = d.rep.Write(s.devNow(d), &crdt.Put{Key: k, Value: []byte(v)}) }) {
+		return
+	}
 	if err != nil {
 		s.trace("%s write %s refused: %v", d.name, k, err)
 		return
@@ -460,7 +471,7 @@ func (s *sim) appWrite(d *device) {
 	if buffered {
 		s.res.Stats.Buffered++
 	}
-	s.truth.ack(d, k, v)
+	s.truth.ack(k, v)
 	s.trace("%s write %s=%s buffered=%t", d.name, k, v, buffered)
 	s.handleOutput(d, out, "write")
 }
@@ -485,7 +496,11 @@ func (s *sim) onPropose(e *event) {
 }
 
 func (s *sim) propose(d *device, why string) ([16]byte, bool) {
-	out, err := d.rep.Propose(s.devNow(d))
+	var out maintenance.Output
+	var err error
+	if !s.call(d, func() { out, err = d.rep.Propose(s.devNow(d)) }) {
+		return [16]byte{}, false
+	}
 	if err != nil {
 		s.trace("%s propose (%s) refused: %v", d.name, why, err)
 		return [16]byte{}, false
@@ -504,7 +519,7 @@ func (s *sim) handleOutput(d *device, out maintenance.Output, via string) {
 	}
 	if len(out.Publish) > 0 {
 		for _, f := range out.Publish {
-			s.truth.add(d, f)
+			s.truth.add(f)
 			s.trace("%s commit %s seq=%d lamport=%d id=%s", d.name, f.Kind, f.Seq, f.Lamport, f.ID().Hex()[:12])
 			if f.Kind == crdt.KindSnapshotCompleted && d.honest() {
 				s.checkCompletionFact(d, f)
@@ -523,7 +538,7 @@ func (s *sim) handleOutput(d *device, out maintenance.Output, via string) {
 	if out.Pins != nil {
 		s.unpin(d, out.Pins)
 	}
-	if out.Restore != nil && d.honest() {
+	if out.Restore != nil {
 		s.restoreWanted(d, out.Restore)
 	}
 }
@@ -592,15 +607,16 @@ func (s *sim) unpin(d *device, pins [][]byte) {
 
 // crash takes a device down for dur ms; everything its journal committed
 // and its Meta and blobs survive (unless a defect says otherwise).
-func (s *sim) crash(d *device, dur int64) {
+func (s *sim) crash(d *device, dur int64, why string) {
 	if !d.up {
 		return
 	}
 	d.up = false
 	d.inc++
 	d.rep = nil
+	d.armed = -1
 	s.res.Stats.Crashes++
-	s.schedule("crash %s for %dms", d.name, dur)
+	s.schedule("crash %s for %dms (%s)", d.name, dur, why)
 	if s.cfg.Defects.LoseMetaOnCrash {
 		d.meta = maintenance.NewMemMeta()
 	}
@@ -621,6 +637,8 @@ func (s *sim) restart(d *device) {
 	s.armShare(d)
 	d.up = true
 	s.schedule("restart %s", d.name)
+	s.checkPruned(d)
+	s.learnOwn(d)
 	if s.phase == phaseActive || s.phase == phaseDrain {
 		s.arm(d)
 		s.at(1, &event{kind: evSync, dev: d.idx, inc: d.inc, tries: -1})
@@ -665,8 +683,17 @@ func (s *sim) onFaultClock(e *event) {
 		s.at(dur, &event{kind: evHeal, inc: s.partTok})
 	}
 	for _, d := range s.devs {
-		if f.Crash > 0 && d.up && d.honest() && r.Float64() < f.Crash {
-			s.crash(d, 1000+r.Int64N(7000))
+		if f.Crash > 0 && d.up && d.honest() && d.armed < 0 && r.Float64() < f.Crash {
+			dur := 1000 + r.Int64N(7000)
+			if r.IntN(2) == 0 {
+				s.crash(d, dur, "between events")
+				continue
+			}
+			// Strike inside a later core call, just before one of its
+			// next few durable writes (or in 2 s if none comes).
+			d.armed, d.armedDur = r.IntN(3), dur
+			s.trace("fault arm %s to crash before its durable write #%d", d.name, d.armed+1)
+			s.at(2000, &event{kind: evCrash, dev: d.idx, inc: d.inc, dur: dur})
 		}
 	}
 	for _, d := range s.devs {
@@ -707,12 +734,18 @@ func (s *sim) onAdmit(e *event) {
 		return
 	}
 	s.res.Stats.DeviceEvents++
-	out, err := admin.rep.AddDevice(d.id, d.name, nil)
+	var out maintenance.Output
+	var err error
+	if !s.call(admin, func() { out, err = admin.rep.AddDevice(d.id, d.name, nil) }) {
+		s.at(1000, &event{kind: evAdmit, dev: d.idx})
+		return
+	}
 	if err != nil {
 		s.trace("%s add %s refused: %v", admin.name, d.name, err)
 		return
 	}
 	s.schedule("admit fresh device %s", d.name)
+	s.res.Stats.Admitted++
 	s.handleOutput(admin, out, "admit")
 	d.admitted = true
 	if err := s.open(d); err != nil {
@@ -737,3 +770,15 @@ func (s *sim) honestUp() []*device {
 }
 
 var errNoSource = errors.New("no reachable device holds the snapshot blob")
+
+// learnOwn adds to the ground truth the facts a restarted device finds in
+// its own chain: a crash in the middle of a call may have committed facts
+// whose publication it lost.
+func (s *sim) learnOwn(d *device) {
+	st := d.rep.Store()
+	from := st.PrunedTo()[d.id] + 1
+	_ = st.Range(d.id, from, st.VersionVector()[d.id], func(f *crdt.Fact) error {
+		s.truth.add(f)
+		return nil
+	})
+}

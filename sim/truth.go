@@ -39,8 +39,8 @@ func newTruth(s *sim) *truth {
 		writes: map[string]string{}, verified: map[[32]byte]bool{}}
 }
 
-// add records a fact signed by (or on behalf of) device d.
-func (t *truth) add(d *device, f *crdt.Fact) {
+// add records a fact (it is signed: its author says who made it).
+func (t *truth) add(f *crdt.Fact) {
 	id := f.ID()
 	if t.all[id] != nil {
 		return
@@ -64,7 +64,7 @@ func (t *truth) add(d *device, f *crdt.Fact) {
 }
 
 // ack records an application write the replica acknowledged.
-func (t *truth) ack(d *device, key, value string) {
+func (t *truth) ack(key, value string) {
 	if _, ok := t.writes[key]; !ok {
 		t.keys = append(t.keys, key)
 	}
