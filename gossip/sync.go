@@ -338,7 +338,7 @@ func (g *Gossip) finish(ev SyncEvent) {
 	}
 }
 
-// countConn counts the bytes of a stream.
+// countReader and countWriter count the bytes of a stream.
 type countReader struct {
 	r io.Reader
 	n uint64
@@ -373,7 +373,8 @@ func (g *Gossip) session(ctx context.Context, str network.Stream, p peer.ID, ope
 	refused := false // we sent ERROR: close gracefully so that it arrives
 	defer func() {
 		stats.BytesIn, stats.BytesOut = cr.n, cw.n
-		if err != nil && !refused {
+		var rn *RestoreNeeded
+		if err != nil && !refused && !errors.As(err, &rn) {
 			_ = str.Reset()
 			if ctx.Err() != nil && !errors.Is(err, ErrProtocol) {
 				err = fmt.Errorf("sync with %s: %w (%v)", p, ctx.Err(), err)

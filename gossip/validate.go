@@ -83,7 +83,10 @@ func (g *Gossip) judge(data []byte) (pubsub.ValidationResult, string, []*crdt.Fa
 			return pubsub.ValidationReject, ReasonAccount, nil
 		}
 	}
+	// A fact above its author's version vector is new unless the store
+	// holds facts ahead of a gap; only the others cost a lookup.
 	st := g.j.Store()
+	vv, pending := st.VersionVector(), st.Stats().Pending > 0
 	fresh := facts[:0:0]
 	seen := make(map[crdt.FactID]struct{}, len(facts))
 	for _, f := range facts {
@@ -91,13 +94,16 @@ func (g *Gossip) judge(data []byte) (pubsub.ValidationResult, string, []*crdt.Fa
 			continue
 		}
 		seen[f.ID()] = struct{}{}
-		held, err := st.Has(f.ID())
-		if err != nil {
-			return pubsub.ValidationIgnore, ReasonOther, nil
+		if f.Seq <= vv[f.Author] || pending {
+			held, err := st.Has(f.ID())
+			if err != nil {
+				return pubsub.ValidationIgnore, ReasonOther, nil
+			}
+			if held {
+				continue
+			}
 		}
-		if !held {
-			fresh = append(fresh, f)
-		}
+		fresh = append(fresh, f)
 	}
 	if len(fresh) == 0 {
 		return pubsub.ValidationIgnore, ReasonDuplicate, nil

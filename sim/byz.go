@@ -19,7 +19,6 @@ type byzantine struct {
 	share  *threshold.Share
 	votes  map[[16]byte]bool
 	equivs int
-	acts   int
 }
 
 // maxEquivocations bounds equivocations per Byzantine device and run, so
@@ -143,7 +142,6 @@ func (s *sim) onByz(e *event) {
 		return
 	}
 	s.res.Stats.DeviceEvents++
-	b.acts++
 	acts[s.byzRng.IntN(len(acts))](d)
 }
 

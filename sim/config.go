@@ -53,6 +53,10 @@ type Workload struct {
 	// (`aura-cli snapshot propose` on a random device), ms (default 6000;
 	// negative: none).
 	ProposeEvery int64
+	// SerialProposals makes operators propose only while no snapshot round
+	// is open anywhere (the simulator's global view). By default they
+	// propose whenever they like, so rounds overlap, as with two operators.
+	SerialProposals bool
 	// Watermark is the journal size in bytes past which devices propose by
 	// themselves (default 24 KiB; negative: off).
 	Watermark int64
@@ -178,11 +182,37 @@ type Faults struct {
 	Delay     int64   // one-way delay, uniform in [1, Delay] ms (default 10)
 	Partition float64 // partitions forming per virtual second; each heals after 2–15 s
 	Crash     float64 // crashes per device per virtual second; down 1–8 s, then restart on the same storage
-	Offline   float64 // offline periods per device per virtual second; 3–20 s cut from the network, still writing
-	Skew      int64   // each device's clock is off by up to ± Skew ms
-	Byzantine int     // number of Byzantine devices (the last ones of the group)
-	Byz       ByzMode // what they do (default ByzAll when Byzantine > 0)
+	// MidCall is the share of crashes that strike inside a core call,
+	// just before one of its next durable writes (0: the default, 0.5;
+	// negative: none, crashes fall between events only; "midcall=0" in a
+	// spec). MidCallSkip lists call kinds joined by '+' (tick, write,
+	// propose, receive, restore, admit, prune) that such crashes spare.
+	MidCall     float64
+	MidCallSkip string
+	Offline     float64 // offline periods per device per virtual second; 3–20 s cut from the network, still writing
+	Skew        int64   // each device's clock is off by up to ± Skew ms
+	Byzantine   int     // number of Byzantine devices (the last ones of the group)
+	Byz         ByzMode // what they do (default ByzAll when Byzantine > 0)
 }
+
+// callKinds are the core calls the simulator makes (Faults.MidCallSkip).
+var callKinds = []string{"tick", "write", "propose", "receive", "restore", "admit", "prune"}
+
+func contains(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
+
+func (f Faults) skipMidCall(kind string) bool {
+	return f.MidCallSkip != "" && contains(strings.Split(f.MidCallSkip, "+"), kind)
+}
+
+// Equal reports whether two fault sets are the same.
+func (f Faults) Equal(o Faults) bool { return f.String() == o.String() }
 
 // Presets name common fault mixes; a spec may use them as terms.
 var Presets = map[string]string{
@@ -203,6 +233,10 @@ const FaultSyntax = `fault spec: comma-separated terms, later ones win
   delay=D       one-way delay, uniform in [1ms, D] (e.g. 50ms; default 10ms)
   partition=R   partitions forming per virtual second (heal after 2-15s)
   crash=R       crashes per device per virtual second (down 1-8s, restart on same storage)
+  midcall=P     share of crashes that strike inside a core call, before one of its
+                next durable writes (default 0.5)
+  midcall-skip=K call kinds such crashes spare, joined by '+': tick, write, propose,
+                receive, restore, admit, prune
   offline=R     offline periods per device per virtual second (3-20s, still writing)
   skew=D        clock skew of each device, up to +-D
   byz=K[:MODES] K Byzantine devices; MODES joined by '+' from
@@ -245,6 +279,17 @@ func (f *Faults) apply(spec string, depth int) error {
 			f.Partition, err = parseRate(val)
 		case "crash":
 			f.Crash, err = parseRate(val)
+		case "midcall":
+			if f.MidCall, err = parseProb(val); err == nil && f.MidCall == 0 {
+				f.MidCall = -1
+			}
+		case "midcall-skip":
+			for _, k := range strings.Split(val, "+") {
+				if !contains(callKinds, k) {
+					return fmt.Errorf("fault spec: midcall-skip: unknown call kind %q (%s)", k, strings.Join(callKinds, ", "))
+				}
+			}
+			f.MidCallSkip = val
 		case "offline":
 			f.Offline, err = parseRate(val)
 		case "delay":
@@ -336,6 +381,12 @@ func (f Faults) String() string {
 	ms("delay", f.Delay)
 	num("partition", f.Partition)
 	num("crash", f.Crash)
+	if f.MidCall != 0 && f.Crash > 0 {
+		s = append(s, "midcall="+strconv.FormatFloat(max(f.MidCall, 0), 'g', -1, 64))
+	}
+	if f.MidCallSkip != "" {
+		s = append(s, "midcall-skip="+f.MidCallSkip)
+	}
 	num("offline", f.Offline)
 	ms("skew", f.Skew)
 	if f.Byzantine > 0 {
@@ -406,6 +457,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if f.Byzantine > 0 && f.Byz == 0 {
 		f.Byz = ByzAll
+	}
+	if f.MidCall == 0 {
+		f.MidCall = 0.5
 	}
 	var errs []error
 	if c.Nodes < 2 || c.Nodes > 64 {

@@ -17,7 +17,7 @@ type midCrash struct{}
 // crashPoint is called before every durable write of d: it panics when the
 // armed crash is due.
 func (d *device) crashPoint() {
-	if d.armed < 0 {
+	if d.armed < 0 || d.shielded {
 		return
 	}
 	if d.armed == 0 {
@@ -63,7 +63,12 @@ func (m diskMeta) Delete(key string) error {
 
 // call runs one core call on d; a crash point reached inside it crashes
 // the device (the call's outputs are lost with it) and call reports false.
-func (s *sim) call(d *device, fn func()) (ok bool) {
+// Calls of a kind listed in Faults.MidCallSkip are shielded.
+func (s *sim) call(d *device, kind string, fn func()) (ok bool) {
+	if s.cfg.Faults.skipMidCall(kind) {
+		d.shielded = true
+		defer func() { d.shielded = false }()
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			if _, mid := r.(midCrash); !mid {

@@ -10,7 +10,10 @@
 //     crdt.MemKV, a maintenance.MemMeta and a maintenance.MemBlobs: its
 //     durable storage. A crash drops the replica (and the messages in
 //     flight to and from it) and reopens it on the same storage later; its
-//     threshold share is handed back. Fresh devices are admitted by the
+//     threshold share is handed back. Half the crashes (Faults.MidCall)
+//     strike inside a core call, just before one of its durable writes (a
+//     KV batch commit or a Meta write): what the call committed before
+//     stays, the rest never happens. Fresh devices are admitted by the
 //     admin after the first snapshot and restore from it.
 //   - The virtual network: a priority queue of events ordered by (virtual
 //     time, scheduling order); messages carry gossip (published facts) and
@@ -25,8 +28,9 @@
 //     devices (bad partial signatures, lying digests, equivocation, facts
 //     without the capability, facts from a non-member key).
 //   - Workload: application writes on every device (new keys and
-//     overwrites), operator proposals, watermark proposals, GC (the
-//     replicas collect on completion), restores of fresh devices.
+//     overwrites), operator proposals (overlapping rounds unless
+//     Workload.SerialProposals), watermark proposals, GC (the replicas
+//     collect on completion), restores of fresh devices.
 //   - Ground truth: every fact any device signed and every application
 //     write a replica acknowledged.
 //
@@ -49,7 +53,9 @@
 //     seq; honest-fact-refused: honest devices never refuse each other's
 //     facts as unauthorized or forged.
 //   - gc-frontier: GC never prunes above the frontier of the verified
-//     snapshot the journal rests on.
+//     snapshot the journal rests on; snapshot-fork: honest devices never
+//     rest on snapshots whose frontiers are incomparable (neither could
+//     catch up with the other).
 //   - fence-released: no fence outlives its deadline on a running device;
 //     at the end no fence is up and no write is left buffered.
 //   - liveness: with N−M devices down or Byzantine, an operator's snapshot

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 )
 
 // Main is `aura-cli sim`: it parses args (without the command name),
@@ -39,6 +38,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&trace, "trace", "", "write the trace of every run to `FILE`")
 	fs.StringVar(&defects, "defects", "", "switch on deliberate defects (prune-above-frontier, skip-threshold-verify, lose-meta-on-crash) to see the checks fail")
 	fs.IntVar(&cfg.Parallel, "parallel", 1, "seeds run at once")
+	fs.BoolVar(&cfg.Workload.SerialProposals, "serial-proposals", false, "operators propose only while no snapshot round is open anywhere")
+	fs.String("home", "", "ignored: the simulator touches no node")
 	fs.BoolVar(&asJSON, "json", false, "print one JSON document instead of the table")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: aura-cli sim [--nodes N] [--seed S] [--seeds K] [--faults SPEC] [--events E] [--duration D] [--trace FILE]\n\n")
@@ -152,10 +153,4 @@ func writeJSON(w io.Writer, s Summary) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(out)
-}
-
-// describe is a one-line description of a config for logs.
-func describe(c Config) string {
-	return strings.Join([]string{fmt.Sprintf("nodes=%d", c.Nodes), fmt.Sprintf("seed=%d", c.Seed),
-		fmt.Sprintf("events=%d", c.Events), "faults=" + c.Faults.String()}, " ")
 }

@@ -94,7 +94,7 @@ func (s *sim) receive(d, src *device, facts []*crdt.Fact, via string) int {
 		var res crdt.IngestResult
 		var out maintenance.Output
 		var err error
-		if !s.call(d, func() { res, out, err = d.rep.Receive(s.devNow(d), batch) }) {
+		if !s.call(d, "receive", func() { res, out, err = d.rep.Receive(s.devNow(d), batch) }) {
 			return added
 		}
 		if err != nil {
@@ -364,7 +364,7 @@ func (s *sim) restoreNow(d *device, c *crdt.SnapshotCompleted, source int) error
 	}
 	var out maintenance.Output
 	var err error
-	if !s.call(d, func() { out, err = d.rep.Restore(s.devNow(d), c, blob) }) {
+	if !s.call(d, "restore", func() { out, err = d.rep.Restore(s.devNow(d), c, blob) }) {
 		return nil
 	}
 	s.doctor(d)

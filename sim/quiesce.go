@@ -106,7 +106,7 @@ func (s *sim) tickAll() {
 	for _, d := range s.up() {
 		s.res.Stats.DeviceEvents++
 		var out maintenance.Output
-		if s.call(d, func() { out = d.rep.Tick(s.devNow(d)) }) {
+		if s.call(d, "tick", func() { out = d.rep.Tick(s.devNow(d)) }) {
 			s.handleOutput(d, out, "tick")
 		}
 		s.flush()

@@ -96,6 +96,7 @@ type Result struct {
 	Duration  int64
 	Faults    Faults
 	Defects   Defects
+	Serial    bool // Workload.SerialProposals
 	// Schedule is the fault schedule as it happened: partitions, crashes,
 	// restarts, offline periods, admissions (network faults are drawn per
 	// message from the seed at the rates in Faults).
@@ -121,6 +122,9 @@ func (r Result) Command() string {
 		fmt.Fprintf(&b, " --duration %dms", r.Duration)
 	}
 	fmt.Fprintf(&b, " --faults '%s'", r.Faults)
+	if r.Serial {
+		b.WriteString(" --serial-proposals")
+	}
 	if r.Defects.any() {
 		fmt.Fprintf(&b, " --defects %s", r.Defects)
 	}

@@ -53,6 +53,7 @@ type device struct {
 
 	armed    int   // durable writes left before an armed crash strikes (-1: not armed)
 	armedDur int64 // how long it stays down then
+	shielded bool  // inside a call that crash points spare
 
 	writes  int      // application writes issued (for key names)
 	ownKeys []string // keys this device wrote
@@ -72,7 +73,6 @@ type sim struct {
 	byID     map[crdt.DeviceID]*device
 	account  crdt.AccountID
 	gk       *threshold.GroupKey
-	gkBytes  []byte
 	stranger ed25519.PrivateKey
 
 	netRng, workRng, faultRng, byzRng *rand.Rand
@@ -90,7 +90,6 @@ type sim struct {
 	proposedBy map[int]int       // "proposed" events per device
 	bcast      []pending         // synchronous delivery queue (converge and probe phases)
 	syncMode   bool
-	lastCommit int64
 }
 
 type pending struct {
@@ -109,7 +108,7 @@ func Run(cfg Config) (Result, error) {
 		byID: map[crdt.DeviceID]*device{}, named: map[int]bool{}, completed: map[[16]byte]bool{},
 		violated: map[string]bool{}, checked: map[[32]byte]bool{}, proposedBy: map[int]int{}}
 	s.res = &Result{Seed: cfg.Seed, Nodes: cfg.Nodes, Threshold: cfg.Threshold, Faults: cfg.Faults,
-		Events: cfg.Events, Duration: cfg.Duration, Defects: cfg.Defects}
+		Events: cfg.Events, Duration: cfg.Duration, Defects: cfg.Defects, Serial: cfg.Workload.SerialProposals}
 	s.netRng = rand.New(rand.NewPCG(cfg.Seed, 0x6e6574))    // "net"
 	s.workRng = rand.New(rand.NewPCG(cfg.Seed, 0x776f726b)) // "work"
 	s.faultRng = rand.New(rand.NewPCG(cfg.Seed, 0x666c74))  // "flt"
@@ -196,7 +195,7 @@ func (s *sim) setup() error {
 	if err != nil {
 		return err
 	}
-	s.gk, s.gkBytes = key, key.Bytes()
+	s.gk = key
 	var parts []crdt.DeviceID
 	for i, d := range s.devs[:n] {
 		parts = append(parts, d.id)
@@ -416,7 +415,7 @@ func (s *sim) onTick(e *event) {
 	}
 	s.res.Stats.DeviceEvents++
 	var out maintenance.Output
-	if !s.call(d, func() { out = d.rep.Tick(s.devNow(d)) }) {
+	if !s.call(d, "tick", func() { out = d.rep.Tick(s.devNow(d)) }) {
 		return
 	}
 	s.handleOutput(d, out, "tick")
@@ -456,7 +455,9 @@ func (s *sim) appWrite(d *device) {
 	v := fmt.Sprintf("v%d@%s", d.writes, d.name)
 	var out maintenance.Output
 	var err error
-	if !s.call(d, func() { out, err = d.rep.Write(s.devNow(d), &crdt.Put{Key: k, Value: []byte(v)}) }) {
+	if !s.call(d, "write", func() { out, err = d.rep.Write(s.devNow(d), &crdt.Put{Key: k, Value: []byte(v)}) }) {
+		// The device died inside Write: the put may or may not be durable.
+		s.truth.uncertain(k)
 		return
 	}
 	if err != nil {
@@ -491,6 +492,10 @@ func (s *sim) onPropose(e *event) {
 		return
 	}
 	d := cands[s.workRng.IntN(len(cands))]
+	if s.cfg.Workload.SerialProposals && s.truth.roundOpen(s.now, 2*s.cfg.Faults.Skew+2000) {
+		s.trace("%s operator waits: a snapshot round is open", d.name)
+		return
+	}
 	s.res.Stats.DeviceEvents++
 	s.propose(d, "operator")
 }
@@ -498,7 +503,7 @@ func (s *sim) onPropose(e *event) {
 func (s *sim) propose(d *device, why string) ([16]byte, bool) {
 	var out maintenance.Output
 	var err error
-	if !s.call(d, func() { out, err = d.rep.Propose(s.devNow(d)) }) {
+	if !s.call(d, "propose", func() { out, err = d.rep.Propose(s.devNow(d)) }) {
 		return [16]byte{}, false
 	}
 	if err != nil {
@@ -532,6 +537,9 @@ func (s *sim) handleOutput(d *device, out maintenance.Output, via string) {
 		s.res.Stats.PrunedFacts += out.Collected.PrunedFacts
 		if s.cfg.Defects.PruneAboveFrontier && d.honest() {
 			s.pruneAbove(d)
+			if d.rep == nil {
+				return // it crashed doing so
+			}
 		}
 		s.checkPruned(d)
 	}
@@ -685,7 +693,7 @@ func (s *sim) onFaultClock(e *event) {
 	for _, d := range s.devs {
 		if f.Crash > 0 && d.up && d.honest() && d.armed < 0 && r.Float64() < f.Crash {
 			dur := 1000 + r.Int64N(7000)
-			if r.IntN(2) == 0 {
+			if r.Float64() >= f.MidCall {
 				s.crash(d, dur, "between events")
 				continue
 			}
@@ -736,7 +744,7 @@ func (s *sim) onAdmit(e *event) {
 	s.res.Stats.DeviceEvents++
 	var out maintenance.Output
 	var err error
-	if !s.call(admin, func() { out, err = admin.rep.AddDevice(d.id, d.name, nil) }) {
+	if !s.call(admin, "admit", func() { out, err = admin.rep.AddDevice(d.id, d.name, nil) }) {
 		s.at(1000, &event{kind: evAdmit, dev: d.idx})
 		return
 	}

@@ -17,7 +17,10 @@ type truth struct {
 	versions map[crdt.DeviceID]map[uint64][]*crdt.Fact
 	honest   []*crdt.Fact // facts of honest authors, in the order first seen
 	writes   map[string]string
-	keys     []string // acknowledged keys, in the order first acknowledged
+	open     map[[16]byte]int64 // snapshot rounds open anywhere → their deadline (proposer's clock)
+	closed   map[[16]byte]bool
+	maybe    map[string]bool // keys whose last write may or may not have happened
+	keys     []string        // acknowledged keys, in the order first acknowledged
 	cache    []*frontierState
 	verified map[[32]byte]bool
 }
@@ -36,7 +39,7 @@ type authorSeq struct {
 
 func newTruth(s *sim) *truth {
 	return &truth{s: s, all: map[crdt.FactID]*crdt.Fact{}, versions: map[crdt.DeviceID]map[uint64][]*crdt.Fact{},
-		writes: map[string]string{}, verified: map[[32]byte]bool{}}
+		writes: map[string]string{}, maybe: map[string]bool{}, open: map[[16]byte]int64{}, closed: map[[16]byte]bool{}, verified: map[[32]byte]bool{}}
 }
 
 // add records a fact (it is signed: its author says who made it).
@@ -52,6 +55,7 @@ func (t *truth) add(f *crdt.Fact) {
 		t.versions[f.Author] = vs
 	}
 	vs[f.Seq] = append(vs[f.Seq], f)
+	t.trackRound(f)
 	author := t.s.byID[f.Author]
 	if author == nil || !author.honest() {
 		return
@@ -69,7 +73,12 @@ func (t *truth) ack(key, value string) {
 		t.keys = append(t.keys, key)
 	}
 	t.writes[key] = value
+	delete(t.maybe, key)
 }
+
+// uncertain records a write whose device crashed inside the call: until
+// the next acknowledged write of the key, its value may be either.
+func (t *truth) uncertain(key string) { t.maybe[key] = true }
 
 // verify is the ground truth's threshold verifier (results cached).
 func (t *truth) verify(groupKey, msg, sig []byte) error {
@@ -211,4 +220,41 @@ func (t *truth) stateAt(frontier crdt.VersionVector, heads map[crdt.DeviceID]crd
 		t.cache = t.cache[1:]
 	}
 	return st, total, nil
+}
+
+// trackRound keeps the set of snapshot rounds open anywhere (the
+// simulator's global view, for Workload.SerialProposals).
+func (t *truth) trackRound(f *crdt.Fact) {
+	switch f.Kind {
+	case crdt.KindSnapshotProposed, crdt.KindSnapshotCompleted, crdt.KindSnapshotAbandoned:
+	default:
+		return
+	}
+	body, err := f.DecodeBody()
+	if err != nil {
+		return
+	}
+	switch b := body.(type) {
+	case *crdt.SnapshotProposed:
+		if _, done := t.closed[b.ProposalID]; !done {
+			t.open[b.ProposalID] = int64(b.Deadline)
+		}
+	case *crdt.SnapshotCompleted:
+		delete(t.open, b.ProposalID)
+		t.closed[b.ProposalID] = true
+	case *crdt.SnapshotAbandoned:
+		delete(t.open, b.ProposalID)
+		t.closed[b.ProposalID] = true
+	}
+}
+
+// roundOpen reports whether some snapshot round is still running at now
+// (a round past its deadline by more than slack counts as over).
+func (t *truth) roundOpen(now, slack int64) bool {
+	for _, deadline := range t.open {
+		if now <= deadline+slack {
+			return true
+		}
+	}
+	return false
 }
