@@ -141,6 +141,14 @@ func (j *Journal) Ingest(facts []*Fact, admit Admit) (IngestResult, error) {
 	res.Added = admitted
 	res.Pending = w.pending
 	res.Evidence = w.evidence
+	res.Chained = w.chained
+	if len(w.swaps) > 0 {
+		authors, err := j.applySwaps(w.swaps)
+		if err != nil {
+			return res, fmt.Errorf("ingest: settle equivocation: %w", err)
+		}
+		res.Rechained = authors
+	}
 	return res, nil
 }
 
@@ -240,6 +248,14 @@ type ingestWrite struct {
 	kbuf     []byte // scratch key and values: the batch copies them
 	vbuf     []byte
 	lbuf     []byte
+	chained  []*Fact
+	swaps    []swap // evidence that takes its slot after the commit
+}
+
+// swap is a conflicting fact with a lower id than the one holding its slot.
+type swap struct {
+	f    *Fact
+	kept FactID
 }
 
 // setLocator writes the locator of a new fact.
@@ -278,8 +294,13 @@ func (w *ingestWrite) place(admitted []*Fact) error {
 	}
 	for _, a := range order {
 		fs := byAuthor[a]
-		// By seq; at one seq the first admitted is the one kept.
-		sort.SliceStable(fs, func(x, y int) bool { return fs[x].Seq < fs[y].Seq })
+		// By seq; at one seq the lowest id first, so it takes the slot.
+		sort.Slice(fs, func(x, y int) bool {
+			if fs[x].Seq != fs[y].Seq {
+				return fs[x].Seq < fs[y].Seq
+			}
+			return bytes.Compare(fs[x].id[:], fs[y].id[:]) < 0
+		})
 		st := &placeState{a: a, h: w.j.heads[a], chained: make(map[uint64]FactID, len(fs))}
 		if st.h.seq == 0 && st.h.hash.IsZero() {
 			st.h.hash = ChainGenesis(a)
@@ -315,6 +336,18 @@ func (w *ingestWrite) placeOne(st *placeState, f *Fact) error {
 		return w.addEvidence(st, f, kept)
 	}
 	if pf, ok := st.pendNew[s]; ok {
+		if bytes.Compare(f.id[:], pf.id[:]) < 0 { // same batch: the lower id takes the slot now
+			st.pendNew[s] = f
+			v := make([]byte, 0, 32+len(f.raw))
+			v = append(append(v, f.id[:]...), f.raw...)
+			if err := w.batch.Set(seqKey(tagPending, st.a, s), v); err != nil {
+				return err
+			}
+			if err := w.setLocator(f.id, st.a, s, whereChain); err != nil {
+				return err
+			}
+			return w.addEvidence(st, pf, f.id)
+		}
 		return w.addEvidence(st, f, pf.id)
 	}
 	if st.h.pending > 0 && s >= st.h.pendLow {
@@ -335,7 +368,7 @@ func (w *ingestWrite) placeOne(st *placeState, f *Fact) error {
 		return err
 	}
 	if s == st.h.seq+1 {
-		if err := w.chain(st, f.id, f.raw); err != nil {
+		if err := w.chain(st, f.id, f.raw, f); err != nil {
 			return err
 		}
 		return w.drain(st)
@@ -357,6 +390,9 @@ func (w *ingestWrite) placeOne(st *placeState, f *Fact) error {
 }
 
 func (w *ingestWrite) addEvidence(st *placeState, f *Fact, kept FactID) error {
+	if bytes.Compare(f.id[:], kept[:]) < 0 { // settled after the commit (applySwaps)
+		w.swaps = append(w.swaps, swap{f: f, kept: kept})
+	}
 	w.vbuf = append(append(w.vbuf[:0], kept[:]...), f.raw...)
 	if err := w.batch.Set(evidenceKey(st.a, f.Seq, f.id), w.vbuf); err != nil {
 		return err
@@ -370,7 +406,15 @@ func (w *ingestWrite) addEvidence(st *placeState, f *Fact, kept FactID) error {
 }
 
 // chain appends the fact at st.h.seq+1 to the author's chain.
-func (w *ingestWrite) chain(st *placeState, id FactID, raw []byte) error {
+// f is the decoded fact when the caller has it (else it is decoded).
+func (w *ingestWrite) chain(st *placeState, id FactID, raw []byte, f *Fact) error {
+	if f == nil {
+		var err error
+		if f, err = decodeStored(raw); err != nil {
+			return fmt.Errorf("chain of %s at %d: %w", st.a.Short(), st.h.seq+1, err)
+		}
+	}
+	w.chained = append(w.chained, f)
 	st.h.hash = ChainNext(st.h.hash, id)
 	st.h.seq++
 	st.chained[st.h.seq] = id
@@ -383,8 +427,9 @@ func (w *ingestWrite) drain(st *placeState) error {
 		next := st.h.seq + 1
 		var id FactID
 		var raw []byte
+		var known *Fact
 		if pf, ok := st.pendNew[next]; ok {
-			id, raw = pf.id, pf.raw
+			id, raw, known = pf.id, pf.raw, pf
 			delete(st.pendNew, next)
 		} else {
 			v, found, err := w.j.kv.Get(seqKey(tagPending, st.a, next))
@@ -400,7 +445,7 @@ func (w *ingestWrite) drain(st *placeState) error {
 		if err := w.batch.Delete(seqKey(tagPending, st.a, next)); err != nil {
 			return err
 		}
-		if err := w.chain(st, id, raw); err != nil {
+		if err := w.chain(st, id, raw, known); err != nil {
 			return err
 		}
 		st.h.pending--

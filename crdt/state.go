@@ -905,3 +905,32 @@ func (s *State) MemberList() []DeviceID {
 	sort.Slice(out, func(i, j int) bool { return bytes.Compare(out[i][:], out[j][:]) < 0 })
 	return out
 }
+
+// MaxLamport is the highest Lamport time any record of the state carries
+// (a device resuming from a snapshot keeps its clock ahead of it).
+func (s *State) MaxLamport() uint64 {
+	var m uint64
+	see := func(st Stamp) { m = max(m, st.Lamport) }
+	for _, e := range s.KV {
+		see(e.Stamp)
+	}
+	for _, b := range s.Blobs {
+		see(b.Stamp)
+	}
+	for _, d := range s.Devices {
+		see(d.Stamp)
+	}
+	for _, p := range s.Proposals {
+		see(p.Stamp)
+	}
+	for _, c := range s.Completed {
+		see(c.Stamp)
+	}
+	for _, u := range s.Upgrades {
+		see(u.Stamp)
+	}
+	for _, g := range s.GroupKeys {
+		see(g.Stamp)
+	}
+	return m
+}

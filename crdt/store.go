@@ -23,11 +23,22 @@ type Admit func(*Fact) error
 
 // IngestResult reports what one Ingest call did.
 type IngestResult struct {
-	Added      []*Fact     // newly stored facts, in the order admitted
-	Duplicates int         // already held
-	Pending    int         // of Added: held ahead of a gap for their author
-	Evidence   int         // of Added: conflicted with a held fact at the same (author, seq)
-	Rejected   []Rejection // bad signature, wrong account, below a pruned frontier, or refused by Admit
+	Added      []*Fact // newly stored facts, in the order admitted
+	Duplicates int     // already held
+	Pending    int     // of Added: held ahead of a gap for their author
+	Evidence   int     // of Added: conflicted with a held fact at the same (author, seq)
+	// Chained are the facts that entered their author's chain in this call:
+	// new facts and pending ones whose gap filled, by author then seq. The
+	// account state is the fold of exactly the chain facts (pending and
+	// evidence facts never change state), so every replica that holds a
+	// prefix holds the same state for it.
+	Chained []*Fact
+	// Rechained lists authors whose chain changed at or below a seq already
+	// chained: an equivocation where the conflicting fact has the lower id,
+	// which takes the slot on every replica (so all converge on one chain).
+	// A caller folding state must rebuild it from the chain.
+	Rechained []DeviceID
+	Rejected  []Rejection // bad signature, wrong account, below a pruned frontier, or refused by Admit
 }
 
 // Rejection names a fact that Ingest refused and why.

@@ -72,3 +72,13 @@ func (w *Writer) Genesis(name string, threshold uint64, nonce [16]byte) (*Fact, 
 	}
 	return w.Write(1, &Genesis{Name: name, Threshold: threshold, Nonce: nonce})
 }
+
+// ObserveOwn moves the writer past a fact of its own device that came back
+// from elsewhere (a restore, a wiped home that rejoined), so that the next
+// write does not reuse its seq and equivocate.
+func (w *Writer) ObserveOwn(seq, lamport uint64) {
+	if seq > w.seq {
+		w.seq = seq
+	}
+	w.Observe(lamport)
+}

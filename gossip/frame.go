@@ -64,6 +64,12 @@ type hello struct {
 	// (at most maxHelloEvidence), so that the other side sends only the
 	// conflicting facts the sender lacks.
 	Evidence []crdt.FactID
+	// Heads are the sender's chain heads h(author, VV[author]). A receiver
+	// holding that seq compares them with its own chain: a difference means
+	// the two chains diverged (an equivocating author whose conflicting
+	// facts each side got only one of), and it sends its whole overlapping
+	// chain of that author so that both sides hold both facts.
+	Heads map[crdt.DeviceID]crdt.Hash
 }
 
 func encodeHello(h *hello) ([]byte, error) {

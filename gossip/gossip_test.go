@@ -302,9 +302,16 @@ func TestSyncEvidenceAndRestore(t *testing.T) {
 	if stats.FactsIn != 3 { // seq 4, 5 and the conflicting fact
 		t.Errorf("got %+v", stats)
 	}
+	// Both hold both facts; the lower id holds the slot (on x as on y).
 	ev, _ := y.j.store.Evidence()
-	if len(ev) != 1 || ev[0].Conflict != twin.ID() {
+	pair := map[crdt.FactID]bool{facts[2].ID(): true, twin.ID(): true}
+	if len(ev) != 1 || !pair[ev[0].Conflict] || !pair[ev[0].Kept] || ev[0].Kept == ev[0].Conflict {
 		t.Errorf("evidence %+v", ev)
+	}
+	hx, _ := x.j.store.ChainHash(dev(a.keys[2]), 5)
+	hy, _ := y.j.store.ChainHash(dev(a.keys[2]), 5)
+	if hx != hy {
+		t.Error("the two chains of the equivocator differ")
 	}
 	// Again: nothing to send either way.
 	stats, err = x.g.SyncWith(ctx, y.h.ID())
@@ -404,5 +411,46 @@ func TestNoPeersNothingBreaks(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // a few periodic ticks with nobody to sync with
 	if s := x.g.Stats(); s.FactsPublished != 20 || s.SyncErrors != 0 || s.PublishErrors != 0 {
 		t.Errorf("stats %+v", s)
+	}
+}
+
+// Each side holds one of an equivocator's two facts for one seq and no
+// evidence: the chain heads in HELLO reveal the split, and both end up
+// with both facts and the same chain.
+func TestSyncHealsSplitEquivocation(t *testing.T) {
+	a := newAccount(t, 3)
+	x, y := newNode(t, a, 0, noAutoSync), newNode(t, a, 1, noAutoSync)
+	defer x.close()
+	defer y.close()
+	facts := a.putFacts(t, 2, 0, 10, 3)
+	twin := a.putFacts(t, 2, 2, 12, 1)[0] // another fact at seq 3
+	if _, err := x.j.Ingest(facts); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := y.j.Ingest(append(facts[:2:2], twin)); err != nil {
+		t.Fatal(err)
+	}
+	connect(t, x.h, y.h)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := y.g.SyncWith(ctx, x.h.ID()); err != nil {
+		t.Fatal(err)
+	}
+	// The responder ingests what y sent on its own time.
+	waitFor(t, 10*time.Second, "both sides hold both facts", func() bool {
+		for _, n := range []*testNode{x, y} {
+			for _, f := range []*crdt.Fact{facts[2], twin} {
+				if ok, _ := n.j.store.Has(f.ID()); !ok {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	d := dev(a.keys[2])
+	hx, _ := x.j.store.ChainHash(d, 3)
+	hy, _ := y.j.store.ChainHash(d, 3)
+	if hx != hy {
+		t.Fatal("chains still differ after sync")
 	}
 }

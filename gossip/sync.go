@@ -487,6 +487,14 @@ func (g *Gossip) makeHello() (*hello, error) {
 			delete(h.VV, a)
 		}
 	}
+	h.Heads = make(map[crdt.DeviceID]crdt.Hash, len(h.VV))
+	for a, s := range h.VV {
+		head, err := st.ChainHash(a, s)
+		if err != nil {
+			return nil, fmt.Errorf("chain head of %s: %w", a.Short(), err)
+		}
+		h.Heads[a] = head
+	}
 	for a, s := range h.Pruned {
 		if s == 0 {
 			delete(h.Pruned, a)
@@ -624,8 +632,28 @@ func (g *Gossip) sendMissing(fw *frameWriter, flush func() error, mine, theirs *
 	}
 	chunk := uint64(64 << 10 / max(1, len(authors)))
 	chunk = min(max(chunk, 16), 1024)
+	// Chains that diverged below their head: resend the overlap too.
+	from := map[crdt.DeviceID]uint64{}
+	for _, a := range mine.VV.Authors() {
+		have := theirs.VV[a]
+		if have == 0 || have > mine.VV[a] || have <= mine.Pruned[a] {
+			continue
+		}
+		head, err := st.ChainHash(a, have)
+		if err != nil || head == theirs.Heads[a] {
+			continue
+		}
+		from[a] = max(mine.Pruned[a], theirs.Pruned[a]) + 1
+		if mine.VV[a] == have {
+			authors = append(authors, a)
+		}
+	}
 	for _, a := range authors {
-		c := &cursor{author: a, next: theirs.VV[a] + 1, to: mine.VV[a], chunk: chunk}
+		next := theirs.VV[a] + 1
+		if f, ok := from[a]; ok {
+			next = f
+		}
+		c := &cursor{author: a, next: next, to: mine.VV[a], chunk: chunk}
 		if err := c.fill(st); err != nil {
 			return 0, err
 		}

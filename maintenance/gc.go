@@ -63,6 +63,13 @@ func (r *Replica) collect(c *crdt.SnapshotCompleted) Output {
 	if r.base != nil && r.base.Proposal == c.ProposalID {
 		return out
 	}
+	if r.base != nil && !snap.Frontier.Covers(r.base.Snapshot.Frontier) {
+		// Not a successor of the snapshot this journal rests on (two rounds
+		// completed with incomparable frontiers): collecting it would leave
+		// this device unable to sync or restore.
+		out.Events = append(out.Events, Event{Kind: "gc-skipped", Proposal: c.ProposalID, Detail: "frontier does not cover this device's base snapshot"})
+		return out
+	}
 	if !r.store.VersionVector().Covers(snap.Frontier) {
 		if r.store.PrunedTo().Covers(snap.Frontier) {
 			return out // already below what we collected
@@ -73,12 +80,11 @@ func (r *Replica) collect(c *crdt.SnapshotCompleted) Output {
 		out.Restore = &cc
 		return out
 	}
-	st, err := r.StateAt(snap.Frontier)
+	enc, err := r.encodedAt(snap.Frontier)
 	if err != nil {
 		out.Events = append(out.Events, Event{Kind: "gc-skipped", Proposal: c.ProposalID, Detail: err.Error()})
 		return out
 	}
-	enc := st.Encode()
 	if crdt.DigestOf(enc) != snap.StateDigest {
 		out.Events = append(out.Events, Event{Kind: "gc-refused", Proposal: c.ProposalID, Detail: "signed digest differs from this journal's state at the frontier"})
 		return out
@@ -91,33 +97,38 @@ func (r *Replica) collect(c *crdt.SnapshotCompleted) Output {
 	if !bytes.Equal(cid, snap.BlobCID) {
 		out.Events = append(out.Events, Event{Kind: "warning", Proposal: c.ProposalID, Detail: "state blob CID differs from the completion's (chunking?)"})
 	}
-	return r.rebase(c, st, &out)
+	st, err := crdt.DecodeState(enc)
+	if err != nil {
+		out.Events = append(out.Events, Event{Kind: "error", Proposal: c.ProposalID, Detail: "decode own state: " + err.Error()})
+		return out
+	}
+	o, err := r.rebase(c, st)
+	out.merge(o)
+	if err != nil {
+		out.Events = append(out.Events, Event{Kind: "error", Proposal: c.ProposalID, Detail: err.Error()})
+	}
+	return out
 }
 
 // rebase makes the snapshot the journal's base, prunes below it, and
 // reports GC figures and blob actions.
-func (r *Replica) rebase(c *crdt.SnapshotCompleted, st *crdt.State, out *Output) Output {
+func (r *Replica) rebase(c *crdt.SnapshotCompleted, st *crdt.State) (Output, error) {
+	var out Output
 	snap := &c.Snapshot
 	rec := &baseRecord{Proposal: c.ProposalID, Snapshot: *snap}
 	if err := r.saveBase(rec); err != nil {
-		out.Events = append(out.Events, Event{Kind: "error", Proposal: c.ProposalID, Detail: "save base: " + err.Error()})
-		return *out
+		return out, fmt.Errorf("save base: %w", err)
 	}
 	st.SetVerifier(r.verifyGroup)
 	r.base, r.baseSt = rec, st
 	before := r.store.Stats()
-	prune := snap.Frontier.Clone()
-	held := r.store.VersionVector()
-	for a, s := range prune {
-		if held[a] < s {
-			prune[a] = held[a]
-		}
+	// Rebase prunes where this journal holds the frontier (checking its chain
+	// heads against the snapshot's) and jumps where it holds less.
+	if err := r.store.Rebase(snap.Frontier, snap.Heads); err != nil {
+		return out, fmt.Errorf("rest the journal on the snapshot: %w", err)
 	}
-	facts, bytes, err := r.store.Prune(prune)
-	if err != nil {
-		out.Events = append(out.Events, Event{Kind: "error", Proposal: c.ProposalID, Detail: "prune: " + err.Error()})
-		return *out
-	}
+	facts := r.store.Stats().PrunedFacts - before.PrunedFacts
+	bytes := r.store.Stats().PrunedBytes - before.PrunedBytes
 	after := r.store.Stats()
 	gc := &GCStats{Proposal: c.ProposalID, FactsBefore: before.Facts, BytesBefore: before.Bytes,
 		FactsAfter: after.Facts, BytesAfter: after.Bytes, PrunedFacts: facts, PrunedBytes: bytes}
@@ -132,7 +143,7 @@ func (r *Replica) rebase(c *crdt.SnapshotCompleted, st *crdt.State, out *Output)
 	out.Pins = r.pins()
 	out.Events = append(out.Events, Event{Kind: "gc", Proposal: c.ProposalID,
 		Detail: fmt.Sprintf("pruned %d facts (%d bytes); journal %d→%d facts", facts, bytes, before.Facts, after.Facts)})
-	return *out
+	return out, nil
 }
 
 // pins lists the newest KeepSnapshots completed snapshots' blobs this
@@ -215,24 +226,25 @@ func (r *Replica) Restore(now int64, c *crdt.SnapshotCompleted, blob []byte) (Ou
 	if crdt.PrefixHash(snap.Frontier, snap.Heads) != snap.PrefixHash {
 		return Output{}, fmt.Errorf("restore: %w: chain heads do not match the signed prefix hash", ErrBadSnapshot)
 	}
+	if r.base != nil && !snap.Frontier.Covers(r.base.Snapshot.Frontier) {
+		return Output{}, fmt.Errorf("restore: %w: the snapshot does not cover the one this device rests on", ErrStaleProposal)
+	}
 	if _, err := r.cfg.Blobs.Put(blob); err != nil {
 		return Output{}, fmt.Errorf("restore: keep blob: %w", err)
 	}
-	if err := r.store.Rebase(snap.Frontier, snap.Heads); err != nil {
-		return Output{}, fmt.Errorf("restore: rest journal on snapshot: %w", err)
+	if r.state.Account.IsZero() {
+		r.state = crdt.NewState(st.Account, r.verifyGroup)
 	}
-	// The live state: the snapshot's, joined with every fact still held.
-	live := st.Clone()
-	live.SetVerifier(r.verifyGroup)
-	err = r.store.All(func(f *crdt.Fact) error { _ = live.Apply(f); r.writer.Observe(f.Lamport); return nil })
+	// The base record is saved before the journal is rebased, so a crash in
+	// between is finished on the next Open.
+	out, err := r.rebase(c, st)
 	if err != nil {
+		return Output{}, fmt.Errorf("restore: %w", err)
+	}
+	if err := r.rebuild(); err != nil {
 		return Output{}, fmt.Errorf("restore: fold tail: %w", err)
 	}
-	r.state = live
-	lamport := r.writer.Lamport()
-	r.writer = crdt.NewWriter(r.cfg.Key, st.Account, r.store.VersionVector()[r.device], lamport)
-	var out Output
-	r.rebase(c, st, &out)
+	r.writer = crdt.NewWriter(r.cfg.Key, st.Account, max(r.writer.Seq(), r.store.VersionVector()[r.device]), max(r.writer.Lamport(), r.state.MaxLamport()))
 	out.Events = append(out.Events, Event{Kind: "restored", Proposal: c.ProposalID,
 		Detail: fmt.Sprintf("snapshot of %d facts at epoch %d", snap.Frontier.Total(), snap.Epoch)})
 	return out, nil

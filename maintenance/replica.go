@@ -168,6 +168,11 @@ type Replica struct {
 	verKey   []byte
 	lastGC   *GCStats
 	autoAt   int64 // earliest time of the next watermark proposal
+	resumed  bool  // open rounds rebuilt after Open
+	cache    struct {
+		frontier, pruned crdt.VersionVector
+		enc              []byte
+	}
 }
 
 // Open builds a replica over its storage, rebuilding the state from the
@@ -190,18 +195,18 @@ func Open(cfg Config) (*Replica, error) {
 		r.state = crdt.NewState(account, r.verifyGroup)
 	}
 	r.state.SetVerifier(r.verifyGroup)
-	var lamport uint64
-	err := r.store.All(func(f *crdt.Fact) error {
-		_ = r.state.Apply(f)
-		if f.Author == r.device && f.Lamport > lamport {
-			lamport = f.Lamport
+	if r.base != nil && !r.store.PrunedTo().Covers(r.base.Snapshot.Frontier) {
+		// A crash between saving the base and resting the journal on it
+		// (restore): finish the job, it is idempotent.
+		if err := r.store.Rebase(r.base.Snapshot.Frontier, r.base.Snapshot.Heads); err != nil {
+			return nil, fmt.Errorf("open replica: rest journal on its base: %w", err)
 		}
-		return nil
-	})
+	}
+	lamport, err := r.foldChain(r.state)
 	if err != nil {
 		return nil, fmt.Errorf("open replica: fold journal: %w", err)
 	}
-	lamport = max(lamport, r.maxLamport())
+	lamport = max(lamport, r.state.MaxLamport())
 	r.writer = crdt.NewWriter(cfg.Key, account, r.store.VersionVector()[r.device], lamport)
 	if err := r.loadFence(); err != nil {
 		return nil, err
@@ -209,16 +214,47 @@ func Open(cfg Config) (*Replica, error) {
 	return r, nil
 }
 
-// maxLamport is the highest Lamport time of any chain head (cheap: one fact
-// per author).
-func (r *Replica) maxLamport() uint64 {
-	var m uint64
-	for a, s := range r.store.VersionVector() {
-		if f, err := r.store.BySeq(a, s); err == nil && f.Lamport > m {
-			m = f.Lamport
+// foldChain folds every chain fact above the base into st and returns the
+// highest Lamport time seen. The state is the fold of exactly the chain
+// facts: facts pending behind a gap and equivocation evidence never change
+// it, so replicas holding the same prefix hold the same state.
+func (r *Replica) foldChain(st *crdt.State) (uint64, error) {
+	var lamport uint64
+	pruned := r.store.PrunedTo()
+	vv := r.store.VersionVector()
+	for _, a := range vv.Authors() {
+		if vv[a] <= pruned[a] {
+			continue
+		}
+		err := r.store.Range(a, pruned[a]+1, vv[a], func(f *crdt.Fact) error {
+			_ = st.Apply(f)
+			lamport = max(lamport, f.Lamport)
+			return nil
+		})
+		if err != nil {
+			return 0, err
 		}
 	}
-	return m
+	return lamport, nil
+}
+
+// rebuild recomputes the live state from the base and the chain (after an
+// equivocation moved a chain slot).
+func (r *Replica) rebuild() error {
+	var st *crdt.State
+	if r.baseSt != nil {
+		st = r.baseSt.Clone()
+	} else {
+		st = crdt.NewState(r.state.Account, r.verifyGroup)
+	}
+	st.SetVerifier(r.verifyGroup)
+	lamport, err := r.foldChain(st)
+	if err != nil {
+		return err
+	}
+	r.state = st
+	r.writer.Observe(lamport)
+	return nil
 }
 
 // Device is this replica's device id.
@@ -266,14 +302,74 @@ func verifyGroupCached(groupKey, msg, sig []byte) error {
 // Check applies the capability guard to a fact from a peer.
 func (r *Replica) Check(f *crdt.Fact) error { return r.state.Check(f) }
 
-// admit is the Store's Admit callback: guard, fold, and clock.
+// admit is the Store's Admit callback: the guard, and the clocks. The fold
+// happens once the store says the fact entered the chain (ingest).
 func (r *Replica) admit(f *crdt.Fact) error {
 	if err := r.state.Check(f); err != nil {
 		return err
 	}
-	r.state.ApplyChecked(f)
-	r.writer.Observe(f.Lamport)
+	if f.Author == r.device {
+		r.writer.ObserveOwn(f.Seq, f.Lamport)
+	} else {
+		r.writer.Observe(f.Lamport)
+	}
 	return nil
+}
+
+// ingest stores facts and folds those that entered the chain. Facts that
+// change guards (membership, group keys) are stored in their own step so
+// that facts depending on them in the same delivery pass their guards.
+func (r *Replica) ingest(facts []*crdt.Fact) (crdt.IngestResult, error) {
+	sorted := append([]*crdt.Fact(nil), facts...)
+	sort.SliceStable(sorted, func(i, j int) bool { return causalLess(sorted[i], sorted[j]) })
+	var total crdt.IngestResult
+	start := 0
+	for i, f := range sorted {
+		if i+1 < len(sorted) && !changesGuards(f.Kind) {
+			continue
+		}
+		res, err := r.store.Ingest(sorted[start:i+1], r.admit)
+		if err != nil {
+			return total, err
+		}
+		start = i + 1
+		for _, c := range res.Chained {
+			_ = r.state.Apply(c)
+		}
+		if len(res.Rechained) > 0 {
+			if err := r.rebuild(); err != nil {
+				return total, fmt.Errorf("rebuild state after an equivocation: %w", err)
+			}
+		}
+		total.Added = append(total.Added, res.Added...)
+		total.Chained = append(total.Chained, res.Chained...)
+		total.Rechained = append(total.Rechained, res.Rechained...)
+		total.Rejected = append(total.Rejected, res.Rejected...)
+		total.Duplicates += res.Duplicates
+		total.Pending += res.Pending
+		total.Evidence += res.Evidence
+	}
+	return total, nil
+}
+
+func changesGuards(k crdt.Kind) bool {
+	switch k {
+	case crdt.KindGenesis, crdt.KindDeviceAdded, crdt.KindDeviceRemoved, crdt.KindCapabilityGrant,
+		crdt.KindGroupKey, crdt.KindAdminReplaced:
+		return true
+	}
+	return false
+}
+
+// causalLess orders facts by Lamport time, author, seq.
+func causalLess(a, b *crdt.Fact) bool {
+	if a.Lamport != b.Lamport {
+		return a.Lamport < b.Lamport
+	}
+	if c := bytes.Compare(a.Author[:], b.Author[:]); c != 0 {
+		return c < 0
+	}
+	return a.Seq < b.Seq
 }
 
 // CreateAccount writes the genesis fact: this device founds an account and
@@ -306,7 +402,7 @@ func (r *Replica) Join(account crdt.AccountID) error {
 
 // commit stores and folds a locally written fact.
 func (r *Replica) commit(f *crdt.Fact) (Output, error) {
-	res, err := r.store.Ingest([]*crdt.Fact{f}, r.admit)
+	res, err := r.ingest([]*crdt.Fact{f})
 	if err != nil {
 		r.writer.Unwrite()
 		return Output{}, fmt.Errorf("store %s: %w", f.Kind, err)
@@ -376,12 +472,12 @@ func (r *Replica) Receive(now int64, facts []*crdt.Fact) (crdt.IngestResult, Out
 	if r.state.Account.IsZero() {
 		return crdt.IngestResult{}, Output{}, ErrNoAccount
 	}
-	res, err := r.store.Ingest(facts, r.admit)
+	res, err := r.ingest(facts)
 	if err != nil {
 		return res, Output{}, err
 	}
 	var out Output
-	for _, f := range res.Added {
+	for _, f := range res.Chained {
 		out.merge(r.observe(now, f))
 	}
 	out.merge(r.Tick(now))
@@ -393,6 +489,9 @@ func (r *Replica) Receive(now int64, facts []*crdt.Fact) (crdt.IngestResult, Out
 // for sync, and proposes by itself past the watermark.
 func (r *Replica) Tick(now int64) Output {
 	var out Output
+	if !r.resumed {
+		r.resume(now)
+	}
 	if r.fence != nil && now >= r.fence.Deadline {
 		out.merge(r.abandon(now, "deadline passed"))
 	}

@@ -75,6 +75,22 @@ func (r *Replica) StateAt(frontier crdt.VersionVector) (*crdt.State, error) {
 	return st, nil
 }
 
+// encodedAt is the canonical encoding of StateAt(frontier), cached for the
+// last frontier asked: a round computes it to vote, to complete and to
+// collect.
+func (r *Replica) encodedAt(frontier crdt.VersionVector) ([]byte, error) {
+	if r.cache.enc != nil && r.cache.frontier.Equal(frontier) && r.cache.pruned.Equal(r.store.PrunedTo()) {
+		return r.cache.enc, nil
+	}
+	st, err := r.StateAt(frontier)
+	if err != nil {
+		return nil, err
+	}
+	enc := st.Encode()
+	r.cache.frontier, r.cache.pruned, r.cache.enc = frontier.Clone(), r.store.PrunedTo(), enc
+	return enc, nil
+}
+
 // heads returns the chain heads at frontier and their prefix hash.
 func (r *Replica) heads(frontier crdt.VersionVector) (map[crdt.DeviceID]crdt.Hash, crdt.Hash, error) {
 	heads := map[crdt.DeviceID]crdt.Hash{}
@@ -108,7 +124,7 @@ func (r *Replica) Propose(now int64) (Output, error) {
 	if newest := r.state.NewestSnapshot(); newest != nil && (!frontier.Covers(newest.Snapshot.Frontier) || frontier.Equal(newest.Snapshot.Frontier)) {
 		return Output{}, fmt.Errorf("propose snapshot: nothing new since the newest snapshot: %w", ErrStaleProposal)
 	}
-	st, err := r.StateAt(frontier)
+	enc, err := r.encodedAt(frontier)
 	if err != nil {
 		return Output{}, fmt.Errorf("propose snapshot: %w", err)
 	}
@@ -116,7 +132,6 @@ func (r *Replica) Propose(now int64) (Output, error) {
 	if err != nil {
 		return Output{}, fmt.Errorf("propose snapshot: %w", err)
 	}
-	enc := st.Encode()
 	id := r.proposalID(now)
 	p := &crdt.SnapshotProposed{ProposalID: id, Proposer: r.device, TargetEpoch: r.state.Epoch, Frontier: frontier,
 		StateDigest: crdt.DigestOf(enc), Deadline: uint64(now + r.cfg.SnapshotTimeout), PrefixHash: prefix}
@@ -197,10 +212,15 @@ func (r *Replica) progress(now int64, id [16]byte) Output {
 		return out
 	}
 	p := &rd.proposal
+	mine := p.Proposer == r.device
+	if !mine && now > rd.seenAt+2*r.cfg.SnapshotTimeout {
+		delete(r.rounds, id) // its proposer went quiet; its vote lock is off
+		return out
+	}
 	if rd.verdict == 0 {
 		rd.verdict = r.judge(p, &out)
 	}
-	if rd.verdict > 0 && !rd.voted && r.share != nil && r.state.Holds(r.device, crdt.CapSnapshotVote, r.state.Epoch) {
+	if rd.verdict > 0 && !rd.voted && r.share != nil && r.state.Holds(r.device, crdt.CapSnapshotVote, r.state.Epoch) && !r.lockedElsewhere(now, id) {
 		msg := crdt.SnapshotMessage(r.state.Account, id, p.TargetEpoch, p.Frontier, p.PrefixHash, p.StateDigest)
 		partial, err := threshold.SignPartial(r.share, msg)
 		if err == nil {
@@ -212,10 +232,46 @@ func (r *Replica) progress(now int64, id [16]byte) Output {
 			}
 		}
 	}
-	if rd.verdict > 0 && (p.Proposer == r.device || now >= rd.seenAt+r.cfg.CompleteGrace) {
+	// The proposer completes while its fence is up; anyone else only in a
+	// window after the grace and before the round could have expired
+	// anywhere, so a round nobody completed in time cannot complete after
+	// its voters moved on to another (two incomparable snapshots).
+	ownOpen := mine && r.fence != nil && r.fence.Proposal == id
+	othersWindow := !mine && now >= rd.seenAt+r.cfg.CompleteGrace && now <= rd.seenAt+r.cfg.SnapshotTimeout
+	if rd.verdict > 0 && (ownOpen || othersWindow) {
 		out.merge(r.tryComplete(now, rd))
 	}
 	return out
+}
+
+// lockedElsewhere reports whether this device voted for another round that
+// is still open: a device votes for one open round at a time, so with
+// 2M > N two rounds cannot both complete with incomparable frontiers.
+func (r *Replica) lockedElsewhere(now int64, id [16]byte) bool {
+	for oid, o := range r.rounds {
+		if oid != id && o.voted && !o.completed && now <= o.seenAt+2*r.cfg.SnapshotTimeout {
+			if ref := r.state.Proposals[oid]; ref != nil && ref.Abandoned {
+				continue
+			}
+			return true
+		}
+	}
+	return false
+}
+
+// resume rebuilds the open rounds from the state after a restart: votes
+// this device already cast still lock it, from now on.
+func (r *Replica) resume(now int64) {
+	r.resumed = true
+	for id, ref := range r.state.Proposals {
+		if ref.Abandoned || r.state.Completed[id] != nil || ref.Stamp == (crdt.Stamp{}) {
+			continue
+		}
+		rd := r.roundFor(now, &ref.Proposal)
+		if _, ok := ref.Votes[r.device]; ok {
+			rd.voted = true
+		}
+	}
 }
 
 // judge checks a proposal against this replica's own journal: +1 when the
@@ -245,11 +301,11 @@ func (r *Replica) judge(p *crdt.SnapshotProposed, out *Output) int {
 	if prefix != p.PrefixHash {
 		return refuse("journal prefix differs (equivocation?)")
 	}
-	st, err := r.StateAt(p.Frontier)
+	enc, err := r.encodedAt(p.Frontier)
 	if err != nil {
 		return refuse(err.Error())
 	}
-	if st.Digest() != p.StateDigest {
+	if crdt.DigestOf(enc) != p.StateDigest {
 		out.Events = append(out.Events, Event{Kind: "mismatch", Proposal: p.ProposalID, Device: p.Proposer, Detail: "state digest differs: no vote"})
 		return -1
 	}
@@ -308,11 +364,10 @@ func (r *Replica) tryComplete(now int64, rd *round) Output {
 	}
 	enc := rd.encoded
 	if enc == nil {
-		st, err := r.StateAt(p.Frontier)
-		if err != nil {
+		var err error
+		if enc, err = r.encodedAt(p.Frontier); err != nil {
 			return out
 		}
-		enc = st.Encode()
 	}
 	cid, err := r.cfg.Blobs.Put(enc)
 	if err != nil {
@@ -424,8 +479,10 @@ func (r *Replica) watermark(now int64) Output {
 	if !r.state.Holds(r.device, crdt.CapSnapshotPropose, r.state.Epoch) || r.state.GroupKey() == nil {
 		return Output{}
 	}
-	if len(r.rounds) > 0 {
-		return Output{} // somebody's round is running: let it finish first
+	for _, rd := range r.rounds {
+		if rd.verdict >= 0 && now <= rd.seenAt+r.cfg.SnapshotTimeout {
+			return Output{} // somebody's round is running: let it finish first
+		}
 	}
 	if r.autoAt == 0 {
 		r.autoAt = now + r.cfg.WatermarkJitter

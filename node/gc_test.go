@@ -121,12 +121,16 @@ func preloadOwn(tb testing.TB, n *Node, prefix string, count, keys, factSize int
 	return seq + uint64(count)
 }
 
-// dirBytes is the size of the regular files under dir (what the store
-// takes on disk, apart from file system blocks).
-func dirBytes(tb testing.TB, dir string) int64 {
+// diskUsage is what a Pebble directory takes on disk (regular files,
+// apart from file system blocks): in total, in sstables, and in WAL files
+// (Pebble keeps retired WAL files for reuse: a bounded amount that does
+// not shrink with the data).
+type diskUsage struct{ Total, SST, WAL int64 }
+
+func dirUsage(tb testing.TB, dir string) diskUsage {
 	tb.Helper()
-	var total int64
-	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+	var u diskUsage
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				return nil // removed by Pebble meanwhile
@@ -143,35 +147,41 @@ func dirBytes(tb testing.TB, dir string) int64 {
 			}
 			return err
 		}
-		total += info.Size()
+		u.Total += info.Size()
+		switch filepath.Ext(path) {
+		case ".sst":
+			u.SST += info.Size()
+		case ".log":
+			u.WAL += info.Size()
+		}
 		return nil
 	})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return total
+	return u
 }
 
-// storeBytes is the node's Pebble directory size after a flush (so the
-// figure is sstables, not a WAL a flush would retire).
-func storeBytes(tb testing.TB, n *Node) int64 {
+// storeUsage is the node's Pebble directory after a flush (so the figure
+// is sstables, not a WAL a flush would retire).
+func storeUsage(tb testing.TB, n *Node) diskUsage {
 	tb.Helper()
 	if err := n.store.DB().Flush(); err != nil {
 		tb.Fatal(err)
 	}
-	return dirBytes(tb, filepath.Join(n.Home(), DataDir))
+	return dirUsage(tb, filepath.Join(n.Home(), DataDir))
 }
 
-// shrunkStoreBytes waits up to d for the Pebble directory to drop below
-// before (Pebble deletes obsolete files in the background) and returns its
-// size then.
-func shrunkStoreBytes(tb testing.TB, n *Node, before int64, d time.Duration) int64 {
+// shrunkStoreUsage waits up to d for the Pebble directory to drop below
+// before bytes (Pebble deletes obsolete files in the background) and
+// returns its usage then.
+func shrunkStoreUsage(tb testing.TB, n *Node, before int64, d time.Duration) diskUsage {
 	tb.Helper()
 	deadline := time.Now().Add(d)
 	for {
-		after := storeBytes(tb, n)
-		if after < before || time.Now().After(deadline) {
-			return after
+		u := storeUsage(tb, n)
+		if u.Total < before || time.Now().After(deadline) {
+			return u
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -237,9 +247,9 @@ func TestGCShrinksPebbleDir(t *testing.T) {
 	waitHolds(t, 60*time.Second, ns, want)
 	waitConverged(t, 30*time.Second, ns)
 
-	before := make([]int64, len(ns))
+	before := make([]diskUsage, len(ns))
 	for i, n := range ns {
-		before[i] = storeBytes(t, n)
+		before[i] = storeUsage(t, n)
 	}
 	info, err := ns[0].Propose()
 	if err != nil {
@@ -255,12 +265,13 @@ func TestGCShrinksPebbleDir(t *testing.T) {
 		return true
 	})
 	for i, n := range ns {
-		after := shrunkStoreBytes(t, n, before[i], 10*time.Second)
+		after := shrunkStoreUsage(t, n, before[i].Total, 10*time.Second)
 		st := n.store.Stats()
-		t.Logf("node%d: Pebble dir %.1f MB → %.1f MB; journal %d facts left, %d pruned (%.1f MB)",
-			i+1, mb(before[i]), mb(after), st.Facts, st.PrunedFacts, mb(int64(st.PrunedBytes)))
-		if after >= before[i] {
-			t.Errorf("node%d: Pebble dir did not shrink: %d → %d bytes", i+1, before[i], after)
+		t.Logf("node%d: Pebble dir %.1f MB → %.1f MB (sstables %.1f → %.1f MB, WAL %.1f → %.1f MB); journal %d facts left, %d pruned (%.1f MB)",
+			i+1, mb(before[i].Total), mb(after.Total), mb(before[i].SST), mb(after.SST), mb(before[i].WAL), mb(after.WAL),
+			st.Facts, st.PrunedFacts, mb(int64(st.PrunedBytes)))
+		if after.Total >= before[i].Total || after.SST >= before[i].SST {
+			t.Errorf("node%d: Pebble dir did not shrink: %+v → %+v", i+1, before[i], after)
 		}
 		if st.PrunedFacts < uint64(loaded) {
 			t.Errorf("node%d: %d facts pruned, want at least %d", i+1, st.PrunedFacts, loaded)
@@ -463,3 +474,31 @@ func TestSnapshotAbandonedWhenTooManyDown(t *testing.T) {
 }
 
 func mb(b int64) float64 { return float64(b) / (1 << 20) }
+
+// With a single device (1-of-1 key) the round completes and collects
+// inside Propose; Propose must still name it.
+func TestProposeOnSingleDeviceAccountNamesRound(t *testing.T) {
+	n := newNodes(t, 1)[0]
+	if _, err := n.CreateAccount("solo", 1); err != nil {
+		t.Fatal(err)
+	}
+	keygenAll(t, []*Node{n}, 1)
+	for k := 0; k < 10; k++ {
+		if _, err := n.Put(fmt.Sprintf("k%d", k), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	info, err := n.Propose()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.ID == "" || info.Status != "completed" || info.StateDigest == "" || info.Facts == 0 {
+		t.Fatalf("Propose on a 1-of-1 account: %+v", info)
+	}
+	if !collected(n, proposalID(t, info)) {
+		t.Fatal("the round did not collect")
+	}
+	if s := n.Status(); s.Fence != nil || s.NewestSnapshot == nil || s.NewestSnapshot.ID != info.ID {
+		t.Fatalf("status after the round: fence %+v newest %+v", s.Fence, s.NewestSnapshot)
+	}
+}

@@ -225,8 +225,13 @@ func (n *Node) Propose() (*SnapshotInfo, error) {
 	out, err := n.rep.Propose(now())
 	var info *SnapshotInfo
 	if err == nil {
-		if id, _, open := n.rep.Fence(); open {
-			info = n.snapshotInfoLocked(id, true)
+		// The round's id is in the "proposed" event: with M=1 the round
+		// completes (and the fence drops) inside Propose.
+		for _, e := range out.Events {
+			if e.Kind == "proposed" && e.Device == n.device {
+				info = n.snapshotInfoLocked(e.Proposal, true)
+				break
+			}
 		}
 	}
 	n.mu.Unlock()

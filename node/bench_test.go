@@ -1,0 +1,257 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"aura/crdt"
+)
+
+// The benchmarks below build their mesh and journal with the timer
+// stopped and time one snapshot round per iteration; each iteration builds
+// everything again. Run them with -benchtime 1x:
+//
+//	go test ./node/ -run '^$' -bench 'SnapshotRound100k|GCDisk100MB' -benchtime 1x
+
+// keygenAll runs a DKG for an m-of-N key from ns[0] and waits until every
+// node holds its share and the group key fact.
+func keygenAll(tb testing.TB, ns []*Node, m int) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := ns[0].Keygen(ctx, m); err != nil {
+		tb.Fatal(err)
+	}
+	waitFor(tb, 20*time.Second, "group key and shares everywhere", func() bool {
+		for _, n := range ns {
+			s := n.Status()
+			if s.GroupKey == nil || !s.GroupKey.HasShare {
+				return false
+			}
+		}
+		return true
+	})
+	waitConverged(tb, 20*time.Second, ns)
+}
+
+// loadedMesh starts k nodes on 127.0.0.1 (config TestConfig edited by
+// edit), forms an account with an m-of-k threshold key, and fills the
+// journal with total Put facts of about factSize bytes over keys keys,
+// authored evenly by the k devices: each node signs its share and ingests
+// it through its ingest path, restarts (so its writer resumes after those
+// facts), and sync spreads the rest. It returns once every node holds
+// every fact and all agree on the state.
+func loadedMesh(tb testing.TB, k, m, total, keys, factSize int, edit func(*Config)) []*Node {
+	tb.Helper()
+	dir := tb.TempDir()
+	ns := make([]*Node, k)
+	for i := range ns {
+		ns[i] = startNodeWith(tb, filepath.Join(dir, fmt.Sprintf("n%d", i+1)), edit)
+	}
+	formAccount(tb, ns, uint64(m))
+	keygenAll(tb, ns, m)
+	want := ns[0].VersionVector()
+	for i, n := range ns {
+		per := total / k
+		if i == 0 {
+			per += total % k
+		}
+		want[n.device] = preloadOwn(tb, n, fmt.Sprintf("d%d", i), per, keys, factSize)
+	}
+	for i := range ns {
+		ns[i] = restartNode(tb, ns[i])
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if k > 1 {
+		meshUp(ctx, ns)
+	}
+	waitHolds(tb, 5*time.Minute, ns, want)
+	waitConverged(tb, time.Minute, ns)
+	return ns
+}
+
+// roundFigures are the phases of one snapshot round, as the proposer and
+// the mesh see them.
+type roundFigures struct {
+	digest     time.Duration // proposer: StateAt(frontier) + encode + digest
+	propose    time.Duration // Propose call: fence, digest, SnapshotProposed, own vote
+	voting     time.Duration // proposal published → M votes held by the proposer
+	completion time.Duration // M votes held → completion verified and GC done on every node
+	proposerGC time.Duration // M votes held → completion and GC done on the proposer
+	round      time.Duration // Propose called → GC done on every node
+	blob       uint64        // state blob bytes
+}
+
+// snapshotRound times one round proposed by ns[0] with threshold m.
+func snapshotRound(tb testing.TB, ns []*Node, m int, limit time.Duration) roundFigures {
+	tb.Helper()
+	var fig roundFigures
+	p := ns[0]
+
+	// Digest: what Propose computes, on the proposer's replica directly.
+	p.mu.Lock()
+	frontier := p.store.VersionVector()
+	t0 := time.Now()
+	st, err := p.rep.StateAt(frontier)
+	if err != nil {
+		p.mu.Unlock()
+		tb.Fatal(err)
+	}
+	digest := crdt.DigestOf(st.Encode())
+	fig.digest = time.Since(t0)
+	p.mu.Unlock()
+
+	before := p.store.VersionVector()
+	start := time.Now()
+	info, err := p.Propose()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	published := time.Now()
+	fig.propose = published.Sub(start)
+	if info.StateDigest != digest.String() {
+		tb.Fatalf("proposal digest %s, the replica's state at its frontier %s", info.StateDigest, digest)
+	}
+	id := proposalID(tb, info)
+
+	// Voting: the proposer signed its own vote in Propose; the round has M
+	// votes once M-1 other devices' vote facts are in its journal (it
+	// completes in the same ingest). Nothing else is written meanwhile.
+	deadline := published.Add(limit)
+	var voters []crdt.DeviceID
+	for len(voters) < m-1 {
+		if time.Now().After(deadline) {
+			tb.Fatalf("proposer holds %d of %d votes after %s", len(voters)+1, m, limit)
+		}
+		voters = voters[:0]
+		for a, s := range p.store.VersionVector() {
+			if a != p.device && s > before[a] {
+				voters = append(voters, a)
+			}
+		}
+		if len(voters) < m-1 {
+			time.Sleep(200 * time.Microsecond)
+		}
+	}
+	held := time.Now()
+	fig.voting = held.Sub(published)
+	for _, a := range voters {
+		if f, err := p.store.BySeq(a, before[a]+1); err != nil || f.Kind != crdt.KindSnapshotVote {
+			tb.Fatalf("device %s's first fact in the round is not a vote: %v %v", a.Short(), f, err)
+		}
+	}
+
+	// Completion: every node verified the completion and collected (the
+	// proposer first: it completes the round).
+	for i, n := range ns {
+		for !collected(n, id) {
+			if time.Now().After(deadline) {
+				tb.Fatalf("%s has not collected the snapshot after %s", n.Device().Short(), limit)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if i == 0 {
+			fig.proposerGC = time.Since(held)
+		}
+	}
+	done := time.Now()
+	fig.completion = done.Sub(held)
+	fig.round = done.Sub(start)
+	if s, err := p.Snapshot(info.ID); err == nil {
+		fig.blob = s.BlobSize
+	}
+	return fig
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// BenchmarkSnapshotRound100k: a 5-device mesh on loopback, a 3-of-5 key,
+// 100,000 facts in the journal; one snapshot round split into its phases.
+func BenchmarkSnapshotRound100k(b *testing.B) {
+	const (
+		devices  = 5
+		m        = 3
+		total    = 100_000
+		keys     = 10_000
+		factSize = 200
+	)
+	edit := func(c *Config) {
+		c.Snapshot.Timeout = Duration(2 * time.Minute) // the round must not be abandoned on a slow machine
+	}
+	var sum roundFigures
+	var journalBytes uint64
+	b.StopTimer()
+	for i := 0; i < b.N; i++ {
+		ns := loadedMesh(b, devices, m, total, keys, factSize, edit)
+		journalBytes = ns[0].store.Stats().Bytes
+		b.StartTimer()
+		fig := snapshotRound(b, ns, m, 2*time.Minute)
+		b.StopTimer()
+		sum.digest += fig.digest
+		sum.propose += fig.propose
+		sum.voting += fig.voting
+		sum.completion += fig.completion
+		sum.proposerGC += fig.proposerGC
+		sum.round += fig.round
+		sum.blob = fig.blob
+		for _, n := range ns {
+			_ = n.Close()
+		}
+	}
+	n := time.Duration(b.N)
+	b.ReportMetric(ms(sum.digest/n), "digest-ms")
+	b.ReportMetric(ms(sum.propose/n), "propose-ms")
+	b.ReportMetric(ms(sum.voting/n), "voting-ms")
+	b.ReportMetric(ms(sum.completion/n), "completion-ms")
+	b.ReportMetric(ms(sum.proposerGC/n), "proposer-gc-ms")
+	b.ReportMetric(ms(sum.round/n), "round-ms")
+	b.ReportMetric(float64(journalBytes)/(1<<20), "journal-MB")
+	b.ReportMetric(float64(sum.blob)/(1<<20), "blob-MB")
+}
+
+// BenchmarkGCDisk100MB: one device (its account's only member, so a 1-of-1
+// key dealt locally: Keygen's single-device path), ~100 MB of ~300-byte
+// facts over 1,000 keys; the Pebble directory before and after one
+// snapshot and its GC (prune + compaction). The timed part is the round:
+// with M=1 the proposer votes, completes and collects inside Propose.
+func BenchmarkGCDisk100MB(b *testing.B) {
+	const (
+		total    = 333_000
+		keys     = 1_000
+		factSize = 300
+	)
+	var before, after diskUsage
+	var journalBytes uint64
+	var gcTime time.Duration
+	b.StopTimer()
+	for i := 0; i < b.N; i++ {
+		ns := loadedMesh(b, 1, 1, total, keys, factSize, nil)
+		n := ns[0]
+		journalBytes = n.store.Stats().Bytes
+		before = storeUsage(b, n)
+		b.StartTimer()
+		start := time.Now()
+		info, err := n.Propose()
+		if err != nil {
+			b.Fatal(err)
+		}
+		id := proposalID(b, info)
+		waitFor(b, 2*time.Minute, "GC", func() bool { return collected(n, id) })
+		gcTime += time.Since(start)
+		b.StopTimer()
+		after = shrunkStoreUsage(b, n, before.Total, 30*time.Second)
+		_ = n.Close()
+	}
+	b.ReportMetric(float64(journalBytes)/(1<<20), "journal-MB")
+	b.ReportMetric(mb(before.Total), "disk-MB-before")
+	b.ReportMetric(mb(after.Total), "disk-MB-after")
+	b.ReportMetric(float64(after.Total)/float64(before.Total), "after/before")
+	b.ReportMetric(mb(before.SST), "sst-MB-before")
+	b.ReportMetric(mb(after.SST), "sst-MB-after")
+	b.ReportMetric(mb(after.WAL), "wal-MB-after")
+	b.ReportMetric(ms(gcTime/time.Duration(b.N)), "round+gc-ms")
+}
