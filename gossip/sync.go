@@ -467,50 +467,25 @@ func (g *Gossip) session(ctx context.Context, str network.Stream, p peer.ID, ope
 	return stats, nil
 }
 
-// makeHello describes what this node holds.
+// makeHello describes what this node holds (crdt.Summarize).
 func (g *Gossip) makeHello() (*hello, error) {
-	st := g.j.Store()
-	h := &hello{Version: syncVersion, Account: g.account, VV: st.VersionVector().Clone(), Pruned: st.PrunedTo().Clone()}
-	ev, err := st.Evidence()
+	sum, err := crdt.Summarize(g.j.Store(), maxHelloEvidence)
 	if err != nil {
-		return nil, fmt.Errorf("read evidence: %w", err)
+		return nil, err
 	}
-	for _, e := range ev {
-		if len(h.Evidence)+2 > maxHelloEvidence {
-			break
-		}
-		h.Evidence = append(h.Evidence, e.Kept, e.Conflict)
-	}
-	// Zero entries carry nothing; leaving them out keeps the hello small.
-	for a, s := range h.VV {
-		if s == 0 {
-			delete(h.VV, a)
-		}
-	}
-	h.Heads = make(map[crdt.DeviceID]crdt.Hash, len(h.VV))
-	for a, s := range h.VV {
-		head, err := st.ChainHash(a, s)
-		if err != nil {
-			return nil, fmt.Errorf("chain head of %s: %w", a.Short(), err)
-		}
-		h.Heads[a] = head
-	}
-	for a, s := range h.Pruned {
-		if s == 0 {
-			delete(h.Pruned, a)
-		}
-	}
-	return h, nil
+	return &hello{Version: syncVersion, Account: g.account, VV: sum.VV, Pruned: sum.Pruned, Evidence: sum.Evidence, Heads: sum.Heads}, nil
+}
+
+func (h *hello) summary() *crdt.Summary {
+	return &crdt.Summary{VV: h.VV, Pruned: h.Pruned, Heads: h.Heads, Evidence: h.Evidence}
 }
 
 // behindFloors lists the authors for which mine is below theirs' pruned
 // floor.
 func behindFloors(mine, theirs *hello) []Behind {
 	var out []Behind
-	for _, a := range theirs.Pruned.Authors() {
-		if floor := theirs.Pruned[a]; mine.VV[a] < floor {
-			out = append(out, Behind{Author: a, Have: mine.VV[a], PrunedTo: floor})
-		}
+	for _, a := range crdt.Behind(mine.summary(), theirs.summary()) {
+		out = append(out, Behind{Author: a, Have: mine.VV[a], PrunedTo: theirs.Pruned[a]})
 	}
 	return out
 }
@@ -621,39 +596,15 @@ func preverify(fs []*crdt.Fact, vv crdt.VersionVector) {
 // below our pruned floor are skipped: that side learns it from our HELLO.
 func (g *Gossip) sendMissing(fw *frameWriter, flush func() error, mine, theirs *hello) (uint64, error) {
 	st := g.j.Store()
+	ranges, evidence, err := crdt.PlanSync(st, mine.summary(), theirs.summary())
+	if err != nil {
+		return 0, err
+	}
 	var cursors cursorHeap
-	var authors []crdt.DeviceID
-	for _, a := range mine.VV.Authors() {
-		have, top := theirs.VV[a], mine.VV[a]
-		if top <= have || have < mine.Pruned[a] {
-			continue
-		}
-		authors = append(authors, a)
-	}
-	chunk := uint64(64 << 10 / max(1, len(authors)))
+	chunk := uint64(64 << 10 / max(1, len(ranges)))
 	chunk = min(max(chunk, 16), 1024)
-	// Chains that diverged below their head: resend the overlap too.
-	from := map[crdt.DeviceID]uint64{}
-	for _, a := range mine.VV.Authors() {
-		have := theirs.VV[a]
-		if have == 0 || have > mine.VV[a] || have <= mine.Pruned[a] {
-			continue
-		}
-		head, err := st.ChainHash(a, have)
-		if err != nil || head == theirs.Heads[a] {
-			continue
-		}
-		from[a] = max(mine.Pruned[a], theirs.Pruned[a]) + 1
-		if mine.VV[a] == have {
-			authors = append(authors, a)
-		}
-	}
-	for _, a := range authors {
-		next := theirs.VV[a] + 1
-		if f, ok := from[a]; ok {
-			next = f
-		}
-		c := &cursor{author: a, next: next, to: mine.VV[a], chunk: chunk}
+	for _, r := range ranges {
+		c := &cursor{author: r.Author, next: r.From, to: r.To, chunk: chunk}
 		if err := c.fill(st); err != nil {
 			return 0, err
 		}
@@ -706,8 +657,17 @@ func (g *Gossip) sendMissing(fw *frameWriter, flush func() error, mine, theirs *
 			heap.Fix(&cursors, 0)
 		}
 	}
-	if err := g.sendEvidence(st, theirs, add); err != nil {
-		return sent, err
+	for _, id := range evidence {
+		f, err := st.Get(id)
+		if errors.Is(err, crdt.ErrNotFound) || errors.Is(err, crdt.ErrPruned) {
+			continue
+		}
+		if err != nil {
+			return sent, fmt.Errorf("read evidence fact %s: %w", id, err)
+		}
+		if err := add(f); err != nil {
+			return sent, err
+		}
 	}
 	if err := emit(); err != nil {
 		return sent, err
@@ -717,48 +677,6 @@ func (g *Gossip) sendMissing(fw *frameWriter, flush func() error, mine, theirs *
 		return sent, err
 	}
 	return sent, flush()
-}
-
-// sendEvidence adds the facts of equivocation evidence that theirs lacks:
-// the conflicting fact unless they list it, and the kept one too when they
-// hold some fact at that seq but do not list the kept one (they may hold
-// the conflicting fact in their chain).
-func (g *Gossip) sendEvidence(st crdt.Store, theirs *hello, add func(*crdt.Fact) error) error {
-	ev, err := st.Evidence()
-	if err != nil {
-		return fmt.Errorf("read evidence: %w", err)
-	}
-	if len(ev) == 0 {
-		return nil
-	}
-	known := make(map[crdt.FactID]bool, len(theirs.Evidence))
-	for _, id := range theirs.Evidence {
-		known[id] = true
-	}
-	send := func(id crdt.FactID) error {
-		f, err := st.Get(id)
-		if errors.Is(err, crdt.ErrNotFound) || errors.Is(err, crdt.ErrPruned) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("read evidence fact %s: %w", id, err)
-		}
-		known[id] = true
-		return add(f)
-	}
-	for _, e := range ev {
-		if !known[e.Conflict] {
-			if err := send(e.Conflict); err != nil {
-				return err
-			}
-		}
-		if !known[e.Kept] && theirs.VV[e.Author] >= e.Seq {
-			if err := send(e.Kept); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 // cursor walks one author's chain facts in bounded chunks.

@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -29,6 +30,10 @@ func main() {
 	err := root().ExecuteContext(ctx)
 	stop()
 	if err != nil {
+		var code exitCode
+		if errors.As(err, &code) {
+			os.Exit(int(code)) // the command already said why
+		}
 		fmt.Fprintln(os.Stderr, "aura-cli:", err)
 		os.Exit(1)
 	}
@@ -75,7 +80,7 @@ func root() *cobra.Command {
 	c.PersistentFlags().StringVar(&a.home, "home", "", "node directory (default $AURA_HOME, else ~/.aura)")
 	c.PersistentFlags().BoolVar(&a.json, "json", false, "print one JSON document on stdout")
 	c.PersistentFlags().DurationVar(&a.timeout, "timeout", 2*time.Minute, "give up after this long")
-	c.AddCommand(statusCmd(a), peersCmd(a), factCmd(a), accountCmd(a), thresholdCmd(a), snapshotCmd(a), restoreCmd(a))
+	c.AddCommand(statusCmd(a), peersCmd(a), factCmd(a), accountCmd(a), thresholdCmd(a), snapshotCmd(a), restoreCmd(a), simCmd())
 	return c
 }
 
