@@ -181,9 +181,11 @@ func (r *Replica) observe(now int64, f *crdt.Fact) Output {
 		if err != nil {
 			return Output{}
 		}
-		if _, ok := r.rounds[b.(*crdt.SnapshotVote).ProposalID]; ok {
-			return r.progress(now, b.(*crdt.SnapshotVote).ProposalID)
+		v := b.(*crdt.SnapshotVote)
+		if _, ok := r.rounds[v.ProposalID]; ok {
+			return r.progress(now, v.ProposalID)
 		}
+		return r.checkLateVote(f.Author, v)
 	case crdt.KindSnapshotCompleted:
 		b, err := f.DecodeBody()
 		if err != nil {
@@ -393,8 +395,48 @@ func (r *Replica) tryComplete(now int64, rd *round) Output {
 	out.merge(o)
 	out.Events = append(out.Events, Event{Kind: "completed", Proposal: rd.id, Device: r.device,
 		Detail: fmt.Sprintf("signers=%d", len(participants))})
+	for _, d := range voters { // the votes recovery did not need: name any bad one
+		if !rd.badNamed[d] {
+			v := ref.Votes[d]
+			out.merge(r.checkLateVote(d, &v))
+		}
+	}
 	out.merge(r.onCompleted(now, done))
 	return out
+}
+
+// checkLateVote checks a vote that reached this device after its round
+// completed, when the completion did not use it: a bad partial is named
+// even if the round never needed it. Votes the completion used are proven
+// by its group signature.
+func (r *Replica) checkLateVote(voter crdt.DeviceID, v *crdt.SnapshotVote) Output {
+	done := r.state.Completed[v.ProposalID]
+	ref := r.state.Proposals[v.ProposalID]
+	if done == nil || ref == nil {
+		return Output{}
+	}
+	for _, p := range done.Completed.Participants {
+		if p == voter {
+			return Output{}
+		}
+	}
+	ver, gk, err := r.groupVerifier()
+	if err != nil {
+		return Output{}
+	}
+	p := &ref.Proposal
+	msg := crdt.SnapshotMessage(r.state.Account, v.ProposalID, p.TargetEpoch, p.Frontier, p.PrefixHash, p.StateDigest)
+	idx, err := threshold.PartialIndex(ver.Key(), v.Partial)
+	if err == nil && (idx >= len(gk.Participants) || gk.Participants[idx] != voter) {
+		err = errors.New("a partial that is not its own")
+	}
+	if err == nil {
+		err = ver.VerifyPartial(msg, v.Partial)
+	}
+	if err != nil {
+		return Output{Events: []Event{{Kind: "bad-partial", Proposal: v.ProposalID, Device: voter, Detail: "late vote: " + err.Error()}}}
+	}
+	return Output{}
 }
 
 func (r *Replica) nameBad(rd *round, d crdt.DeviceID, why string) Output {
