@@ -24,7 +24,11 @@ func (j *Journal) Rebase(v VersionVector, heads map[DeviceID]Hash) error {
 				return fmt.Errorf("rebase: %w", err)
 			}
 			if got != heads[a] {
-				return fmt.Errorf("rebase: chain of %s at %d differs from the snapshot's: %w", a.Short(), v[a], ErrEquivocation)
+				// An equivocator's chain that differs from the one the
+				// snapshot signed: the snapshot decides. Its prefix is
+				// taken as given and the facts above are chained on it.
+				jump = append(jump, a)
+				continue
 			}
 			prune[a] = v[a]
 		default:
@@ -59,9 +63,9 @@ func (j *Journal) jump(v VersionVector, heads map[DeviceID]Hash, jump []DeviceID
 	defer w.batch.Close()
 	for _, a := range jump {
 		h, to := j.heads[a], v[a]
-		// Chain facts (pruned, seq] are all below to: drop them.
-		if h.seq > h.pruned {
-			lo, hi := seqRange(tagChain, a, h.pruned+1, h.seq)
+		// Chain facts (pruned, min(seq, to)] are covered: drop them.
+		if top := min(h.seq, to); top > h.pruned {
+			lo, hi := seqRange(tagChain, a, h.pruned+1, top)
 			err := j.kv.Scan(lo, hi, func(_, val []byte) error {
 				if len(val) < 64 {
 					return errCorrupt
@@ -126,11 +130,33 @@ func (j *Journal) jump(v VersionVector, heads map[DeviceID]Hash, jump []DeviceID
 		if err := w.batch.DeleteRange(elo, ehi); err != nil {
 			return err
 		}
-		h.seq, h.hash, h.pruned, h.prunedHash = to, heads[a], to, heads[a]
+		if h.seq > to {
+			// Chain the facts above the frontier on the snapshot's head.
+			hash := heads[a]
+			lo, hi := seqRange(tagChain, a, to+1, h.seq)
+			err := j.kv.Scan(lo, hi, func(k, val []byte) error {
+				if len(val) < 64 {
+					return errCorrupt
+				}
+				var id FactID
+				copy(id[:], val[32:64])
+				hash = ChainNext(hash, id)
+				out := append([]byte(nil), val...)
+				copy(out[:32], hash[:])
+				return w.batch.Set(append([]byte(nil), k...), out)
+			})
+			if err != nil {
+				return fmt.Errorf("rebase %s: rechain: %w", a.Short(), err)
+			}
+			h.hash = hash
+		} else {
+			h.seq, h.hash = to, heads[a]
+		}
+		h.pruned, h.prunedHash = to, heads[a]
 		st := &placeState{a: a, h: h, chained: map[uint64]FactID{}}
 		st.h.pendLow = 0
 		if st.h.pending > 0 {
-			low, err := w.lowestPending(st, to+1)
+			low, err := w.lowestPending(st, st.h.seq+1)
 			if err != nil {
 				return fmt.Errorf("rebase %s: %w", a.Short(), err)
 			}

@@ -80,6 +80,14 @@ func (r *Replica) collect(c *crdt.SnapshotCompleted) Output {
 		out.Restore = &cc
 		return out
 	}
+	if _, prefix, err := r.heads(snap.Frontier); err == nil && prefix != snap.PrefixHash {
+		// This journal holds another fact than the snapshot for some
+		// equivocator's seq: the signed snapshot decides. Restore from it.
+		cc := *c
+		out.Restore = &cc
+		out.Events = append(out.Events, Event{Kind: "restore-needed", Proposal: c.ProposalID, Detail: "journal prefix differs from the snapshot's (equivocation)"})
+		return out
+	}
 	enc, err := r.encodedAt(snap.Frontier)
 	if err != nil {
 		out.Events = append(out.Events, Event{Kind: "gc-skipped", Proposal: c.ProposalID, Detail: err.Error()})
@@ -160,10 +168,18 @@ func (r *Replica) pins() [][]byte {
 			list[j], list[j-1] = list[j-1], list[j]
 		}
 	}
+	// The blob this journal rests on is always kept: the state below the
+	// pruned facts lives only there.
 	var pins [][]byte
+	if r.base != nil {
+		pins = append(pins, r.base.Snapshot.BlobCID)
+	}
 	for _, c := range list {
-		if len(pins) == r.cfg.KeepSnapshots {
+		if len(pins) >= r.cfg.KeepSnapshots {
 			break
+		}
+		if r.base != nil && bytes.Equal(c.Snapshot.BlobCID, r.base.Snapshot.BlobCID) {
+			continue
 		}
 		if _, err := r.cfg.Blobs.Get(c.Snapshot.BlobCID); err == nil {
 			pins = append(pins, c.Snapshot.BlobCID)
@@ -248,4 +264,21 @@ func (r *Replica) Restore(now int64, c *crdt.SnapshotCompleted, blob []byte) (Ou
 	out.Events = append(out.Events, Event{Kind: "restored", Proposal: c.ProposalID,
 		Detail: fmt.Sprintf("snapshot of %d facts at epoch %d", snap.Frontier.Total(), snap.Epoch)})
 	return out, nil
+}
+
+// NeedsRestore reports whether this device must restore from completed
+// snapshot c: it lacks part of c's frontier that sync can no longer bring
+// (or that c collected), or its journal holds another fact than c for some
+// equivocator's seq. A snapshot that does not succeed the one this device
+// rests on is never restored from. Drivers ask this; they do not decide.
+func (r *Replica) NeedsRestore(c *crdt.SnapshotCompleted) bool {
+	snap := &c.Snapshot
+	if r.base != nil && (r.base.Proposal == c.ProposalID || !snap.Frontier.Covers(r.base.Snapshot.Frontier)) {
+		return false
+	}
+	if !r.store.VersionVector().Covers(snap.Frontier) {
+		return true
+	}
+	_, prefix, err := r.heads(snap.Frontier)
+	return err == nil && prefix != snap.PrefixHash
 }

@@ -215,12 +215,18 @@ func (r *Replica) progress(now int64, id [16]byte) Output {
 	}
 	p := &rd.proposal
 	mine := p.Proposer == r.device
-	if !mine && now > rd.seenAt+2*r.cfg.SnapshotTimeout {
+	if !mine && now > r.lockExpiry(rd) {
 		delete(r.rounds, id) // its proposer went quiet; its vote lock is off
 		return out
 	}
 	if rd.verdict == 0 {
 		rd.verdict = r.judge(p, &out)
+	}
+	if rd.verdict > 0 && r.superseded(p) {
+		// Another round completed meanwhile and this one's frontier does not
+		// cover it: voting or completing now would fork the snapshot history.
+		rd.verdict = -1
+		out.Events = append(out.Events, Event{Kind: "refused", Proposal: id, Device: p.Proposer, Detail: "superseded by a completed snapshot"})
 	}
 	if rd.verdict > 0 && !rd.voted && r.share != nil && r.state.Holds(r.device, crdt.CapSnapshotVote, r.state.Epoch) && !r.lockedElsewhere(now, id) {
 		msg := crdt.SnapshotMessage(r.state.Account, id, p.TargetEpoch, p.Frontier, p.PrefixHash, p.StateDigest)
@@ -239,7 +245,7 @@ func (r *Replica) progress(now int64, id [16]byte) Output {
 	// anywhere, so a round nobody completed in time cannot complete after
 	// its voters moved on to another (two incomparable snapshots).
 	ownOpen := mine && r.fence != nil && r.fence.Proposal == id
-	othersWindow := !mine && now >= rd.seenAt+r.cfg.CompleteGrace && now <= rd.seenAt+r.cfg.SnapshotTimeout
+	othersWindow := !mine && now >= rd.seenAt+r.cfg.CompleteGrace && now <= r.completeBy(rd)
 	if rd.verdict > 0 && (ownOpen || othersWindow) {
 		out.merge(r.tryComplete(now, rd))
 	}
@@ -251,7 +257,7 @@ func (r *Replica) progress(now int64, id [16]byte) Output {
 // 2M > N two rounds cannot both complete with incomparable frontiers.
 func (r *Replica) lockedElsewhere(now int64, id [16]byte) bool {
 	for oid, o := range r.rounds {
-		if oid != id && o.voted && !o.completed && now <= o.seenAt+2*r.cfg.SnapshotTimeout {
+		if oid != id && o.voted && !o.completed && now <= r.lockExpiry(o) {
 			if ref := r.state.Proposals[oid]; ref != nil && ref.Abandoned {
 				continue
 			}
@@ -259,6 +265,34 @@ func (r *Replica) lockedElsewhere(now int64, id [16]byte) bool {
 		}
 	}
 	return false
+}
+
+// superseded reports whether a completed snapshot other than p's exists
+// whose frontier p's does not cover.
+func (r *Replica) superseded(p *crdt.SnapshotProposed) bool {
+	newest := r.state.NewestSnapshot()
+	if newest != nil && newest.ProposalID != p.ProposalID && !p.Frontier.Covers(newest.Snapshot.Frontier) {
+		return true
+	}
+	return r.base != nil && r.base.Proposal != p.ProposalID && !p.Frontier.Covers(r.base.Snapshot.Frontier)
+}
+
+// completeBy is the last moment a non-proposer may complete a round: its
+// proposer's deadline (the proposer abandons then), and never later than a
+// timeout after this device first saw it.
+func (r *Replica) completeBy(rd *round) int64 {
+	by := rd.seenAt + r.cfg.SnapshotTimeout
+	if d := int64(rd.proposal.Deadline); d > 0 && d < by {
+		by = d
+	}
+	return by
+}
+
+// lockExpiry is when a vote for a round stops holding this device back
+// from voting for another: well after anyone may still complete it (a
+// timeout of margin covers clock skew between devices).
+func (r *Replica) lockExpiry(rd *round) int64 {
+	return max(rd.seenAt, int64(rd.proposal.Deadline)) + 2*r.cfg.SnapshotTimeout
 }
 
 // resume rebuilds the open rounds from the state after a restart: votes

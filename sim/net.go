@@ -148,61 +148,38 @@ func (s *sim) checkRejections(d *device, res crdt.IngestResult) {
 	}
 }
 
-// hello describes what d holds (the sync HELLO).
+// hello describes what d holds (the sync HELLO): crdt.Summarize, as the
+// node's gossip sync sends it.
 func (s *sim) hello(d *device) *hello {
-	st := d.rep.Store()
-	h := &hello{VV: st.VersionVector(), Pruned: st.PrunedTo()}
-	ev, err := st.Evidence()
+	h, err := crdt.Summarize(d.rep.Store(), 0)
 	if err != nil {
-		s.violate("internal", d.name, "read evidence: %v", err)
-	}
-	for _, e := range ev {
-		h.Evidence = append(h.Evidence, e.Kept, e.Conflict)
+		s.violate("internal", d.name, "summarize: %v", err)
+		return &hello{VV: crdt.VersionVector{}, Pruned: crdt.VersionVector{}}
 	}
 	return h
 }
 
-// missing lists the facts d holds that theirs lacks, as gossip's
-// sendMissing does: per author the chain facts above their version vector
-// (unless they are below d's pruned floor: they must restore), in causal
-// order, then the equivocation evidence they lack.
+// missing lists the facts d holds that theirs lacks, planned by
+// crdt.PlanSync exactly as the node's sync plans them, in causal order,
+// then the equivocation evidence they lack.
 func (s *sim) missing(d *device, theirs *hello) []*crdt.Fact {
 	st := d.rep.Store()
-	vv, pruned := st.VersionVector(), st.PrunedTo()
+	ranges, evidence, err := crdt.PlanSync(st, s.hello(d), theirs)
+	if err != nil {
+		s.violate("internal", d.name, "plan sync: %v", err)
+		return nil
+	}
 	var out []*crdt.Fact
-	for _, a := range vv.Authors() {
-		have, top := theirs.VV[a], vv[a]
-		if top <= have || have < pruned[a] {
-			continue
-		}
-		err := st.Range(a, have+1, top, func(f *crdt.Fact) error { out = append(out, f); return nil })
+	for _, r := range ranges {
+		err := st.Range(r.Author, r.From, r.To, func(f *crdt.Fact) error { out = append(out, f); return nil })
 		if err != nil {
-			s.violate("internal", d.name, "sync: read facts of %s %d..%d: %v", s.nameOf(a), have+1, top, err)
+			s.violate("internal", d.name, "sync: read facts of %s %d..%d: %v", s.nameOf(r.Author), r.From, r.To, err)
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return causalLess(out[i], out[j]) })
-	ev, err := st.Evidence()
-	if err != nil {
-		return out
-	}
-	known := map[crdt.FactID]bool{}
-	for _, id := range theirs.Evidence {
-		known[id] = true
-	}
-	send := func(id crdt.FactID) {
-		f, err := st.Get(id)
-		if err != nil {
-			return
-		}
-		known[id] = true
-		out = append(out, f)
-	}
-	for _, e := range ev {
-		if !known[e.Conflict] {
-			send(e.Conflict)
-		}
-		if !known[e.Kept] && theirs.VV[e.Author] >= e.Seq {
-			send(e.Kept)
+	for _, id := range evidence {
+		if f, err := st.Get(id); err == nil {
+			out = append(out, f)
 		}
 	}
 	return out
@@ -223,15 +200,7 @@ func causalLess(a, b *crdt.Fact) bool {
 }
 
 // behind lists the authors for which mine is below theirs' pruned floor.
-func behind(mine, theirs *hello) []crdt.DeviceID {
-	var out []crdt.DeviceID
-	for _, a := range theirs.Pruned.Authors() {
-		if mine.VV[a] < theirs.Pruned[a] {
-			out = append(out, a)
-		}
-	}
-	return out
-}
+func behind(mine, theirs *hello) []crdt.DeviceID { return crdt.Behind(mine, theirs) }
 
 // onSync opens an anti-entropy session with a random reachable peer.
 func (s *sim) onSync(e *event) {
@@ -308,14 +277,7 @@ func (s *sim) restoreWanted(d *device, c *crdt.SnapshotCompleted) {
 // needsRestore: d lacks part of c's frontier, and c is not older than
 // what d already rests on.
 func (s *sim) needsRestore(d *device, c *crdt.SnapshotCompleted) bool {
-	st := d.rep.Store()
-	if st.VersionVector().Covers(c.Snapshot.Frontier) {
-		return false
-	}
-	if pid, base := d.rep.Base(); base != nil && (pid == c.ProposalID || !c.Snapshot.Frontier.Covers(base.Frontier)) {
-		return false
-	}
-	return true
+	return d.rep.NeedsRestore(c)
 }
 
 func (s *sim) onRestore(e *event) {

@@ -54,11 +54,7 @@ func (k msgKind) String() string {
 }
 
 // hello is a device's sync HELLO (gossip/frame.go): what it holds.
-type hello struct {
-	VV       crdt.VersionVector
-	Pruned   crdt.VersionVector
-	Evidence []crdt.FactID
-}
+type hello = crdt.Summary
 
 // message is what travels on the virtual network.
 type message struct {

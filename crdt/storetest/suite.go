@@ -834,10 +834,26 @@ func testRebase(t *testing.T, h Harness) {
 	defer func() { s.Close() }()
 	// a holds past v; b holds 1..3 and 7, 8 pending; c holds 4 pending.
 	ingest(t, s, append(append(slices.Clone(fa), fb[0], fb[1], fb[2], fb[6], fb[7]), fc[3]))
+	// A snapshot whose head differs from the held chain (an equivocator
+	// whose other fact the snapshot signed) decides: the prefix is taken
+	// as given and the facts above are chained on its head.
+	other := h.Open(t, account)
+	ingest(t, other, append(append(slices.Clone(fa), fb[0], fb[1], fb[2], fb[6], fb[7]), fc[3]))
 	bad := map[crdt.DeviceID]crdt.Hash{a.ID: {1}, b.ID: heads[b.ID], c.ID: heads[c.ID]}
-	if err := s.Rebase(v, bad); !errors.Is(err, crdt.ErrEquivocation) {
-		t.Fatalf("rebase on a snapshot whose head differs from the held chain: %v, want ErrEquivocation", err)
+	if err := other.Rebase(v, bad); err != nil {
+		t.Fatalf("rebase on a snapshot whose head differs from the held chain: %v", err)
 	}
+	if got, _ := other.ChainHash(a.ID, 5); got != bad[a.ID] {
+		t.Fatal("the chain does not rest on the snapshot's head")
+	}
+	want := bad[a.ID]
+	for _, f := range fa[5:] {
+		want = crdt.ChainNext(want, f.ID())
+	}
+	if got, _ := other.ChainHash(a.ID, 10); got != want || other.VersionVector()[a.ID] != 10 {
+		t.Fatal("the facts above the frontier were not chained on the snapshot's head")
+	}
+	other.Close()
 	if err := s.Rebase(v, heads); err != nil {
 		t.Fatal(err)
 	}
