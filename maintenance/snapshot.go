@@ -176,6 +176,20 @@ func (r *Replica) observe(now int64, f *crdt.Fact) Output {
 			r.roundFor(now, p)
 			return r.progress(now, p.ProposalID)
 		}
+		// Completed before its proposal reached this device: check the
+		// votes the completion did not use, now that there is a message.
+		var out Output
+		ref := r.state.Proposals[p.ProposalID]
+		voters := make([]crdt.DeviceID, 0, len(ref.Votes))
+		for d := range ref.Votes {
+			voters = append(voters, d)
+		}
+		sort.Slice(voters, func(i, j int) bool { return bytes.Compare(voters[i][:], voters[j][:]) < 0 })
+		for _, d := range voters {
+			v := ref.Votes[d]
+			out.merge(r.checkLateVote(d, &v))
+		}
+		return out
 	case crdt.KindSnapshotVote:
 		b, err := f.DecodeBody()
 		if err != nil {
@@ -446,8 +460,8 @@ func (r *Replica) tryComplete(now int64, rd *round) Output {
 func (r *Replica) checkLateVote(voter crdt.DeviceID, v *crdt.SnapshotVote) Output {
 	done := r.state.Completed[v.ProposalID]
 	ref := r.state.Proposals[v.ProposalID]
-	if done == nil || ref == nil {
-		return Output{}
+	if done == nil || ref == nil || ref.Stamp == (crdt.Stamp{}) {
+		return Output{} // the proposal itself is not held yet: nothing to check against
 	}
 	for _, p := range done.Completed.Participants {
 		if p == voter {
