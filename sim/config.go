@@ -31,8 +31,8 @@ type Config struct {
 	Faults Faults
 	// Workload is what the devices and their operators do.
 	Workload Workload
-	// Defects switches on deliberate bugs (tests prove that the invariants
-	// catch them). Never set them outside tests.
+	// Defects switches on deliberate bugs, to prove (tests) or show (the
+	// --defects flag) that the invariants catch them.
 	Defects Defects
 	// TraceWriter, if set, receives the run's trace: one line per event.
 	TraceWriter io.Writer
@@ -40,6 +40,9 @@ type Config struct {
 	// stays single-threaded and deterministic.
 	Parallel int
 }
+
+// defaultWatermark is Workload.Watermark's default.
+const defaultWatermark = 24 << 10
 
 // Workload is what the simulated users do.
 type Workload struct {
@@ -437,7 +440,7 @@ func (c Config) withDefaults() (Config, error) {
 		w.ProposeEvery = 6000
 	}
 	if w.Watermark == 0 {
-		w.Watermark = 24 << 10
+		w.Watermark = defaultWatermark
 	}
 	if w.Fresh == 0 {
 		w.Fresh = 1

@@ -17,10 +17,10 @@
 //     admin after the first snapshot and restore from it.
 //   - The virtual network: a priority queue of events ordered by (virtual
 //     time, scheduling order); messages carry gossip (published facts) and
-//     the anti-entropy protocol of gossip/sync.go (HELLO with version
-//     vector, pruned floor and evidence ids; the facts the other side
-//     lacks in causal order; evidence; restore when below a peer's pruned
-//     floor). Output.Restore is served by fetching the blob from a
+//     the anti-entropy exchange the node's sync runs, planned by the same
+//     code (crdt.Summarize for the HELLO, crdt.PlanSync for the facts the
+//     other side lacks, crdt.Behind for a restore when below a peer's
+//     pruned floor). Output.Restore is served by fetching the blob from a
 //     reachable device that holds it (after a sync had its chance).
 //   - Faults, each with a rate or schedule (Faults, FaultSyntax): message
 //     loss, duplication, reordering and delay; partitions that form and
@@ -61,8 +61,9 @@
 //   - liveness: with N−M devices down or Byzantine, an operator's snapshot
 //     completes within the round timeout; watermark: a device past the
 //     watermark proposes by itself, and a snapshot then completes.
-//   - byzantine-named: Byzantine devices whose bad partials reached a
-//     proposer are named ("bad-partial" events), honest ones never are.
+//   - byzantine-named: a Byzantine device whose bad partial reached the
+//     liveness probe's proposer (its vote is in the proposer's state) is
+//     named ("bad-partial" event), and honest devices never are.
 //   - restart, restore, internal: a device cannot reopen its storage, a
 //     restore from a valid snapshot fails, or a core call fails.
 //
@@ -75,7 +76,7 @@
 //   - A device-event is one thing a device handles: a delivery, a write, a
 //     tick, the start of a sync, a restore, a Byzantine act. Config.Events
 //     counts those of the active phase; then faults stop, the network heals,
-//     timers and sync drain on a clean network for two round timeouts, and
+//     timers and sync drain on a clean network for a round timeout, and
 //     synchronous rounds (every device ticks and syncs with every other,
 //     deliveries immediate) run until nothing changes. The liveness probe
 //     (N−M honest devices down, Byzantine ones voting garbage first) and the

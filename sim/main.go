@@ -39,10 +39,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&defects, "defects", "", "switch on deliberate defects (prune-above-frontier, skip-threshold-verify, lose-meta-on-crash) to see the checks fail")
 	fs.IntVar(&cfg.Parallel, "parallel", 1, "seeds run at once")
 	fs.BoolVar(&cfg.Workload.SerialProposals, "serial-proposals", false, "operators propose only while no snapshot round is open anywhere")
+	fs.Int64Var(&cfg.Workload.Watermark, "watermark", defaultWatermark, "journal `BYTES` past which devices propose a snapshot by themselves (negative: off)")
 	fs.String("home", "", "ignored: the simulator touches no node")
 	fs.BoolVar(&asJSON, "json", false, "print one JSON document instead of the table")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: aura-cli sim [--nodes N] [--seed S] [--seeds K] [--faults SPEC] [--events E] [--duration D] [--trace FILE]\n\n")
+		fmt.Fprintf(stderr, "usage: aura-cli sim [--nodes N] [--seed S] [--seeds K] [--faults SPEC] [--events E] [--duration D] [--trace FILE] [--json]\n\n")
 		fmt.Fprintf(stderr, "Runs the deterministic simulator: N devices running the real crdt, threshold and\n")
 		fmt.Fprintf(stderr, "maintenance code over a virtual network and clock, with injected faults; checks\n")
 		fmt.Fprintf(stderr, "the invariants after every run. The same seed replays the same run bit for bit.\n\n")

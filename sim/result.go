@@ -96,7 +96,8 @@ type Result struct {
 	Duration  int64
 	Faults    Faults
 	Defects   Defects
-	Serial    bool // Workload.SerialProposals
+	Serial    bool  // Workload.SerialProposals
+	Watermark int64 // Workload.Watermark
 	// Schedule is the fault schedule as it happened: partitions, crashes,
 	// restarts, offline periods, admissions (network faults are drawn per
 	// message from the seed at the rates in Faults).
@@ -124,6 +125,9 @@ func (r Result) Command() string {
 	fmt.Fprintf(&b, " --faults '%s'", r.Faults)
 	if r.Serial {
 		b.WriteString(" --serial-proposals")
+	}
+	if r.Watermark != 0 && r.Watermark != defaultWatermark {
+		fmt.Fprintf(&b, " --watermark %d", r.Watermark)
 	}
 	if r.Defects.any() {
 		fmt.Fprintf(&b, " --defects %s", r.Defects)

@@ -8,22 +8,18 @@ import (
 	"testing"
 )
 
-// mixes are the fault mixes the sweep runs; every one must pass. Byzantine
-// behaviours that the cores do not survive yet are in knownFailing
-// (sim_known_test.go) instead.
+// mixes are the fault mixes the sweep runs; every one must pass.
 var mixes = []struct {
 	name, spec string
 }{
 	// The runs are short (a few hundred events, 10-20 virtual seconds),
 	// so the schedule faults come at higher rates than the presets'.
-	// Crashes spare Restore: a crash inside it is a known core bug
-	// (knownFailing in sim_known_test.go).
 	{"none", "none"},
 	{"net", "net,loss=0.1"},
-	{"churn", "partition=0.1,crash=0.04,offline=0.04,midcall-skip=restore"},
+	{"churn", "partition=0.1,crash=0.04,offline=0.04"},
 	{"skew", "net,skew=2s"},
-	{"chaos", "net,partition=0.1,crash=0.04,offline=0.04,skew=500ms,midcall-skip=restore"},
-	{"byz", "net,partition=0.1,crash=0.04,offline=0.04,skew=500ms,midcall-skip=restore,byz=1:badpartial+stranger"},
+	{"chaos", "net,partition=0.1,crash=0.04,offline=0.04,skew=500ms"},
+	{"byz", "net,partition=0.1,crash=0.04,offline=0.04,skew=500ms,byz=1:all"},
 }
 
 func mustFaults(t testing.TB, spec string) Faults {
@@ -35,20 +31,18 @@ func mustFaults(t testing.TB, spec string) Faults {
 	return f
 }
 
-// small is the shape of the quick runs: 5 devices, a few hundred events.
-// Operators wait for the open snapshot round to end before they propose:
-// overlapping rounds can fork the snapshot history (a known core bug, see
-// knownFailing), which would otherwise fail about one seed in a hundred.
+// small is the shape of the quick runs: 5 devices, a few hundred events,
+// a watermark low enough to trigger in them.
 func small(t testing.TB, spec string, seed uint64) Config {
 	return Config{Nodes: 5, Seed: seed, Events: 400, Faults: mustFaults(t, spec),
-		Workload: Workload{SerialProposals: true}}
+		Workload: Workload{Watermark: 12 << 10}}
 }
 
 func TestMixesQuick(t *testing.T) {
 	for _, m := range mixes {
 		t.Run(m.name, func(t *testing.T) {
 			t.Parallel()
-			for seed := uint64(1); seed <= 3; seed++ {
+			for seed := uint64(1); seed <= 2; seed++ {
 				r, err := Run(small(t, m.spec, seed))
 				if err != nil {
 					t.Fatal(err)
@@ -68,7 +62,7 @@ func TestMixesQuick(t *testing.T) {
 // with -short) and fails on any violation, naming the seed and the command
 // that replays it.
 func TestSeedSweep(t *testing.T) {
-	perMix := 40
+	perMix := 35
 	if testing.Short() {
 		perMix = 8
 	}
@@ -245,7 +239,7 @@ func TestMainCommand(t *testing.T) {
 // included) and how many such seeds fit in a minute on one core.
 func BenchmarkSim7x10k(b *testing.B) {
 	f := mustFaults(b, "chaos")
-	events := 0
+	events, failed := 0, 0
 	seed := uint64(0)
 	for b.Loop() {
 		seed++
@@ -253,23 +247,46 @@ func BenchmarkSim7x10k(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if r.Failed() {
-			b.Fatalf("%s", r.Report())
+		if r.Failed() { // a throughput figure, not a check: report and go on
+			failed++
+			b.Logf("%s", r.Report())
 		}
 		events += r.Stats.DeviceEvents
 	}
 	sec := b.Elapsed().Seconds()
 	b.ReportMetric(float64(events)/sec, "device-events/s")
 	b.ReportMetric(60*float64(seed)/sec, "seeds/min")
+	b.ReportMetric(float64(failed), "failed-seeds")
 }
 
 func ExampleRun() {
 	f, _ := ParseFaults("net,crash=0.01")
-	r, err := Run(Config{Nodes: 5, Seed: 1, Events: 300, Faults: f, Workload: Workload{SerialProposals: true}})
+	r, err := Run(Config{Nodes: 5, Seed: 1, Events: 300, Faults: f})
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	fmt.Println(r.Failed())
 	// Output: false
+}
+
+// TestReplayCommand: the command a failing run prints replays it exactly.
+func TestReplayCommand(t *testing.T) {
+	cfg := small(t, "chaos", 3)
+	cfg.Defects = Defects{PruneAboveFrontier: true}
+	r, err := Run(cfg)
+	if err != nil || !r.Failed() {
+		t.Fatalf("want a failing run: %v", err)
+	}
+	args := strings.Fields(strings.TrimPrefix(r.Command(), "aura-cli sim "))
+	for i, a := range args {
+		args[i] = strings.Trim(a, "'")
+	}
+	var out, errb bytes.Buffer
+	if code := Main(append(args, "--json"), &out, &errb); code != 1 {
+		t.Fatalf("replay of %q: exit %d: %s", r.Command(), code, errb.String())
+	}
+	if want := fmt.Sprintf(`"trace_sha256": "%x"`, r.TraceHash); !strings.Contains(out.String(), want) {
+		t.Fatalf("replay of %q traced differently:\n%s", r.Command(), out.String())
+	}
 }
