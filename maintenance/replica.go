@@ -285,18 +285,54 @@ func (r *Replica) verifyGroup(groupKey, msg, sig []byte) error {
 	return verifyGroupCached(groupKey, msg, sig)
 }
 
-var groupKeys sync.Map // string(encoded key) → *threshold.GroupKey
+var (
+	groupKeys sync.Map // string(encoded key) → *threshold.GroupKey
+
+	// verified remembers signatures that checked out: folds of the same
+	// journal (StateAt, Open, Restore, rebuilds) meet the same completion
+	// again and again, and a pairing check costs a millisecond.
+	verifiedMu sync.Mutex
+	verified   = map[[32]byte]bool{}
+)
+
+const maxVerified = 4096
 
 func verifyGroupCached(groupKey, msg, sig []byte) error {
-	if k, ok := groupKeys.Load(string(groupKey)); ok {
-		return k.(*threshold.GroupKey).Verify(msg, sig)
+	h := sha256.New()
+	for _, part := range [][]byte{groupKey, msg, sig} {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(part)))
+		h.Write(n[:])
+		h.Write(part)
 	}
-	k, err := threshold.ParseGroupKey(groupKey)
-	if err != nil {
+	var key [32]byte
+	h.Sum(key[:0])
+	verifiedMu.Lock()
+	ok := verified[key]
+	verifiedMu.Unlock()
+	if ok {
+		return nil
+	}
+	var k *threshold.GroupKey
+	if v, found := groupKeys.Load(string(groupKey)); found {
+		k = v.(*threshold.GroupKey)
+	} else {
+		var err error
+		if k, err = threshold.ParseGroupKey(groupKey); err != nil {
+			return err
+		}
+		groupKeys.Store(string(groupKey), k)
+	}
+	if err := k.Verify(msg, sig); err != nil {
 		return err
 	}
-	groupKeys.Store(string(groupKey), k)
-	return k.Verify(msg, sig)
+	verifiedMu.Lock()
+	if len(verified) >= maxVerified {
+		clear(verified)
+	}
+	verified[key] = true
+	verifiedMu.Unlock()
+	return nil
 }
 
 // Check applies the capability guard to a fact from a peer.
