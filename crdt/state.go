@@ -275,6 +275,13 @@ func DecodeState(b []byte) (*State, error) {
 // validate rejects decoded states with holes the fold does not expect
 // (null records or null inner sets).
 func (s *State) validate() error {
+	// A state made by this package never has a null top-level set (init
+	// makes them all); one that does would not re-encode to its bytes.
+	if s.Members == nil || s.KV == nil || s.Blobs == nil || s.Envelopes == nil || s.Devices == nil ||
+		s.Proposals == nil || s.Completed == nil || s.CacheFloors == nil || s.Upgrades == nil ||
+		s.GroupKeys == nil || s.AdminOverrides == nil || s.NewAdmins == nil || s.Opened == nil {
+		return errors.New("null set")
+	}
 	for _, m := range s.Members {
 		if m == nil || m.Caps == nil {
 			return errors.New("null member")
