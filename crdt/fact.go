@@ -189,6 +189,9 @@ func DecodeFact(b []byte) (*Fact, error) {
 	if w.Seq == 0 {
 		return nil, fmt.Errorf("decode fact: %w: seq 0", ErrMalformed)
 	}
+	if len(w.Sig) != ed25519.SignatureSize {
+		return nil, fmt.Errorf("decode fact: %w: signature of %d bytes, want %d", ErrBadSignature, len(w.Sig), ed25519.SignatureSize)
+	}
 	f := &Fact{Account: w.Account, Author: w.Author, Seq: w.Seq, Epoch: w.Epoch, Lamport: w.Lamport,
 		Kind: w.Kind, Body: w.Body, Sig: w.Sig}
 	again, err := encMode.Marshal(f.wire())

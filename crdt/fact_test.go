@@ -53,6 +53,13 @@ func TestDecodeRejects(t *testing.T) {
 	if _, err := DecodeVerifiedFact(raw); !errors.Is(err, ErrBadSignature) {
 		t.Errorf("forged body: got %v", err)
 	}
+	// A signature of the wrong length is refused by DecodeFact itself.
+	short := *good
+	short.Sig = good.Sig[:4]
+	raw, _ = Marshal(short.wire())
+	if _, err := DecodeFact(raw); !errors.Is(err, ErrBadSignature) {
+		t.Errorf("short signature: got %v", err)
+	}
 }
 
 // nonCanonical re-encodes the fact with the seq as a non-minimal integer.
