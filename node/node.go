@@ -150,7 +150,7 @@ func New(ctx context.Context, o Options) (n *Node, err error) {
 		return nil, err
 	}
 	db := n.store.DB()
-	n.meta = &kvMeta{db: db, prefix: prefixMeta}
+	n.meta = &kvMeta{db: db, prefix: metaKeyPrefix}
 	n.nmeta = &kvMeta{db: db, prefix: prefixNode}
 
 	n.reg = prometheus.NewRegistry()

@@ -16,9 +16,9 @@ import (
 
 // Key prefixes of the node's Pebble database besides the journal's 'j'.
 var (
-	prefixMeta  = []byte{'m'} // maintenance.Meta records of the replica
-	prefixNode  = []byte{'n'} // the node's own records (invites, account, peers)
-	prefixBlobs = []byte{'b'} // blobstore
+	metaKeyPrefix = []byte{'m'} // maintenance.Meta records of the replica
+	prefixNode    = []byte{'n'} // the node's own records (invites, account, peers)
+	prefixBlobs   = []byte{'b'} // blobstore
 )
 
 // pebbleLog routes Pebble's logs to the node's logger (debug level:
