@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
+	"strings"
 
 	"aura/crdt"
 	"aura/threshold"
@@ -595,6 +597,10 @@ type bufferedWrite struct {
 	_    struct{} `cbor:",toarray"`
 	Kind crdt.Kind
 	Body []byte
+	// Seq is the own seq the write is being committed at, recorded just
+	// before release commits it (0 before). A release interrupted by a
+	// crash finds the fact at Seq on restart and does not commit it twice.
+	Seq uint64
 }
 
 func (r *Replica) saveFence() error {
@@ -638,8 +644,16 @@ func (r *Replica) buffer(body crdt.Body) error {
 	if err != nil {
 		return err
 	}
-	n := 0
-	_ = r.cfg.Meta.Scan(metaBuffer, func(string, []byte) error { n++; return nil })
+	// The next number after the last entry, not the count: a release that
+	// a crash interrupted leaves the tail of the buffer, numbered from
+	// above zero, and a count would overwrite one of its entries.
+	var n uint64
+	_ = r.cfg.Meta.Scan(metaBuffer, func(k string, _ []byte) error {
+		if i, err := strconv.ParseUint(strings.TrimPrefix(k, metaBuffer), 10, 64); err == nil && i >= n {
+			n = i + 1
+		}
+		return nil
+	})
 	key := fmt.Sprintf("%s%020d", metaBuffer, n)
 	if err := r.cfg.Meta.Put(key, b); err != nil {
 		return fmt.Errorf("buffer write behind fence: %w", err)
@@ -658,29 +672,54 @@ func (r *Replica) Buffered() int {
 func (r *Replica) release(now int64, why string) Output {
 	out := Output{Events: []Event{{Kind: "fence-released", Proposal: r.fence.Proposal, Detail: why}}}
 	r.fence = nil
-	var keys []string
-	var bodies []crdt.Body
+	type entry struct {
+		key string
+		w   bufferedWrite
+	}
+	var entries []entry
 	_ = r.cfg.Meta.Scan(metaBuffer, func(k string, v []byte) error {
-		keys = append(keys, k)
 		var w bufferedWrite
-		if crdt.Unmarshal(v, &w) != nil {
-			return nil
+		if err := crdt.Unmarshal(v, &w); err != nil {
+			out.Events = append(out.Events, Event{Kind: "error", Detail: "unreadable buffered write " + k + ": " + err.Error()})
 		}
-		body, err := crdt.DecodeBodyOf(w.Kind, w.Body)
-		if err == nil {
-			bodies = append(bodies, body)
-		}
+		entries = append(entries, entry{k, w})
 		return nil
 	})
-	for i, body := range bodies {
-		o, err := r.write(body)
-		if err != nil {
+	for _, e := range entries {
+		if err := r.commitBuffered(e.key, e.w, &out); err != nil {
 			out.Events = append(out.Events, Event{Kind: "error", Detail: "commit buffered write: " + err.Error()})
-		} else {
-			out.merge(o)
 		}
-		_ = r.cfg.Meta.Delete(keys[i])
+		_ = r.cfg.Meta.Delete(e.key)
 	}
 	_ = r.cfg.Meta.Delete(metaFence)
 	return out
+}
+
+// commitBuffered commits one buffered write, once: it records the seq the
+// write gets before committing it, and skips a write whose recorded seq
+// already holds it (a release that a crash interrupted after the commit).
+func (r *Replica) commitBuffered(key string, w bufferedWrite, out *Output) error {
+	if w.Seq != 0 {
+		if f, err := r.cfg.Store.BySeq(r.device, w.Seq); err == nil && f.Kind == w.Kind && bytes.Equal(f.Body, w.Body) {
+			return nil
+		}
+	}
+	body, err := crdt.DecodeBodyOf(w.Kind, w.Body)
+	if err != nil {
+		return err
+	}
+	w.Seq = r.writer.Seq() + 1
+	b, err := crdt.Marshal(w)
+	if err != nil {
+		return err
+	}
+	if err := r.cfg.Meta.Put(key, b); err != nil {
+		return err
+	}
+	o, err := r.write(body)
+	if err != nil {
+		return err
+	}
+	out.merge(o)
+	return nil
 }

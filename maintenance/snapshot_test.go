@@ -102,6 +102,90 @@ func TestFenceSurvivesRestart(t *testing.T) {
 	}
 }
 
+// crashingMeta panics (the process "dies") on the Delete numbered crashAt,
+// before it happens.
+type crashingMeta struct {
+	Meta
+	deletes, crashAt int
+}
+
+func (m *crashingMeta) Delete(key string) error {
+	m.deletes++
+	if m.deletes == m.crashAt {
+		panic("crash")
+	}
+	return m.Meta.Delete(key)
+}
+
+// A crash in the middle of releasing the buffer (after a write was
+// committed, before its buffer entry was deleted) neither commits that
+// write twice on restart nor lets a new buffered write overwrite the
+// remaining entries.
+func TestReleaseInterruptedByCrashCommitsOnce(t *testing.T) {
+	c := newCluster(t, 5, 3)
+	c.down[2], c.down[3], c.down[4] = true, true, true
+	meta := &crashingMeta{Meta: c.reps[0].cfg.Meta}
+	cfg := c.reps[0].cfg
+	cfg.Meta = meta
+	r, err := Open(cfg)
+	c.must(err)
+	r.SetShare(c.reps[0].Share())
+	c.reps[0] = r
+	out, err := r.Propose(c.now)
+	c.must(err)
+	c.deliver(0, out)
+	for i := 0; i < 3; i++ {
+		_, err := r.Write(c.now, &crdt.Put{Key: fmt.Sprintf("fenced%d", i), Value: []byte("x")})
+		c.must(err)
+	}
+	// Past the deadline the release commits fenced0 and fenced1, deletes
+	// the entry of fenced0 and dies deleting the entry of fenced1.
+	meta.crashAt = meta.deletes + 2
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("release did not reach the crash point")
+			}
+		}()
+		r.Tick(c.now + 11_000)
+	}()
+	r, err = Open(cfg) // restart on what was durable
+	c.must(err)
+	r.SetShare(c.reps[0].Share())
+	c.reps[0] = r
+	if _, _, open := r.Fence(); !open || r.Buffered() != 2 {
+		t.Fatalf("after the crash: fence open=%v buffered=%d, want open and 2", open, r.Buffered())
+	}
+	_, err = r.Write(c.now, &crdt.Put{Key: "late", Value: []byte("y")})
+	c.must(err)
+	c.tick(11_000)
+	if _, _, open := r.Fence(); open || r.Buffered() != 0 {
+		t.Fatalf("after the restart's release: fence open=%v buffered=%d", open, r.Buffered())
+	}
+	c.syncFrom(0, 1)
+	for _, k := range []string{"fenced0", "fenced1", "fenced2", "late"} {
+		if _, ok := c.reps[1].State().Value(k); !ok {
+			t.Errorf("buffered write %s lost", k)
+		}
+	}
+	puts := map[string]int{}
+	c.must(r.cfg.Store.All(func(f *crdt.Fact) error {
+		if f.Author == r.Device() && f.Kind == crdt.KindPut {
+			b, err := f.DecodeBody()
+			if err != nil {
+				return err
+			}
+			puts[b.(*crdt.Put).Key]++
+		}
+		return nil
+	}))
+	for k, n := range puts {
+		if n != 1 {
+			t.Errorf("%s committed %d times", k, n)
+		}
+	}
+}
+
 func TestBadPartialIsNamedAndExcluded(t *testing.T) {
 	c := newCluster(t, 5, 3)
 	c.write(2, "x", "y")
