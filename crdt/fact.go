@@ -162,8 +162,8 @@ func (f *Fact) Size() int { return len(f.raw) }
 
 // Verify checks the author's signature.
 func (f *Fact) Verify() error {
-	if len(f.Sig) != ed25519.SignatureSize || !ed25519.Verify(f.Author.PublicKey(), f.SigningBytes(), f.Sig) {
-		return fmt.Errorf("fact %s by %s seq %d: %w", f.id, f.Author.Short(), f.Seq, ErrBadSignature)
+	if !checkSig(f.Author, f.SigningBytes(), f.Sig) {
+		return f.badSig()
 	}
 	return nil
 }

@@ -4,18 +4,15 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"runtime"
 	"sort"
-	"sync"
-	"sync/atomic"
 )
 
 // Ingest implements Store.
 //
 // Steps: drop duplicates (within the batch and against the store), reject
 // facts of another account (ErrWrongAccount) or at or below their author's
-// pruned floor (ErrPruned); check the remaining signatures in parallel on
-// GOMAXPROCS workers, skipping facts already checked (VerifyOnce); then,
+// pruned floor (ErrPruned); check the remaining signatures (VerifyFacts:
+// batched, in parallel, skipping facts already checked); then,
 // under the write lock, call admit for each new fact in causal order
 // (Lamport, author, seq), place each admitted fact in its author's chain,
 // among the pending facts, or as equivocation evidence, and write
@@ -57,7 +54,7 @@ func (j *Journal) Ingest(facts []*Fact, admit Admit) (IngestResult, error) {
 	if err != nil {
 		return IngestResult{}, err
 	}
-	errs := verifyParallel(cand)
+	errs := VerifyFacts(cand)
 	fresh := cand[:0]
 	for i, f := range cand {
 		if errs[i] != nil {
@@ -203,38 +200,6 @@ func (j *Journal) screen(fs []*Fact, res *IngestResult) ([]*Fact, uint64, error)
 		out = append(out, f)
 	}
 	return out, j.gen, nil
-}
-
-// verifyParallel checks the signatures of fs on up to GOMAXPROCS workers.
-func verifyParallel(fs []*Fact) []error {
-	errs := make([]error, len(fs))
-	workers := runtime.GOMAXPROCS(0)
-	if workers > len(fs) {
-		workers = len(fs)
-	}
-	if workers <= 1 {
-		var buf []byte
-		for i, f := range fs {
-			buf, errs[i] = f.verifyOnce(buf)
-		}
-		return errs
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			var buf []byte
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= len(fs) {
-					return
-				}
-				buf, errs[i] = fs[i].verifyOnce(buf)
-			}
-		})
-	}
-	wg.Wait()
-	return errs
 }
 
 // ingestWrite places admitted facts and collects the batch.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"encoding/binary"
-	"fmt"
 	"sync/atomic"
 )
 
@@ -41,8 +40,8 @@ func (f *Fact) verifyOnce(buf []byte) ([]byte, error) {
 	if f.isMarked() {
 		return msg, nil
 	}
-	if !ed25519.Verify(f.Author.PublicKey(), msg, f.Sig) {
-		return msg, fmt.Errorf("fact %s by %s seq %d: %w", f.id, f.Author.Short(), f.Seq, ErrBadSignature)
+	if !checkSig(f.Author, msg, f.Sig) {
+		return msg, f.badSig()
 	}
 	f.markVerified()
 	return msg, nil

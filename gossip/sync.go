@@ -582,10 +582,7 @@ func preverify(fs []*crdt.Fact, vv crdt.VersionVector) {
 			fresh = append(fresh, f)
 		}
 	}
-	parallel(fresh, func(f *crdt.Fact) error {
-		_ = f.VerifyOnce()
-		return nil
-	})
+	_ = crdt.VerifyFacts(fresh)
 }
 
 // sendMissing streams the facts theirs lacks: per author, the chain facts

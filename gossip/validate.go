@@ -4,10 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"runtime"
 	"sort"
-	"sync"
-	"sync/atomic"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -167,49 +164,13 @@ func causalLess(a, b *crdt.Fact) bool {
 }
 
 // verifyAll checks every signature (marking the facts verified, so Ingest
-// does not check them again), in parallel for large batches.
+// does not check them again), batched and in parallel, and returns the
+// first failure.
 func verifyAll(fs []*crdt.Fact) error {
-	return parallel(fs, (*crdt.Fact).VerifyOnce)
-}
-
-// parallel calls fn for every fact, on up to GOMAXPROCS goroutines for
-// large slices, and returns the first error (stopping early).
-func parallel(fs []*crdt.Fact, fn func(*crdt.Fact) error) error {
-	workers := min(runtime.GOMAXPROCS(0), len(fs)/32)
-	if workers <= 1 {
-		for _, f := range fs {
-			if err := fn(f); err != nil {
-				return err
-			}
+	for _, err := range crdt.VerifyFacts(fs) {
+		if err != nil {
+			return err
 		}
-		return nil
 	}
-	var (
-		wg     sync.WaitGroup
-		next   atomic.Int64
-		failed atomic.Bool
-		mu     sync.Mutex
-		first  error
-	)
-	for range workers {
-		wg.Go(func() {
-			for !failed.Load() {
-				i := int(next.Add(1)) - 1
-				if i >= len(fs) {
-					return
-				}
-				if err := fn(fs[i]); err != nil {
-					mu.Lock()
-					if first == nil {
-						first = err
-					}
-					mu.Unlock()
-					failed.Store(true)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	return first
+	return nil
 }
