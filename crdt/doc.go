@@ -9,6 +9,10 @@
 //     rejects any input that does not re-encode to the same bytes.
 //   - A fact's ID is the CIDv1 (dag-cbor, sha2-256) of its canonical bytes,
 //     signature included.
+//   - Signatures are checked under one rule, ed25519 with ZIP-215
+//     validation, whether alone (VerifyOnce) or in batches (VerifyFacts,
+//     which Ingest uses): a fact's verdict never depends on its batch, and
+//     batch coefficients are derived from the fact ids, not drawn.
 //   - The reducer is order-insensitive: the same set of facts folded in any
 //     order, batching, or with duplicates gives the same state and digest.
 //   - A fact whose author lacked the needed capability at its epoch never

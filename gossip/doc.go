@@ -32,7 +32,7 @@
 // (crdt.ErrUnauthorized); it ignores a message whose facts are all held
 // already, or none of whose new facts can be admitted yet (crdt.ErrNotYet:
 // sync delivers them with their dependencies), and accepts the rest.
-// Signatures checked by the validator are marked (crdt.Fact.VerifyOnce), so
+// Signatures are checked in batches (crdt.VerifyFacts) and marked, so
 // Ingest does not check them again. Guards are checked against the current
 // state in causal order; once a fact of the batch that changes guards
 // (genesis, membership, group key, admin replacement) passed, the verdict
