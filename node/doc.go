@@ -48,6 +48,13 @@
 //     snapshot. A new device cannot take that fact from sync (its guards
 //     need the genesis, which peers collected), so restore asks peers for it;
 //     Replica.Restore verifies the threshold signature and digest.
+//   - /aura/peers/1: answers a device of the account with the addresses
+//     this node knows for the account's other devices (CBOR list of peer id
+//     and multiaddrs, bounded). The reconnect loop asks each connected
+//     device when it connects, when membership changes, and every minute,
+//     and dials the devices it learned of: a device that joined through the
+//     admin finds the others without mDNS, and keeps them when the admin
+//     goes.
 //
 // Choices where DESIGN is silent: the control API is JSON over HTTP on the
 // socket (/v1/status, /v1/peers, /v1/facts, /v1/account/{create,invite,

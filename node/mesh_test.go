@@ -243,6 +243,39 @@ func TestInviteExpiredOrReused(t *testing.T) {
 	}
 }
 
+// Devices that joined through the admin, with no bootstrap peers and no
+// mDNS, find each other by peer exchange, and keep working together when
+// the admin is gone.
+func TestDevicesFindEachOtherThroughPeers(t *testing.T) {
+	ns := newNodes(t, 3)
+	if _, err := ns[0].CreateAccount("t", 1); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, n := range ns[1:] {
+		code, _, err := ns[0].Invite(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := n.Join(ctx, code); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, b := ns[1], ns[2]
+	waitFor(t, 20*time.Second, "the two joiners to connect", func() bool {
+		return a.host.Network().Connectedness(b.host.ID()) == network.Connected
+	})
+	ns[0].Close()
+	if _, err := a.Put("after-admin", []byte("still here")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the write to reach the other joiner", func() bool {
+		v, ok := b.Get("after-admin")
+		return ok && string(v) == "still here"
+	})
+}
+
 func TestRestartLosesNothingAcknowledged(t *testing.T) {
 	dir := t.TempDir()
 	home := filepath.Join(dir, "a")

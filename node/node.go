@@ -105,6 +105,9 @@ type Node struct {
 	dkg dkgSessions // phase 2: running keygen sessions
 
 	restoreMu sync.Mutex
+
+	kick chan struct{} // wakes reconnectLoop (see kickReconnect)
+	asks peerAsks      // when each device was last asked for peers
 }
 
 // New starts a node in o.Home.
@@ -130,7 +133,7 @@ func New(ctx context.Context, o Options) (n *Node, err error) {
 	if log == nil {
 		log = newLogger(cfg.Log, os.Stderr)
 	}
-	n = &Node{home: home, cfg: cfg, log: log, key: key, invites: map[string]*inviteRecord{}}
+	n = &Node{home: home, cfg: cfg, log: log, key: key, invites: map[string]*inviteRecord{}, kick: make(chan struct{}, 1)}
 	n.device = crdt.DeviceIDFromKey(key.Public().(ed25519.PublicKey))
 	n.log = n.log.With("device", n.device.Short())
 	n.ctx, n.cancel = context.WithCancel(context.Background())
@@ -198,6 +201,7 @@ func New(ctx context.Context, o Options) (n *Node, err error) {
 	n.host.SetStreamHandler(JoinProtocol, n.handleJoin)
 	n.host.SetStreamHandler(DKGProtocol, n.guardStream(n.handleDKG))
 	n.host.SetStreamHandler(SnapshotProtocol, n.guardStream(n.handleSnapshotInfo))
+	n.host.SetStreamHandler(PeersProtocol, n.guardStream(n.handlePeers))
 	n.host.Network().Notify(&network.NotifyBundle{ConnectedF: n.onConnected})
 	if !n.rep.Account().IsZero() {
 		if err := n.startGossip(); err != nil {
@@ -420,6 +424,7 @@ func (n *Node) refreshMembersLocked() {
 		m[PeerID(d)] = true
 	}
 	n.gater.setMembers(m)
+	n.kickReconnect()
 }
 
 // ---- loops ----
@@ -447,8 +452,11 @@ func (n *Node) tickLoop() {
 	}
 }
 
-// reconnectLoop dials bootstrap peers and devices of the account that are
-// not connected, and remembers the addresses of connected devices.
+// reconnectLoop asks connected devices for the addresses of the account's
+// other devices (PeersProtocol), dials bootstrap peers and devices of the
+// account that are not connected, and remembers the addresses of connected
+// devices. It runs every Sync.Reconnect, and at once when a device connects
+// or the membership changes.
 func (n *Node) reconnectLoop() {
 	defer n.wg.Done()
 	n.loadPeerAddrs()
@@ -460,13 +468,27 @@ func (n *Node) reconnectLoop() {
 	defer t.Stop()
 	saved := map[peer.ID]string{}
 	for {
+		kicked := false
 		select {
 		case <-n.ctx.Done():
 			return
 		case <-t.C:
+		case <-n.kick:
+			kicked = true
 		}
 		t.Reset(every)
 		var wg sync.WaitGroup
+		for p := range *n.gater.members.Load() {
+			if p == n.host.ID() || n.host.Network().Connectedness(p) != network.Connected || !n.asks.due(p, time.Now(), kicked) {
+				continue
+			}
+			wg.Go(func() {
+				if _, err := n.askPeers(n.ctx, p); err != nil {
+					n.log.Debug("peer exchange failed", "peer", p, "err", err)
+				}
+			})
+		}
+		wg.Wait()
 		dial := func(ai peer.AddrInfo) {
 			wg.Add(1)
 			go func() {
@@ -534,6 +556,7 @@ func (n *Node) onConnected(_ network.Network, c network.Conn) {
 	p := c.RemotePeer()
 	if n.gater.known(p) {
 		n.m.connects.Inc()
+		n.kickReconnect()
 		return
 	}
 	// A guest admitted for an invite: it gets a short while for the join

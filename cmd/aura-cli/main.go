@@ -432,8 +432,12 @@ func restoreCmd(a *app) *cobra.Command {
 				return err
 			}
 			return a.out(cmd, r, func(w io.Writer) {
-				fmt.Fprintf(w, "restored from snapshot %s (epoch %d, %d facts, %d bytes from %d peers); journal now holds %d facts\n",
-					r.Snapshot.ID, r.Snapshot.Epoch, r.Snapshot.Facts, r.Bytes, r.Peers, r.Facts)
+				peers := "peers"
+				if r.Peers == 1 {
+					peers = "peer"
+				}
+				fmt.Fprintf(w, "restored from snapshot %s (epoch %d, %d facts, %d bytes from %d %s); journal now holds %d facts\n",
+					r.Snapshot.ID, r.Snapshot.Epoch, r.Snapshot.Facts, r.Bytes, r.Peers, peers, r.Facts)
 			})
 		},
 	}

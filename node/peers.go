@@ -1,0 +1,148 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/multiformats/go-multiaddr"
+
+	"aura/crdt"
+)
+
+// PeersProtocol is the address exchange between devices of an account: the
+// asker gets, from a connected device, the addresses that device knows for
+// the account's other devices. A device that joined through the admin, or
+// knows one bootstrap peer, thus finds the rest of the account without mDNS,
+// and can still reach them when the peer it came through is gone. Only
+// devices of the account may ask (the handler is guarded), and only
+// addresses of current members are kept.
+const PeersProtocol = protocol.ID("/aura/peers/1")
+
+const (
+	maxPeerRecords = 256      // devices in one answer
+	maxPeerAddrs   = 16       // addresses per device
+	maxPeersReply  = 64 << 10 // bytes of one answer
+	peersTimeout   = 5 * time.Second
+	// peersEvery is how often a connected device is asked again when
+	// nothing changed (a new connection or a membership change asks at once).
+	peersEvery = time.Minute
+	// peerAddrTTL is how long learned addresses stay in the peerstore.
+	peerAddrTTL = time.Hour
+)
+
+// peerRecord is one device's addresses in an answer (binary multiaddrs).
+type peerRecord struct {
+	_     struct{} `cbor:",toarray"`
+	ID    []byte
+	Addrs [][]byte
+}
+
+// handlePeers answers with the addresses of the account's devices other
+// than the asker and this node.
+func (n *Node) handlePeers(s network.Stream) {
+	defer s.Close()
+	_ = s.SetDeadline(time.Now().Add(peersTimeout))
+	asker := s.Conn().RemotePeer()
+	var recs []peerRecord
+	for p := range *n.gater.members.Load() {
+		if p == asker || p == n.host.ID() || len(recs) == maxPeerRecords {
+			continue
+		}
+		addrs := n.host.Peerstore().Addrs(p)
+		if len(addrs) == 0 {
+			continue
+		}
+		rec := peerRecord{ID: []byte(p)}
+		for _, a := range addrs[:min(len(addrs), maxPeerAddrs)] {
+			rec.Addrs = append(rec.Addrs, a.Bytes())
+		}
+		recs = append(recs, rec)
+	}
+	b, err := crdt.Marshal(recs)
+	if err != nil || len(b) > maxPeersReply {
+		_ = s.Reset()
+		return
+	}
+	_, _ = s.Write(b)
+}
+
+// askPeers asks p for the addresses of the account's devices and adds those
+// of members to the peerstore. It returns how many devices it learned
+// addresses for.
+func (n *Node) askPeers(ctx context.Context, p peer.ID) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, peersTimeout)
+	defer cancel()
+	s, err := n.host.NewStream(ctx, p, PeersProtocol)
+	if err != nil {
+		return 0, fmt.Errorf("ask %s for peers: %w", p, err)
+	}
+	defer s.Close()
+	_ = s.SetDeadline(time.Now().Add(peersTimeout))
+	_ = s.CloseWrite()
+	b, err := io.ReadAll(io.LimitReader(s, maxPeersReply+1))
+	if err != nil {
+		return 0, fmt.Errorf("ask %s for peers: %w", p, err)
+	}
+	if len(b) > maxPeersReply {
+		return 0, fmt.Errorf("ask %s for peers: answer over %d bytes", p, maxPeersReply)
+	}
+	var recs []peerRecord
+	if err := crdt.Unmarshal(b, &recs); err != nil {
+		return 0, fmt.Errorf("ask %s for peers: %w", p, err)
+	}
+	learned := 0
+	for _, rec := range recs[:min(len(recs), maxPeerRecords)] {
+		id, err := peer.IDFromBytes(rec.ID)
+		if err != nil || id == n.host.ID() || !n.gater.isMember(id) {
+			continue
+		}
+		var addrs []multiaddr.Multiaddr
+		for _, ab := range rec.Addrs[:min(len(rec.Addrs), maxPeerAddrs)] {
+			if a, err := multiaddr.NewMultiaddrBytes(ab); err == nil {
+				addrs = append(addrs, a)
+			}
+		}
+		if len(addrs) > 0 {
+			n.host.Peerstore().AddAddrs(id, addrs, peerAddrTTL)
+			learned++
+		}
+	}
+	return learned, nil
+}
+
+// peerAsks remembers when each connected device was last asked for peers.
+type peerAsks struct {
+	mu   sync.Mutex
+	last map[peer.ID]time.Time
+}
+
+// due reports whether p should be asked now (and records the ask): always
+// when force, else when not asked within peersEvery.
+func (a *peerAsks) due(p peer.ID, now time.Time, force bool) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.last == nil {
+		a.last = map[peer.ID]time.Time{}
+	}
+	if !force && now.Sub(a.last[p]) < peersEvery {
+		return false
+	}
+	a.last[p] = now
+	return true
+}
+
+// kickReconnect wakes the reconnect loop: a device connected or the
+// membership changed, so there may be addresses to exchange and devices to
+// dial.
+func (n *Node) kickReconnect() {
+	select {
+	case n.kick <- struct{}{}:
+	default:
+	}
+}
