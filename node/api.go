@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -183,7 +184,9 @@ func (n *Node) Peers() []PeerInfo {
 	for _, p := range n.host.Network().Peers() {
 		pi := PeerInfo{Peer: p.String(), Device: n.gater.isMember(p), Via: "direct"}
 		for _, c := range n.host.Network().ConnsToPeer(p) {
-			pi.Addrs = append(pi.Addrs, c.RemoteMultiaddr().String())
+			if a := c.RemoteMultiaddr().String(); !slices.Contains(pi.Addrs, a) {
+				pi.Addrs = append(pi.Addrs, a)
+			}
 			if isRelayed(c) {
 				pi.Via = "relayed"
 			}
