@@ -60,9 +60,9 @@ func newNodes(t testing.TB, k int) []*Node {
 	return ns
 }
 
-// formAccount creates an account on ns[0] (threshold m) and joins the rest
-// by invite, then connects every pair.
-func formAccount(t testing.TB, ns []*Node, m uint64) {
+// createAndJoin creates an account on ns[0] (threshold m) and joins the
+// rest by invite (each dials ns[0] only).
+func createAndJoin(t testing.TB, ns []*Node, m uint64) {
 	t.Helper()
 	if _, err := ns[0].CreateAccount("test", m); err != nil {
 		t.Fatal(err)
@@ -78,6 +78,15 @@ func formAccount(t testing.TB, ns []*Node, m uint64) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// formAccount creates an account on ns[0] (threshold m) and joins the rest
+// by invite, then connects every pair.
+func formAccount(t testing.TB, ns []*Node, m uint64) {
+	t.Helper()
+	createAndJoin(t, ns, m)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	meshUp(ctx, ns)
 	waitFor(t, 20*time.Second, "membership everywhere", func() bool {
 		for _, n := range ns {

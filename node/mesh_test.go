@@ -248,20 +248,7 @@ func TestInviteExpiredOrReused(t *testing.T) {
 // the admin is gone.
 func TestDevicesFindEachOtherThroughPeers(t *testing.T) {
 	ns := newNodes(t, 3)
-	if _, err := ns[0].CreateAccount("t", 1); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for _, n := range ns[1:] {
-		code, _, err := ns[0].Invite(0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := n.Join(ctx, code); err != nil {
-			t.Fatal(err)
-		}
-	}
+	createAndJoin(t, ns, 1)
 	a, b := ns[1], ns[2]
 	waitFor(t, 20*time.Second, "the two joiners to connect", func() bool {
 		return a.host.Network().Connectedness(b.host.ID()) == network.Connected
