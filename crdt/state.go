@@ -482,31 +482,37 @@ func (s *State) IsMember(d DeviceID) bool { return s.Holds(d, "", s.Epoch) }
 // author held what f's kind needs at f's epoch, ErrUnauthorized when it did
 // not, ErrNotYet when the facts it depends on are not held yet.
 func (s *State) Check(f *Fact) error {
+	_, err := s.check(f)
+	return err
+}
+
+// check is Check returning the decoded body of an accepted fact.
+func (s *State) check(f *Fact) (any, error) {
 	if f.Account != s.Account {
-		return fmt.Errorf("%s fact: %w", f.Kind, ErrWrongAccount)
-	}
-	body, err := f.DecodeBody()
-	if err != nil {
-		return fmt.Errorf("%s fact: %w", f.Kind, err)
+		return nil, fmt.Errorf("%s fact: %w", f.Kind, ErrWrongAccount)
 	}
 	if f.Kind == KindGenesis {
+		body, err := f.DecodeBody()
+		if err != nil {
+			return nil, fmt.Errorf("%s fact: %w", f.Kind, err)
+		}
 		g := body.(*Genesis)
 		if f.Seq != 1 || f.Epoch != 1 || AccountIDFor(f.Author, g.Nonce) != f.Account || g.Threshold == 0 {
-			return fmt.Errorf("genesis by %s: %w: not the account's founding fact", f.Author, ErrUnauthorized)
+			return nil, fmt.Errorf("genesis by %s: %w: not the account's founding fact", f.Author, ErrUnauthorized)
 		}
-		return nil
+		return body, nil
 	}
 	if s.Genesis == nil {
-		return fmt.Errorf("%s fact by %s: %w (no genesis)", f.Kind, f.Author.Short(), ErrNotYet)
+		return nil, &notYetError{f: f, why: "no genesis"}
 	}
 	if f.Epoch == 0 {
-		return fmt.Errorf("%s fact by %s: %w: epoch 0", f.Kind, f.Author.Short(), ErrUnauthorized)
+		return nil, fmt.Errorf("%s fact by %s: %w: epoch 0", f.Kind, f.Author.Short(), ErrUnauthorized)
 	}
 	at := f.Epoch
 	if isMembership(f.Kind) {
 		at = f.Epoch - 1 // a membership fact opens f.Epoch; its author acts at the epoch before
 		if at == 0 {
-			return fmt.Errorf("%s fact by %s: %w: epoch 1 is genesis's", f.Kind, f.Author.Short(), ErrUnauthorized)
+			return nil, fmt.Errorf("%s fact by %s: %w: epoch 1 is genesis's", f.Kind, f.Author.Short(), ErrUnauthorized)
 		}
 	}
 	need := requiredCap(f.Kind)
@@ -516,28 +522,53 @@ func (s *State) Check(f *Fact) error {
 		}
 		if at > s.completeTo {
 			// A grant for that epoch may still arrive: not definitive.
-			return fmt.Errorf("%s fact by %s at epoch %d (membership known to %d): %w", f.Kind, f.Author.Short(), at, s.completeTo, ErrNotYet)
+			return nil, &notYetError{f: f, at: at, known: s.completeTo}
 		}
-		return fmt.Errorf("%s fact by %s at epoch %d: %w %q", f.Kind, f.Author, at, ErrUnauthorized, need)
+		return nil, fmt.Errorf("%s fact by %s at epoch %d: %w %q", f.Kind, f.Author, at, ErrUnauthorized, need)
+	}
+	// The body is decoded only now: parked facts are checked again and
+	// again, and most wait on the membership test above.
+	body, err := f.DecodeBody()
+	if err != nil {
+		return nil, fmt.Errorf("%s fact: %w", f.Kind, err)
 	}
 	switch b := body.(type) {
 	case *SnapshotProposed:
 		if b.Proposer != f.Author {
-			return fmt.Errorf("snapshot proposal by %s names proposer %s: %w", f.Author.Short(), b.Proposer.Short(), ErrUnauthorized)
+			return nil, fmt.Errorf("snapshot proposal by %s names proposer %s: %w", f.Author.Short(), b.Proposer.Short(), ErrUnauthorized)
 		}
 	case *DeviceMetadata, *UpgradeReady:
 		// about the author itself: membership is enough
 	case *AdminReplaced:
 		if !s.verifyThreshold(AdminReplaceMessage(s.Account, b), b.ThresholdSignature) {
-			return fmt.Errorf("admin replacement by %s: %w (no group key verifies its threshold signature)", f.Author.Short(), ErrNotYet)
+			return nil, fmt.Errorf("admin replacement by %s: %w (no group key verifies its threshold signature)", f.Author.Short(), ErrNotYet)
 		}
 	case *SnapshotCompleted:
 		if !s.verifyThreshold(SnapshotMessage(s.Account, b.ProposalID, b.Snapshot.Epoch, b.Snapshot.Frontier, b.Snapshot.PrefixHash, b.Snapshot.StateDigest), b.ThresholdSignature) {
-			return fmt.Errorf("snapshot completion by %s: %w (no group key verifies its threshold signature)", f.Author.Short(), ErrNotYet)
+			return nil, fmt.Errorf("snapshot completion by %s: %w (no group key verifies its threshold signature)", f.Author.Short(), ErrNotYet)
 		}
 	}
-	return nil
+	return body, nil
 }
+
+// notYetError is the ErrNotYet of a fact whose author's membership or
+// capability is not known yet. Its text is formatted only when read:
+// parked facts are checked again at every guard change, and those errors
+// are rarely printed.
+type notYetError struct {
+	f         *Fact
+	at, known uint64 // the epoch the author acts at; membership known to
+	why       string // instead of at/known
+}
+
+func (e *notYetError) Error() string {
+	if e.why != "" {
+		return fmt.Sprintf("%s fact by %s: %v (%s)", e.f.Kind, e.f.Author.Short(), ErrNotYet, e.why)
+	}
+	return fmt.Sprintf("%s fact by %s at epoch %d (membership known to %d): %v", e.f.Kind, e.f.Author.Short(), e.at, e.known, ErrNotYet)
+}
+
+func (e *notYetError) Unwrap() error { return ErrNotYet }
 
 func (s *State) verifyThreshold(msg, sig []byte) bool {
 	if s.verify == nil {
@@ -589,13 +620,14 @@ func AdminReplaceMessage(account AccountID, r *AdminReplaced) []byte {
 // parked and retried when the state changes, so that the fold does not
 // depend on the order facts arrive in. Apply returns the guard's error.
 func (s *State) Apply(f *Fact) error {
-	if err := s.Check(f); err != nil {
+	body, err := s.check(f)
+	if err != nil {
 		if errors.Is(err, ErrNotYet) {
 			s.parked[f.ID()] = f
 		}
 		return err
 	}
-	s.apply(f)
+	s.apply(f, body)
 	if len(s.parked) > 0 && guardRelevant(f.Kind) {
 		s.retryParked()
 	}
@@ -614,7 +646,8 @@ func guardRelevant(k Kind) bool {
 // ApplyChecked folds a fact that Check just accepted (the node's ingest path
 // checks, then stores, then folds).
 func (s *State) ApplyChecked(f *Fact) {
-	s.apply(f)
+	body, _ := f.DecodeBody() // Check decoded it already
+	s.apply(f, body)
 	if len(s.parked) > 0 && guardRelevant(f.Kind) {
 		s.retryParked()
 	}
@@ -641,21 +674,21 @@ func (s *State) retryParked() {
 		sort.Slice(ids, func(i, j int) bool { return bytes.Compare(ids[i][:], ids[j][:]) < 0 })
 		for _, id := range ids {
 			f := s.parked[id]
-			err := s.Check(f)
+			body, err := s.check(f)
 			if errors.Is(err, ErrNotYet) {
 				continue
 			}
 			delete(s.parked, id)
 			if err == nil {
-				s.apply(f)
-				progress = true
+				s.apply(f, body)
+				// Only a guard change can admit more parked facts.
+				progress = progress || guardRelevant(f.Kind)
 			}
 		}
 	}
 }
 
-func (s *State) apply(f *Fact) {
-	body, _ := f.DecodeBody() // Check decoded it already
+func (s *State) apply(f *Fact, body any) {
 	st := stampOf(f)
 	switch b := body.(type) {
 	case *Genesis:
