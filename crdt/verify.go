@@ -3,7 +3,6 @@ package crdt
 import (
 	"bytes"
 	"crypto/ed25519"
-	"encoding/binary"
 	"sync/atomic"
 )
 
@@ -94,33 +93,12 @@ type cborReader struct {
 
 // head reads an item head of the given major type and returns its argument.
 func (r *cborReader) head(major byte) (uint64, bool) {
-	if r.i >= len(r.b) || r.b[r.i]>>5 != major {
+	n, next, err := ReadCBORHead(r.b, r.i, major)
+	if err != nil {
 		return 0, false
 	}
-	ai := r.b[r.i] & 0x1f
-	r.i++
-	var n int
-	switch {
-	case ai < 24:
-		return uint64(ai), true
-	case ai == 24:
-		n = 1
-	case ai == 25:
-		n = 2
-	case ai == 26:
-		n = 4
-	case ai == 27:
-		n = 8
-	default:
-		return 0, false
-	}
-	if len(r.b)-r.i < n {
-		return 0, false
-	}
-	var buf [8]byte
-	copy(buf[8-n:], r.b[r.i:r.i+n])
-	r.i += n
-	return binary.BigEndian.Uint64(buf[:]), true
+	r.i = next
+	return n, true
 }
 
 func (r *cborReader) uint() (uint64, bool) { return r.head(0) }

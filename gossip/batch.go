@@ -25,21 +25,6 @@ var ErrBadBatch = errors.New("malformed fact batch")
 // Per fact, the overhead is the byte-string head: 3 bytes for facts of
 // 256 B to 64 KiB.
 
-// cborHeadLen is the size of the shortest CBOR head for argument n.
-func cborHeadLen(n uint64) int {
-	switch {
-	case n < 24:
-		return 1
-	case n <= 0xff:
-		return 2
-	case n <= 0xffff:
-		return 3
-	case n <= 0xffffffff:
-		return 5
-	}
-	return 9
-}
-
 // appendHead appends the shortest CBOR head of major type major.
 func appendHead(b []byte, major byte, n uint64) []byte {
 	m := major << 5
@@ -57,11 +42,11 @@ func appendHead(b []byte, major byte, n uint64) []byte {
 }
 
 // batchEntrySize is what one fact adds to an encoded batch.
-func batchEntrySize(f *crdt.Fact) int { return cborHeadLen(uint64(f.Size())) + f.Size() }
+func batchEntrySize(f *crdt.Fact) int { return crdt.CBORHeadLen(uint64(f.Size())) + f.Size() }
 
 // encodeBatch encodes the facts' canonical bytes as a batch.
 func encodeBatch(facts []*crdt.Fact) []byte {
-	n := cborHeadLen(uint64(len(facts)))
+	n := crdt.CBORHeadLen(uint64(len(facts)))
 	for _, f := range facts {
 		n += batchEntrySize(f)
 	}
@@ -80,39 +65,11 @@ func appendBatch(b []byte, facts []*crdt.Fact) []byte {
 
 // readHead reads one shortest-form CBOR head of major type major at b[i:].
 func readHead(b []byte, i int, major byte) (uint64, int, error) {
-	if i >= len(b) {
-		return 0, i, fmt.Errorf("%w: truncated", ErrBadBatch)
+	n, next, err := crdt.ReadCBORHead(b, i, major)
+	if err != nil {
+		return 0, i, fmt.Errorf("%w: %v", ErrBadBatch, err)
 	}
-	if b[i]>>5 != major {
-		return 0, i, fmt.Errorf("%w: major type %d, want %d", ErrBadBatch, b[i]>>5, major)
-	}
-	ai := b[i] & 0x1f
-	i++
-	var w int
-	switch {
-	case ai < 24:
-		return uint64(ai), i, nil
-	case ai == 24:
-		w = 1
-	case ai == 25:
-		w = 2
-	case ai == 26:
-		w = 4
-	case ai == 27:
-		w = 8
-	default:
-		return 0, i, fmt.Errorf("%w: indefinite or reserved length", ErrBadBatch)
-	}
-	if len(b)-i < w {
-		return 0, i, fmt.Errorf("%w: truncated", ErrBadBatch)
-	}
-	var buf [8]byte
-	copy(buf[8-w:], b[i:i+w])
-	n := binary.BigEndian.Uint64(buf[:])
-	if cborHeadLen(n) != 1+w {
-		return 0, i, fmt.Errorf("%w: non-minimal length", ErrBadBatch)
-	}
-	return n, i + w, nil
+	return n, next, nil
 }
 
 // splitBatch returns the entries of an encoded batch (sub-slices of b, not
