@@ -275,7 +275,7 @@ func (n *Node) apiHandler() http.Handler {
 			return
 		}
 		if req.Key == "" {
-			reply(w, nil, fmt.Errorf("%w: empty key", ErrBadRequest))
+			reply(w, nil, errorf(ErrBadRequest, "empty key"))
 			return
 		}
 		id, err := n.Put(req.Key, []byte(req.Value))
@@ -293,7 +293,7 @@ func (n *Node) apiHandler() http.Handler {
 		}
 		v, ok := n.Get(key)
 		if !ok {
-			reply(w, nil, fmt.Errorf("%w: no value for key %q", ErrNotFound, key))
+			reply(w, nil, errorf(ErrNotFound, "no value for key %q", key))
 			return
 		}
 		reply(w, map[string]string{"key": key, "value": string(v)}, nil)
@@ -323,7 +323,7 @@ func (n *Node) apiHandler() http.Handler {
 		if req.TTL != "" {
 			var err error
 			if ttl, err = time.ParseDuration(req.TTL); err != nil || ttl <= 0 {
-				reply(w, nil, fmt.Errorf("%w: --expires %q is not a positive duration", ErrBadRequest, req.TTL))
+				reply(w, nil, errorf(ErrBadRequest, "--expires %q is not a positive duration", req.TTL))
 				return
 			}
 		}
@@ -344,7 +344,7 @@ func (n *Node) apiHandler() http.Handler {
 
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(v); err != nil {
-		reply(w, nil, fmt.Errorf("%w: %v", ErrBadRequest, err))
+		reply(w, nil, errorf(ErrBadRequest, "%v", err))
 		return false
 	}
 	return true

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -126,16 +127,28 @@ type InviteConfig struct {
 
 func boolp(b bool) *bool { return &b }
 
+// DefaultPort is the default listen port (TCP and QUIC); DefaultMetricsPort
+// the default metrics port on 127.0.0.1. `aura-node init` picks the next
+// free ones when these are taken.
+const (
+	DefaultPort        = 4401
+	DefaultMetricsPort = 9401
+)
+
+func defaultListen(port int) []string {
+	return []string{fmt.Sprintf("/ip4/0.0.0.0/tcp/%d", port), fmt.Sprintf("/ip4/0.0.0.0/udp/%d/quic-v1", port)}
+}
+
 // DefaultConfig returns the configuration with every default filled in.
 func DefaultConfig() Config {
 	host, _ := os.Hostname()
 	return Config{
 		Name:      host,
-		Listen:    []string{"/ip4/0.0.0.0/tcp/4401", "/ip4/0.0.0.0/udp/4401/quic-v1"},
+		Listen:    defaultListen(DefaultPort),
 		Discovery: DiscoveryConfig{MDNS: boolp(true)},
 		NAT:       NATConfig{PortMap: boolp(true), HolePunching: boolp(true), AutoNAT: boolp(true)},
 		Conn:      ConnConfig{Low: 32, High: 128, MaxMemoryMB: 256, MaxFDs: 512},
-		Metrics:   MetricsConfig{Address: "127.0.0.1:9401"},
+		Metrics:   MetricsConfig{Address: fmt.Sprintf("127.0.0.1:%d", DefaultMetricsPort)},
 		Log:       LogConfig{Level: "info", Format: "text"},
 		Sync:      SyncConfig{Interval: Duration(30 * time.Second), Reconnect: Duration(10 * time.Second)},
 		Snapshot:  SnapshotConfig{Tick: Duration(500 * time.Millisecond), Timeout: Duration(60 * time.Second), WatermarkMB: 100, Keep: 2},
@@ -242,8 +255,10 @@ func (c Config) Validate() error {
 		bad("connections.max_fds", "%d is below the minimum of 16", c.Conn.MaxFDs)
 	}
 	if a := c.Metrics.Address; a != "" && a != "off" {
-		if _, _, err := net.SplitHostPort(a); err != nil {
+		if _, port, err := net.SplitHostPort(a); err != nil {
 			bad("metrics.address", "%q is not host:port (or \"off\"): %v", a, err)
+		} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+			bad("metrics.address", "%q: port %s is not a number from 0 to 65535", a, port)
 		}
 	}
 	switch strings.ToLower(c.Log.Level) {
@@ -291,16 +306,35 @@ func LoadConfig(home string) (Config, error) {
 	dec := toml.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil {
-		var sm *toml.StrictMissingError
-		if errors.As(err, &sm) {
-			return Config{}, fmt.Errorf("%s: %s", path, sm.String())
-		}
-		return Config{}, fmt.Errorf("%s: %w", path, err)
+		return Config{}, tomlError(path, err)
 	}
 	if err := c.Validate(); err != nil {
 		return Config{}, fmt.Errorf("%s: %w", path, err)
 	}
 	return c.WithDefaults(), nil
+}
+
+// tomlError names the file, line and key of a TOML decoding error.
+func tomlError(path string, err error) error {
+	var sm *toml.StrictMissingError
+	if errors.As(err, &sm) && len(sm.Errors) > 0 {
+		var parts []string
+		for _, e := range sm.Errors {
+			row, _ := e.Position()
+			parts = append(parts, fmt.Sprintf("%s:%d: unknown key %s", path, row, strings.Join(e.Key(), ".")))
+		}
+		return fmt.Errorf("%s (see the commented keys `aura-node init` writes)", strings.Join(parts, "; "))
+	}
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		row, col := de.Position()
+		where := ""
+		if k := de.Key(); len(k) > 0 {
+			where = " (key " + strings.Join(k, ".") + ")"
+		}
+		return fmt.Errorf("%s:%d:%d: %s%s", path, row, col, de.Error(), where)
+	}
+	return fmt.Errorf("%s: %w", path, err)
 }
 
 // quote renders a TOML string.

@@ -18,6 +18,9 @@ import (
 
 const keyPEMType = "AURA DEVICE KEY"
 
+// ErrKeyPermissions: the device key file is readable or writable by others.
+var ErrKeyPermissions = errors.New("unprotected device key")
+
 // InitOptions are the choices of `aura-node init`.
 type InitOptions struct {
 	Listen []string // empty: the defaults
@@ -30,6 +33,9 @@ type InitOptions struct {
 	// NoMDNS still apply).
 	Config *Config
 	Force  bool // overwrite an existing config (never an existing key)
+	// Notice, when set, is told about choices init made for the user
+	// (ports moved because the defaults were taken).
+	Notice func(string)
 }
 
 // Init creates home with a commented config and a device key (0600), and
@@ -57,6 +63,24 @@ func Init(home string, o InitOptions) (crdt.DeviceID, error) {
 	if err := cfg.Validate(); err != nil {
 		return crdt.DeviceID{}, err
 	}
+	// Several nodes per machine: ports left at their defaults move to free
+	// ones when another process holds them.
+	notice := o.Notice
+	if notice == nil {
+		notice = func(string) {}
+	}
+	if len(o.Listen) == 0 && (o.Config == nil || o.Config.Listen == nil) {
+		if p := freePort("0.0.0.0", DefaultPort, true); p != DefaultPort && p != 0 {
+			cfg.Listen = defaultListen(p)
+			notice(fmt.Sprintf("port %d (TCP or UDP) is in use, probably by another aura-node: listening on %d instead (listen in %s)", DefaultPort, p, filepath.Join(home, ConfigFile)))
+		}
+	}
+	if o.Metrics == "" && (o.Config == nil || o.Config.Metrics.Address == "") {
+		if p := freePort("127.0.0.1", DefaultMetricsPort, false); p != DefaultMetricsPort && p != 0 {
+			cfg.Metrics.Address = fmt.Sprintf("127.0.0.1:%d", p)
+			notice(fmt.Sprintf("metrics port %d is in use: serving metrics on 127.0.0.1:%d instead ([metrics] address in %s)", DefaultMetricsPort, p, filepath.Join(home, ConfigFile)))
+		}
+	}
 	cpath := filepath.Join(home, ConfigFile)
 	if _, err := os.Stat(cpath); err == nil && !o.Force {
 		return crdt.DeviceID{}, fmt.Errorf("%s already exists: edit it, or pass --force to overwrite it", cpath)
@@ -74,12 +98,20 @@ func Init(home string, o InitOptions) (crdt.DeviceID, error) {
 // LoadKey reads the device key of home.
 func LoadKey(home string) (ed25519.PrivateKey, error) {
 	path := filepath.Join(home, KeyFile)
-	b, err := os.ReadFile(path)
+	fi, err := os.Stat(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("no device key at %s: run `aura-node init --home %s` first", path, home)
 	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("device key: %w", err)
+	}
+	// As ssh does with private keys: a key others may read is refused.
+	if m := fi.Mode().Perm(); m&0o077 != 0 {
+		return nil, errorf(ErrKeyPermissions, "device key %s is accessible by others (mode %04o): run `chmod 600 %s`", path, m, path)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("device key: %w", err)
 	}
 	blk, _ := pem.Decode(b)
 	if blk == nil || blk.Type != keyPEMType || len(blk.Bytes) != ed25519.SeedSize {

@@ -101,18 +101,18 @@ func encodeInvite(c *inviteCode) (string, error) {
 func decodeInvite(s string) (*inviteCode, error) {
 	s = strings.TrimSpace(s)
 	if !strings.HasPrefix(s, InvitePrefix) {
-		return nil, fmt.Errorf("%w: not an aura invite code (it starts with %q)", ErrBadRequest, InvitePrefix)
+		return nil, errorf(ErrBadRequest, "not an aura invite code (it starts with %q)", InvitePrefix)
 	}
 	b, err := base58.Decode(s[len(InvitePrefix):])
 	if err != nil {
-		return nil, fmt.Errorf("%w: invite code is damaged: %v", ErrBadRequest, err)
+		return nil, errorf(ErrBadRequest, "invite code is damaged: %v", err)
 	}
 	var c inviteCode
 	if err := crdt.Unmarshal(b, &c); err != nil || len(c.Secret) != 32 || c.Account.IsZero() {
-		return nil, fmt.Errorf("%w: invite code is damaged", ErrBadRequest)
+		return nil, errorf(ErrBadRequest, "invite code is damaged")
 	}
 	if _, err := peer.IDFromBytes(c.Admin); err != nil {
-		return nil, fmt.Errorf("%w: invite code names no valid inviter", ErrBadRequest)
+		return nil, errorf(ErrBadRequest, "invite code names no valid inviter")
 	}
 	return &c, nil
 }
@@ -344,11 +344,11 @@ func (n *Node) Join(ctx context.Context, code string) (crdt.AccountID, error) {
 		return crdt.AccountID{}, err
 	}
 	if err := n.host.Connect(ctx, ai); err != nil {
-		return fail(fmt.Errorf("%w: cannot reach the inviter %s: %v (is its node running and reachable?)", ErrUnavailable, inviter, err))
+		return fail(errorf(ErrUnavailable, "cannot reach the inviter %s: %v (is its node running and reachable?)", inviter, err))
 	}
 	s, err := n.host.NewStream(ctx, inviter, JoinProtocol)
 	if err != nil {
-		return fail(fmt.Errorf("%w: inviter %s does not accept joins: %v", ErrUnavailable, inviter, err))
+		return fail(errorf(ErrUnavailable, "inviter %s does not accept joins: %v", inviter, err))
 	}
 	defer s.Close()
 	if dl, ok := ctx.Deadline(); ok {
@@ -356,11 +356,11 @@ func (n *Node) Join(ctx context.Context, code string) (crdt.AccountID, error) {
 	}
 	req := joinRequest{ID: inviteID(c.Secret), MAC: joinMAC(inviteKey(c.Secret), c.Account, inviter, n.host.ID()), Name: n.cfg.Name}
 	if err := writeMsg(s, &req); err != nil {
-		return fail(fmt.Errorf("%w: send join request: %v", ErrUnavailable, err))
+		return fail(errorf(ErrUnavailable, "send join request: %v", err))
 	}
 	var resp joinResponse
 	if err := readMsg(bufio.NewReader(s), &resp, maxJoinMsg); err != nil {
-		return fail(fmt.Errorf("%w: read the inviter's answer: %v", ErrUnavailable, err))
+		return fail(errorf(ErrUnavailable, "read the inviter's answer: %v", err))
 	}
 	if resp.Error != "" {
 		return fail(fmt.Errorf("%w: %s", ErrInvite, resp.Error))

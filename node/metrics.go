@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -84,10 +83,7 @@ func (c gossipCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 func (n *Node) serveMetrics() error {
-	ln, err := net.Listen("tcp", n.cfg.Metrics.Address)
-	if err != nil {
-		return err
-	}
+	ln := n.metricsLn // bound early by start, so an address in use fails first
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{}))
 	n.metricsLn = ln

@@ -35,9 +35,6 @@ import (
 	"aura/threshold"
 )
 
-// Version is the node's software version.
-const Version = "0.1.0"
-
 // Errors callers branch on.
 var (
 	ErrNoAccount   = errors.New("this device belongs to no account yet: run `aura-cli account create` or `aura-cli account join CODE`")
@@ -105,18 +102,23 @@ type Node struct {
 	dkg dkgSessions // phase 2: running keygen sessions
 
 	restoreMu sync.Mutex
+	lock      *homeLock // HOME/aura.lock, held until Close
+	started   bool      // New returned it (Close logs the stop)
 
 	kick chan struct{} // wakes reconnectLoop (see kickReconnect)
 	asks peerAsks      // when each device was last asked for peers
 }
 
-// New starts a node in o.Home.
-func New(ctx context.Context, o Options) (n *Node, err error) {
+// New starts a node in o.Home. Every startup failure returns one error
+// that says what happened and what to do, and leaves nothing running and
+// no socket behind.
+func New(ctx context.Context, o Options) (*Node, error) {
 	home := o.Home
 	if home == "" {
 		home = DefaultHome()
 	}
 	var cfg Config
+	var err error
 	if o.Config != nil {
 		cfg = o.Config.WithDefaults()
 		if err := cfg.Validate(); err != nil {
@@ -129,28 +131,45 @@ func New(ctx context.Context, o Options) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	lock, err := lockHome(home)
+	if err != nil {
+		return nil, err
+	}
 	log := o.Logger
 	if log == nil {
 		log = newLogger(cfg.Log, os.Stderr)
 	}
-	n = &Node{home: home, cfg: cfg, log: log, key: key, invites: map[string]*inviteRecord{}, kick: make(chan struct{}, 1)}
+	n := &Node{home: home, cfg: cfg, log: log, key: key, lock: lock, invites: map[string]*inviteRecord{}, kick: make(chan struct{}, 1)}
 	n.device = crdt.DeviceIDFromKey(key.Public().(ed25519.PublicKey))
 	n.log = n.log.With("device", n.device.Short())
 	n.ctx, n.cancel = context.WithCancel(context.Background())
-	defer func() {
-		if err != nil {
-			n.Close()
-		}
-	}()
+	if err := n.start(o); err != nil {
+		n.Close()
+		return nil, err
+	}
+	n.started = true
+	n.log.Info("node started", "peer", n.host.ID(), "addrs", n.host.Addrs(), "account", n.rep.Account())
+	return n, nil
+}
 
+// start brings up the parts of a node in order; on error, Close releases
+// whatever was started.
+func (n *Node) start(o Options) (err error) {
+	cfg, home, key := n.cfg, n.home, n.key
+	if err := checkListenFree(home, cfg.Listen); err != nil {
+		return err
+	}
+	metricsOn := cfg.Metrics.Address != "" && cfg.Metrics.Address != "off"
+	if metricsOn {
+		if n.metricsLn, err = listenMetrics(home, cfg.Metrics.Address); err != nil {
+			return err
+		}
+	}
 	n.store, err = pebblestore.Open(filepath.Join(home, DataDir), pebblestore.Options{
 		Pebble: &pebble.Options{Logger: pebbleLog{n.log.With("system", "pebble")}},
 	})
 	if err != nil {
-		if strings.Contains(err.Error(), "lock") {
-			return nil, fmt.Errorf("%w (is another aura-node running on %s?)", err, home)
-		}
-		return nil, err
+		return fmt.Errorf("open the store in %s: %w", filepath.Join(home, DataDir), err)
 	}
 	db := n.store.DB()
 	n.meta = &kvMeta{db: db, prefix: metaKeyPrefix}
@@ -159,19 +178,19 @@ func New(ctx context.Context, o Options) (n *Node, err error) {
 	n.reg = prometheus.NewRegistry()
 	n.m = newMetrics(n)
 	var reg prometheus.Registerer
-	if addr := cfg.Metrics.Address; addr != "" && addr != "off" {
+	if metricsOn {
 		reg = n.reg
 	}
 	n.gater = newGater()
 	n.gater.inviteOpen = n.inviteOpen
 	n.host, err = newHost(cfg, key, n.gater, reg)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	n.ghost = &guardedHost{Host: n.host, g: n.gater}
 	n.blobs, err = blobstore.New(db, prefixBlobs, blobstore.WithHost(n.ghost))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	var jitter [8]byte
 	_, _ = rand.Read(jitter[:])
@@ -187,10 +206,10 @@ func New(ctx context.Context, o Options) (n *Node, err error) {
 		KeepSnapshots:   cfg.Snapshot.Keep,
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := n.loadRecords(); err != nil {
-		return nil, err
+		return err
 	}
 	if err := n.loadShare(); err != nil {
 		n.log.Warn("threshold share not loaded", "err", err)
@@ -205,17 +224,17 @@ func New(ctx context.Context, o Options) (n *Node, err error) {
 	n.host.Network().Notify(&network.NotifyBundle{ConnectedF: n.onConnected})
 	if !n.rep.Account().IsZero() {
 		if err := n.startGossip(); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if !o.NoSocket {
 		if err := n.serveAPI(); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if reg != nil {
 		if err := n.serveMetrics(); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if *cfg.Discovery.MDNS {
@@ -229,8 +248,7 @@ func New(ctx context.Context, o Options) (n *Node, err error) {
 	n.wg.Add(2)
 	go n.tickLoop()
 	go n.reconnectLoop()
-	n.log.Info("node started", "peer", n.host.ID(), "addrs", n.host.Addrs(), "account", n.rep.Account())
-	return n, nil
+	return nil
 }
 
 // Close shuts the node down: API, loops, gossip, blobs, host, store. Every
@@ -248,6 +266,8 @@ func (n *Node) Close() error {
 	}
 	if n.metricsSrv != nil {
 		_ = n.metricsSrv.Close()
+	} else if n.metricsLn != nil {
+		_ = n.metricsLn.Close()
 	}
 	n.cancel()
 	if n.mdns != nil {
@@ -274,7 +294,10 @@ func (n *Node) Close() error {
 			err = cerr
 		}
 	}
-	n.log.Info("node stopped")
+	n.lock.release()
+	if n.started {
+		n.log.Info("node stopped")
+	}
 	return err
 }
 

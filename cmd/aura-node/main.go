@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -18,9 +19,21 @@ import (
 
 func main() {
 	if err := root().Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "aura-node:", err)
+		fmt.Fprintln(os.Stderr, "aura-node:", oneLine(err))
 		os.Exit(1)
 	}
+}
+
+// oneLine renders an error on one line (joined errors are separated by
+// "; ") with control characters escaped.
+func oneLine(err error) string {
+	s := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, s)
 }
 
 func root() *cobra.Command {
@@ -50,7 +63,9 @@ func root() *cobra.Command {
 		SilenceErrors: true,
 		Args:          cobra.NoArgs,
 		RunE:          run,
+		Version:       node.Version,
 	}
+	c.SetVersionTemplate("aura-node\n" + node.Build().String())
 	c.PersistentFlags().StringVar(&home, "home", "", "node directory (default $AURA_HOME, else ~/.aura)")
 
 	var listen []string
@@ -61,7 +76,8 @@ func root() *cobra.Command {
 		Short: "Write a config and a device key; print the device id",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			id, err := node.Init(homeOf(), node.InitOptions{Listen: listen, NoMDNS: noMDNS, NoPortMap: noPortMap, Metrics: metrics, Force: force})
+			notice := func(s string) { fmt.Fprintln(cmd.ErrOrStderr(), "aura-node init:", s) }
+			id, err := node.Init(homeOf(), node.InitOptions{Listen: listen, NoMDNS: noMDNS, NoPortMap: noPortMap, Metrics: metrics, Force: force, Notice: notice})
 			if err != nil {
 				return err
 			}
@@ -84,6 +100,9 @@ func root() *cobra.Command {
 		Short: "Run a narrated local mesh on loopback",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if nodes < 2 || nodes > 16 {
+				return fmt.Errorf("--nodes %d: the demo runs from 2 to 16 nodes", nodes)
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			err := node.RunDemo(ctx, cmd.OutOrStdout(), node.DemoOptions{Nodes: nodes})
