@@ -13,6 +13,22 @@ import (
 // ingest, decoding): 64 KiB. Larger payloads belong in blobs.
 const MaxFactSize = 64 << 10
 
+// EnvelopeOverhead bounds what a fact's envelope (account, author, seq,
+// epoch, Lamport time, kind, signature and their CBOR heads) adds to its
+// body; MaxBodySize is thus the largest body that always signs.
+const (
+	EnvelopeOverhead = 256
+	MaxBodySize      = MaxFactSize - EnvelopeOverhead
+)
+
+// CheckBodySize refuses an encoded body of n bytes that cannot fit a fact.
+func CheckBodySize(k Kind, n int) error {
+	if n > MaxBodySize {
+		return fmt.Errorf("%s body of %d bytes: %w (a body holds at most %d bytes)", k, n, ErrTooLarge, MaxBodySize)
+	}
+	return nil
+}
+
 // FormatVersion is the envelope format written and accepted.
 const FormatVersion = 1
 

@@ -2,6 +2,7 @@ package crdt
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -226,4 +227,18 @@ func FuzzDecodeState(f *testing.F) {
 		other.Join(st)
 		_ = other.Digest()
 	})
+}
+
+// A body of MaxBodySize bytes signs with the largest envelope fields, so
+// CheckBodySize never admits a body that Sign then refuses.
+func TestMaxBodySizeAlwaysSigns(t *testing.T) {
+	_, key, _ := ed25519.GenerateKey(nil)
+	body := make([]byte, MaxBodySize)
+	f := &Fact{Account: AccountID{1}, Seq: ^uint64(0), Epoch: ^uint64(0), Lamport: ^uint64(0), Kind: KindPut, Body: body}
+	if err := f.Sign(key); err != nil {
+		t.Fatalf("body of MaxBodySize: %v", err)
+	}
+	if err := CheckBodySize(KindPut, MaxBodySize+1); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("CheckBodySize(MaxBodySize+1) = %v, want ErrTooLarge", err)
+	}
 }

@@ -435,13 +435,14 @@ func (s *State) Join(o *State) {
 // requiredCap is the capability each kind needs ("" means membership).
 func requiredCap(k Kind) string {
 	switch k {
-	case KindDeviceAdded, KindDeviceRemoved, KindCapabilityGrant:
+	case KindDeviceAdded, KindDeviceRemoved, KindCapabilityGrant, KindGroupKey:
+		// A group key re-keys the account: an admin act.
 		return CapAdmin
 	case KindPut, KindDelete, KindBlobStored, KindBlobTombstoned, KindEnvelope, KindCacheInvalidated:
 		return CapWrite
 	case KindSnapshotProposed, KindSnapshotAbandoned:
 		return CapSnapshotPropose
-	case KindSnapshotVote, KindGroupKey:
+	case KindSnapshotVote:
 		return CapSnapshotVote
 	case KindUpgradeMetadata, KindUpgradeActivated:
 		return CapUpgradePublish

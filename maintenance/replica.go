@@ -486,6 +486,13 @@ func (r *Replica) Write(now int64, body crdt.Body) (Output, error) {
 	if r.state.Account.IsZero() {
 		return Output{}, ErrNoAccount
 	}
+	// Checked before buffering too: a buffered write that could not be
+	// signed at release would be an acknowledged write lost.
+	if enc, err := crdt.Marshal(body); err != nil {
+		return Output{}, fmt.Errorf("encode %s: %w", body.Kind(), err)
+	} else if err := crdt.CheckBodySize(body.Kind(), len(enc)); err != nil {
+		return Output{}, err
+	}
 	if fenced(body.Kind()) {
 		if r.fence != nil {
 			return Output{Events: []Event{{Kind: "buffered", Proposal: r.fence.Proposal, Detail: body.Kind().String()}}}, r.buffer(body)

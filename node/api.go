@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"aura/crdt"
 	"aura/maintenance"
 )
@@ -101,21 +103,26 @@ type Status struct {
 // PeerInfo is one connected peer.
 type PeerInfo struct {
 	Peer   string   `json:"peer"`
-	Device bool     `json:"device"` // a device of the account
-	Via    string   `json:"via"`    // direct or relayed
+	Device bool     `json:"device"`         // a device of the account
+	Name   string   `json:"name,omitempty"` // its name in the account
+	Via    string   `json:"via"`            // direct or relayed
 	Addrs  []string `json:"addrs"`
 }
 
-// FactInfo is one journal fact.
+// FactInfo is one journal fact, or (Pending) a write of this device
+// buffered behind its writer fence. Value is the value as text when it is
+// valid UTF-8; ValueBytes is always exact (base64 in JSON).
 type FactInfo struct {
-	ID      string `json:"id"`
-	Author  string `json:"author"`
-	Seq     uint64 `json:"seq"`
-	Epoch   uint64 `json:"epoch"`
-	Lamport uint64 `json:"lamport"`
-	Kind    string `json:"kind"`
-	Key     string `json:"key,omitempty"`
-	Value   string `json:"value,omitempty"`
+	ID         string `json:"id,omitempty"`
+	Author     string `json:"author"`
+	Seq        uint64 `json:"seq,omitempty"`
+	Epoch      uint64 `json:"epoch,omitempty"`
+	Lamport    uint64 `json:"lamport,omitempty"`
+	Kind       string `json:"kind"`
+	Key        string `json:"key,omitempty"`
+	Value      string `json:"value,omitempty"`
+	ValueBytes []byte `json:"value_base64,omitempty"`
+	Pending    bool   `json:"pending,omitempty"`
 }
 
 // Status reports the node's state.
@@ -180,9 +187,10 @@ func vvJSON(v crdt.VersionVector) map[string]uint64 {
 
 // Peers lists the connected peers.
 func (n *Node) Peers() []PeerInfo {
+	names := n.deviceNames()
 	var out []PeerInfo
 	for _, p := range n.host.Network().Peers() {
-		pi := PeerInfo{Peer: p.String(), Device: n.gater.isMember(p), Via: "direct"}
+		pi := PeerInfo{Peer: p.String(), Device: n.gater.isMember(p), Name: names[p], Via: "direct"}
 		for _, c := range n.host.Network().ConnsToPeer(p) {
 			if a := c.RemoteMultiaddr().String(); !slices.Contains(pi.Addrs, a) {
 				pi.Addrs = append(pi.Addrs, a)
@@ -197,8 +205,20 @@ func (n *Node) Peers() []PeerInfo {
 	return out
 }
 
-// Facts lists the journal's facts in causal order (Lamport, author, seq);
-// tail > 0 keeps the last tail.
+// deviceNames maps the account's devices to their names.
+func (n *Node) deviceNames() map[peer.ID]string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	m := map[peer.ID]string{}
+	for d, mem := range n.rep.State().Members {
+		m[PeerID(d)] = mem.Name
+	}
+	return m
+}
+
+// Facts lists the journal's facts in causal order (Lamport, author, seq),
+// then this device's writes buffered behind the fence (pending); tail > 0
+// keeps the last tail.
 func (n *Node) Facts(tail int) ([]FactInfo, error) {
 	var fs []*crdt.Fact
 	if err := n.store.All(func(f *crdt.Fact) error { fs = append(fs, f); return nil }); err != nil {
@@ -214,23 +234,26 @@ func (n *Node) Facts(tail int) ([]FactInfo, error) {
 		}
 		return a.Seq < b.Seq
 	})
-	if tail > 0 && len(fs) > tail {
-		fs = fs[len(fs)-tail:]
+	pend, err := n.pendingFacts()
+	if err != nil {
+		return nil, err
 	}
-	out := make([]FactInfo, 0, len(fs))
+	if tail > 0 && len(fs)+len(pend) > tail {
+		if len(pend) >= tail {
+			fs, pend = nil, pend[len(pend)-tail:]
+		} else {
+			fs = fs[len(fs)-(tail-len(pend)):]
+		}
+	}
+	out := make([]FactInfo, 0, len(fs)+len(pend))
 	for _, f := range fs {
 		fi := FactInfo{ID: f.ID().String(), Author: f.Author.String(), Seq: f.Seq, Epoch: f.Epoch, Lamport: f.Lamport, Kind: f.Kind.String()}
 		if b, err := f.DecodeBody(); err == nil {
-			switch v := b.(type) {
-			case *crdt.Put:
-				fi.Key, fi.Value = v.Key, string(v.Value)
-			case *crdt.Delete:
-				fi.Key = v.Key
-			}
+			fi.setBody(b)
 		}
 		out = append(out, fi)
 	}
-	return out, nil
+	return append(out, pend...), nil
 }
 
 // ---- server ----
@@ -270,20 +293,20 @@ func (n *Node) apiHandler() http.Handler {
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) { reply(w, n.Status(), nil) })
 	mux.HandleFunc("GET /v1/peers", func(w http.ResponseWriter, r *http.Request) { reply(w, n.Peers(), nil) })
 	mux.HandleFunc("POST /v1/facts", func(w http.ResponseWriter, r *http.Request) {
-		var req struct{ Key, Value string }
+		var req PutRequest
 		if !decode(w, r, &req) {
 			return
 		}
-		if req.Key == "" {
-			reply(w, nil, errorf(ErrBadRequest, "empty key"))
+		if err := checkKey(req.Key); err != nil {
+			reply(w, nil, err)
 			return
 		}
-		id, err := n.Put(req.Key, []byte(req.Value))
-		res := map[string]any{"key": req.Key, "buffered": id == crdt.FactID{}}
+		id, err := n.Put(req.Key, req.Value)
+		res := PutResult{Key: req.Key, Size: len(req.Value), Buffered: id == crdt.FactID{}}
 		if id != (crdt.FactID{}) {
-			res["id"] = id.String()
+			res.ID = id.String()
 		}
-		reply(w, res, err)
+		reply(w, res, tooLarge(err, req.Key, req.Value))
 	})
 	mux.HandleFunc("GET /v1/facts/{key...}", func(w http.ResponseWriter, r *http.Request) {
 		key := r.PathValue("key")
@@ -291,12 +314,11 @@ func (n *Node) apiHandler() http.Handler {
 			reply(w, nil, ErrNoAccount)
 			return
 		}
-		v, ok := n.Get(key)
-		if !ok {
-			reply(w, nil, errorf(ErrNotFound, "no value for key %q", key))
-			return
+		v, ok, err := n.Read(key)
+		if err == nil && !ok {
+			err = errorf(ErrNotFound, "no value for key %q", key)
 		}
-		reply(w, map[string]string{"key": key, "value": string(v)}, nil)
+		reply(w, GetResult{Key: key, Value: v.Bytes, Pending: v.Pending}, err)
 	})
 	mux.HandleFunc("GET /v1/facts", func(w http.ResponseWriter, r *http.Request) {
 		tail, _ := strconv.Atoi(r.URL.Query().Get("tail"))
@@ -338,12 +360,22 @@ func (n *Node) apiHandler() http.Handler {
 		a, err := n.Join(r.Context(), req.Code)
 		reply(w, map[string]string{"account": a.String()}, err)
 	})
+	mux.HandleFunc("POST /v1/peers/connect", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Addr string `json:"addr"`
+		}
+		if !decode(w, r, &req) {
+			return
+		}
+		p, err := n.ConnectAddr(r.Context(), req.Addr)
+		reply(w, p, err)
+	})
 	n.phase2Routes(mux)
 	return mux
 }
 
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(v); err != nil {
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<20)).Decode(v); err != nil {
 		reply(w, nil, errorf(ErrBadRequest, "%v", err))
 		return false
 	}
@@ -362,7 +394,7 @@ func reply(w http.ResponseWriter, v any, err error) {
 
 func statusOf(err error) int {
 	switch {
-	case errors.Is(err, ErrBadRequest):
+	case errors.Is(err, ErrBadRequest), errors.Is(err, ErrTooLarge):
 		return http.StatusBadRequest
 	case errors.Is(err, ErrNotFound):
 		return http.StatusNotFound

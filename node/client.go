@@ -101,24 +101,45 @@ func (c *Client) Peers(ctx context.Context) ([]PeerInfo, error) {
 	return p, c.do(ctx, "GET", "/v1/peers", nil, &p)
 }
 
+// PutRequest writes Value (exact bytes; base64 in JSON) under Key.
+type PutRequest struct {
+	Key   string `json:"key"`
+	Value []byte `json:"value"`
+}
+
 // PutResult is the answer of Put.
 type PutResult struct {
 	Key      string `json:"key"`
 	ID       string `json:"id,omitempty"`
+	Size     int    `json:"size"`
 	Buffered bool   `json:"buffered"`
 }
 
+// GetResult is the answer of Get: the exact bytes, and whether they are a
+// write of this device still buffered behind its writer fence.
+type GetResult struct {
+	Key     string `json:"key"`
+	Value   []byte `json:"value"`
+	Pending bool   `json:"pending"`
+}
+
 // Put writes an application key.
-func (c *Client) Put(ctx context.Context, key, value string) (PutResult, error) {
+func (c *Client) Put(ctx context.Context, key string, value []byte) (PutResult, error) {
 	var r PutResult
-	return r, c.do(ctx, "POST", "/v1/facts", map[string]string{"Key": key, "Value": value}, &r)
+	return r, c.do(ctx, "POST", "/v1/facts", PutRequest{Key: key, Value: value}, &r)
 }
 
 // Get reads an application key.
-func (c *Client) Get(ctx context.Context, key string) (string, error) {
-	var r struct{ Value string }
+func (c *Client) Get(ctx context.Context, key string) (GetResult, error) {
+	var r GetResult
 	err := c.do(ctx, "GET", "/v1/facts/"+url.PathEscape(key), nil, &r)
-	return r.Value, err
+	return r, err
+}
+
+// ConnectPeer dials a device of the account and remembers its address.
+func (c *Client) ConnectPeer(ctx context.Context, addr string) (PeerInfo, error) {
+	var p PeerInfo
+	return p, c.do(ctx, "POST", "/v1/peers/connect", map[string]string{"addr": addr}, &p)
 }
 
 // Facts lists journal facts (tail > 0: the last tail).

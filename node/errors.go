@@ -23,3 +23,20 @@ func errorf(kind error, format string, args ...any) error {
 
 // isKind reports whether err is of kind (a shorthand for errors.Is).
 func isKind(err, kind error) bool { return errors.Is(err, kind) }
+
+// thresholdRange refuses an M a key of n devices cannot have: 1 with a
+// single device, else from 2 to n (M = 1 of several would let any one
+// device sign for all). One message for every command that takes M.
+func thresholdRange(m, n int) error {
+	lo := 2
+	if n == 1 {
+		lo = 1
+	}
+	if m < lo || m > n {
+		if lo == n {
+			return errorf(ErrBadRequest, "--threshold %d is out of range: with %d device M must be %d", m, n, n)
+		}
+		return errorf(ErrBadRequest, "--threshold %d is out of range: with %d devices M must be from %d to %d", m, n, lo, n)
+	}
+	return nil
+}

@@ -22,6 +22,7 @@ import (
 	"github.com/multiformats/go-multiaddr"
 
 	"aura/crdt"
+	"aura/maintenance"
 )
 
 // JoinProtocol is the admission protocol: a joiner proves it holds an
@@ -65,7 +66,18 @@ type joinRequest struct {
 type joinResponse struct {
 	Error   string         `cbor:"1,keyasint,omitempty"`
 	Account crdt.AccountID `cbor:"2,keyasint"`
+	// Peers are the addresses of the account's other devices (bounded by
+	// maxJoinPeers), so a joiner reaches them even when the inviter goes
+	// offline right after the join.
+	Peers []peerRecord `cbor:"3,keyasint,omitempty"`
 }
+
+// maxJoinPeers bounds the devices a join answer names, maxJoinReply its
+// bytes.
+const (
+	maxJoinPeers = 64
+	maxJoinReply = 64 << 10
+)
 
 // inviteID names an invite on the wire; it reveals nothing of the key.
 func inviteID(secret []byte) []byte {
@@ -261,12 +273,16 @@ func (n *Node) handleJoin(s network.Stream) {
 		_ = s.Reset()
 		return
 	}
-	acct, err := n.admit(joiner, &req)
+	acct, out, err := n.admit(joiner, &req)
+	// DeviceAdded goes out before the answer, so the other devices admit
+	// the joiner even if this node goes offline right after.
+	n.handle(out)
 	resp := joinResponse{Account: acct}
 	if err != nil {
 		resp.Error = err.Error()
 		n.log.Warn("join refused", "peer", joiner, "err", err)
 	} else {
+		resp.Peers = n.peerRecords(joiner, maxJoinPeers)
 		n.log.Info("device joined", "peer", joiner, "name", req.Name)
 	}
 	_ = writeMsg(s, &resp)
@@ -276,11 +292,13 @@ func (n *Node) handleJoin(s network.Stream) {
 	_, _ = s.Read(buf)
 }
 
-// admit checks a join request and admits the device.
-func (n *Node) admit(joiner peer.ID, req *joinRequest) (crdt.AccountID, error) {
+// admit checks a join request and admits the device; the driver carries
+// out the Output (it publishes DeviceAdded).
+func (n *Node) admit(joiner peer.ID, req *joinRequest) (crdt.AccountID, maintenance.Output, error) {
+	var none maintenance.Output
 	dev, ok := DeviceOf(joiner)
 	if !ok {
-		return crdt.AccountID{}, fmt.Errorf("%w: peer is not an ed25519 device", ErrInviteProof)
+		return crdt.AccountID{}, none, fmt.Errorf("%w: peer is not an ed25519 device", ErrInviteProof)
 	}
 	id := hex.EncodeToString(req.ID)
 	n.mu.Lock()
@@ -289,20 +307,20 @@ func (n *Node) admit(joiner peer.ID, req *joinRequest) (crdt.AccountID, error) {
 	rec := n.invites[id]
 	switch {
 	case rec == nil:
-		return acct, ErrInviteUnknown
+		return acct, none, ErrInviteUnknown
 	case rec.Used:
-		return acct, ErrInviteUsed
+		return acct, none, ErrInviteUsed
 	case now() >= rec.Expires:
-		return acct, ErrInviteExpired
+		return acct, none, ErrInviteExpired
 	}
 	if !hmac.Equal(req.MAC, joinMAC(rec.Key, acct, n.host.ID(), joiner)) {
-		return acct, ErrInviteProof
+		return acct, none, ErrInviteProof
 	}
 	rec.Used = true
 	rec.UsedBy = []byte(joiner)
 	b, _ := crdt.Marshal(rec)
 	if err := n.nmeta.Put("invite/"+id, b); err != nil {
-		return acct, err
+		return acct, none, err
 	}
 	name := req.Name
 	if len(name) > 64 {
@@ -310,11 +328,33 @@ func (n *Node) admit(joiner peer.ID, req *joinRequest) (crdt.AccountID, error) {
 	}
 	out, err := n.rep.AddDevice(dev, name, nil)
 	if err != nil {
-		return acct, err
+		return acct, none, err
 	}
 	n.refreshMembersLocked()
-	go n.handle(out)
-	return acct, nil
+	return acct, out, nil
+}
+
+// openJoin dials the inviter and opens the join stream, retrying within
+// ctx: a dial that failed before (the joiner tried before the invite was
+// open, or the inviter was starting) leaves a dial backoff, which is
+// cleared rather than reported.
+func (n *Node) openJoin(ctx context.Context, ai peer.AddrInfo) (network.Stream, error) {
+	var last error
+	for {
+		n.clearBackoff(ai.ID)
+		if err := n.host.Connect(ctx, ai); err != nil {
+			last = errorf(ErrUnavailable, "cannot reach the inviter %s: %v (is its node running and reachable?)", ai.ID, err)
+		} else if s, err := n.host.NewStream(ctx, ai.ID, JoinProtocol); err != nil {
+			last = errorf(ErrUnavailable, "inviter %s does not accept joins: %v", ai.ID, err)
+		} else {
+			return s, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, last
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // Join admits this device to the account of an invite code: it dials the
@@ -359,7 +399,7 @@ func (n *Node) Join(ctx context.Context, code string) (crdt.AccountID, error) {
 		return fail(errorf(ErrUnavailable, "send join request: %v", err))
 	}
 	var resp joinResponse
-	if err := readMsg(bufio.NewReader(s), &resp, maxJoinMsg); err != nil {
+	if err := readMsg(bufio.NewReader(s), &resp, maxJoinReply); err != nil {
 		return fail(errorf(ErrUnavailable, "read the inviter's answer: %v", err))
 	}
 	if resp.Error != "" {
@@ -377,6 +417,7 @@ func (n *Node) Join(ctx context.Context, code string) (crdt.AccountID, error) {
 	if err := n.nmeta.Put("inviter", []byte(inviter)); err != nil {
 		return c.Account, err
 	}
+	n.learnPeers(resp.Peers[:min(len(resp.Peers), maxJoinPeers)], true)
 	if err := n.saveAccount(c.Account); err != nil {
 		return c.Account, err
 	}

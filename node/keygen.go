@@ -100,10 +100,13 @@ func (n *Node) Keygen(ctx context.Context, m int) (*GroupKeyInfo, error) {
 	if n.Account().IsZero() {
 		return nil, ErrNoAccount
 	}
+	if err := n.requireAdmin("run a key generation (it re-keys the account)"); err != nil {
+		return nil, err
+	}
 	members := n.Members()
 	nn := len(members)
-	if m < 1 || m > nn {
-		return nil, fmt.Errorf("%w: --threshold %d must be between 1 and the number of devices (%d)", ErrBadRequest, m, nn)
+	if err := thresholdRange(m, nn); err != nil {
+		return nil, err
 	}
 	self := -1
 	for i, d := range members {
@@ -117,9 +120,6 @@ func (n *Node) Keygen(ctx context.Context, m int) (*GroupKeyInfo, error) {
 	var key *threshold.GroupKey
 	var share *threshold.Share
 	if nn == 1 || m == 1 {
-		if nn != 1 {
-			return nil, fmt.Errorf("%w: --threshold must be at least 2 with %d devices", ErrBadRequest, nn)
-		}
 		k, shares, err := threshold.Deal(threshold.NewBN256(), rand.Reader, 1, 1)
 		if err != nil {
 			return nil, err

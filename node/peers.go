@@ -48,10 +48,21 @@ type peerRecord struct {
 func (n *Node) handlePeers(s network.Stream) {
 	defer s.Close()
 	_ = s.SetDeadline(time.Now().Add(peersTimeout))
-	asker := s.Conn().RemotePeer()
+	recs := n.peerRecords(s.Conn().RemotePeer(), maxPeerRecords)
+	b, err := crdt.Marshal(recs)
+	if err != nil || len(b) > maxPeersReply {
+		_ = s.Reset()
+		return
+	}
+	_, _ = s.Write(b)
+}
+
+// peerRecords lists the addresses this node knows for the account's
+// devices other than itself and except (at most limit devices).
+func (n *Node) peerRecords(except peer.ID, limit int) []peerRecord {
 	var recs []peerRecord
 	for p := range *n.gater.members.Load() {
-		if p == asker || p == n.host.ID() || len(recs) == maxPeerRecords {
+		if p == except || p == n.host.ID() || len(recs) == limit {
 			continue
 		}
 		addrs := n.host.Peerstore().Addrs(p)
@@ -64,12 +75,38 @@ func (n *Node) handlePeers(s network.Stream) {
 		}
 		recs = append(recs, rec)
 	}
-	b, err := crdt.Marshal(recs)
-	if err != nil || len(b) > maxPeersReply {
-		_ = s.Reset()
-		return
+	return recs
+}
+
+// learnPeers adds the addresses of records to the peerstore: of members
+// only, unless joined (a join answer, which arrives before the membership
+// facts do; its addresses are also remembered durably). It returns how
+// many devices it learned addresses for.
+func (n *Node) learnPeers(recs []peerRecord, joined bool) int {
+	learned := 0
+	for _, rec := range recs {
+		id, err := peer.IDFromBytes(rec.ID)
+		if err != nil || id == n.host.ID() || (!joined && !n.gater.isMember(id)) {
+			continue
+		}
+		var addrs []multiaddr.Multiaddr
+		for _, ab := range rec.Addrs[:min(len(rec.Addrs), maxPeerAddrs)] {
+			if a, err := multiaddr.NewMultiaddrBytes(ab); err == nil {
+				addrs = append(addrs, a)
+			}
+		}
+		if len(addrs) == 0 {
+			continue
+		}
+		n.host.Peerstore().AddAddrs(id, addrs, peerAddrTTL)
+		if joined {
+			// The inviter vouched for these devices; keep their addresses
+			// across a restart that comes before the first connection.
+			_ = n.rememberAddrs(id)
+		}
+		learned++
 	}
-	_, _ = s.Write(b)
+	return learned
 }
 
 // askPeers asks p for the addresses of the account's devices and adds those
@@ -96,24 +133,7 @@ func (n *Node) askPeers(ctx context.Context, p peer.ID) (int, error) {
 	if err := crdt.Unmarshal(b, &recs); err != nil {
 		return 0, fmt.Errorf("ask %s for peers: %w", p, err)
 	}
-	learned := 0
-	for _, rec := range recs[:min(len(recs), maxPeerRecords)] {
-		id, err := peer.IDFromBytes(rec.ID)
-		if err != nil || id == n.host.ID() || !n.gater.isMember(id) {
-			continue
-		}
-		var addrs []multiaddr.Multiaddr
-		for _, ab := range rec.Addrs[:min(len(rec.Addrs), maxPeerAddrs)] {
-			if a, err := multiaddr.NewMultiaddrBytes(ab); err == nil {
-				addrs = append(addrs, a)
-			}
-		}
-		if len(addrs) > 0 {
-			n.host.Peerstore().AddAddrs(id, addrs, peerAddrTTL)
-			learned++
-		}
-	}
-	return learned, nil
+	return n.learnPeers(recs[:min(len(recs), maxPeerRecords)], false), nil
 }
 
 // peerAsks remembers when each connected device was last asked for peers.

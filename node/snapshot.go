@@ -281,14 +281,14 @@ func (n *Node) Snapshot(id string) (*SnapshotInfo, error) {
 	for _, s := range n.Snapshots() {
 		if len(id) >= 4 && len(id) <= len(s.ID) && s.ID[:len(id)] == id {
 			if match != nil {
-				return nil, fmt.Errorf("%w: %q names more than one snapshot; give more of the id", ErrBadRequest, id)
+				return nil, errorf(ErrBadRequest, "%q names more than one snapshot; give more of the id", id)
 			}
 			s := s
 			match = &s
 		}
 	}
 	if match == nil {
-		return nil, fmt.Errorf("%w: no snapshot %q (see `aura-cli snapshot list`)", ErrNotFound, id)
+		return nil, errorf(ErrNotFound, "no snapshot %q (see `aura-cli snapshot list`)", id)
 	}
 	b, _ := hex.DecodeString(match.ID)
 	var pid [16]byte
@@ -300,7 +300,13 @@ func (n *Node) Snapshot(id string) (*SnapshotInfo, error) {
 
 func (n *Node) phase2Routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/snapshots", func(w http.ResponseWriter, r *http.Request) {
-		info, err := n.Propose()
+		var req struct {
+			Force bool `json:"force"`
+		}
+		if !decode(w, r, &req) {
+			return
+		}
+		info, err := n.ProposeChecked(req.Force)
 		reply(w, info, err)
 	})
 	mux.HandleFunc("GET /v1/snapshots", func(w http.ResponseWriter, r *http.Request) {
@@ -346,7 +352,7 @@ func (n *Node) phase2Routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/threshold", func(w http.ResponseWriter, r *http.Request) {
 		s := n.Status()
 		if s.GroupKey == nil {
-			reply(w, nil, fmt.Errorf("%w: %v", ErrNotFound, maintenance.ErrNoGroupKey))
+			reply(w, nil, errorf(ErrNotFound, "%w", maintenance.ErrNoGroupKey))
 			return
 		}
 		reply(w, s.GroupKey, nil)
@@ -355,10 +361,11 @@ func (n *Node) phase2Routes(mux *http.ServeMux) {
 
 // SnapshotClient calls.
 
-// Propose starts a snapshot round.
-func (c *Client) Propose(ctx context.Context) (SnapshotInfo, error) {
+// Propose starts a snapshot round (force: even when fewer than M key
+// holders are online).
+func (c *Client) Propose(ctx context.Context, force bool) (SnapshotInfo, error) {
 	var s SnapshotInfo
-	return s, c.do(ctx, "POST", "/v1/snapshots", struct{}{}, &s)
+	return s, c.do(ctx, "POST", "/v1/snapshots", map[string]bool{"force": force}, &s)
 }
 
 // Snapshots lists snapshots.

@@ -14,7 +14,8 @@ import (
 // runs the seeds and prints the summary table (or, with --json, one JSON
 // document) on stdout. It returns the exit code: 0 when every seed held
 // every invariant, 1 when one failed (the failing seeds are reported with
-// their fault schedule and the command that replays them), 2 on bad usage.
+// their fault schedule and the command that replays them) or on bad usage,
+// like every other aura-cli command.
 func Main(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("aura-cli sim", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -47,45 +48,57 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "Runs the deterministic simulator: N devices running the real crdt, threshold and\n")
 		fmt.Fprintf(stderr, "maintenance code over a virtual network and clock, with injected faults; checks\n")
 		fmt.Fprintf(stderr, "the invariants after every run. The same seed replays the same run bit for bit.\n\n")
-		fs.PrintDefaults()
+		printFlags(stderr, fs)
 		fmt.Fprintf(stderr, "\n%s\n", FaultSyntax)
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
-		return 2
+		return 1
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "aura-cli sim: unexpected argument %q\n", fs.Arg(0))
 		fs.Usage()
-		return 2
+		return 1
+	}
+	if cfg.Nodes < 2 || cfg.Nodes > 64 {
+		fmt.Fprintf(stderr, "aura-cli sim: --nodes %d: want from 2 to 64 devices\n", cfg.Nodes)
+		return 1
+	}
+	if cfg.Events < 1 {
+		fmt.Fprintf(stderr, "aura-cli sim: --events %d: want at least 1\n", cfg.Events)
+		return 1
+	}
+	if cfg.Parallel < 1 {
+		fmt.Fprintf(stderr, "aura-cli sim: --parallel %d: want at least 1\n", cfg.Parallel)
+		return 1
 	}
 	var err error
 	if cfg.Faults, err = ParseFaults(faults); err != nil {
 		fmt.Fprintf(stderr, "aura-cli sim: %v\n", err)
-		return 2
+		return 1
 	}
 	if cfg.Defects, err = ParseDefects(defects); err != nil {
 		fmt.Fprintf(stderr, "aura-cli sim: --defects: %v\n", err)
-		return 2
+		return 1
 	}
 	if duration != "" {
 		if cfg.Duration, err = parseMillis(duration); err != nil {
 			fmt.Fprintf(stderr, "aura-cli sim: --duration %s: %v\n", duration, err)
-			return 2
+			return 1
 		}
 	}
 	if seeds < 1 {
 		fmt.Fprintf(stderr, "aura-cli sim: --seeds %d: want at least 1\n", seeds)
-		return 2
+		return 1
 	}
 	cfg.Seed = seed
 	if trace != "" {
 		f, err := os.Create(trace)
 		if err != nil {
 			fmt.Fprintf(stderr, "aura-cli sim: %v\n", err)
-			return 2
+			return 1
 		}
 		bw := bufio.NewWriterSize(f, 1<<20)
 		cfg.TraceWriter = bw
@@ -101,12 +114,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	sum := Sweep(cfg, seeds)
 	if sum.Err != nil {
 		fmt.Fprintf(stderr, "aura-cli sim: %v\n", sum.Err)
-		return 2
+		return 1
 	}
 	if asJSON {
 		if err := writeJSON(stdout, sum); err != nil {
 			fmt.Fprintf(stderr, "aura-cli sim: %v\n", err)
-			return 2
+			return 1
 		}
 	} else {
 		sum.WriteTable(stdout)
@@ -115,6 +128,22 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// printFlags lists the flags in the --flag style of every aura-cli command.
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		name, usage := flag.UnquoteUsage(f)
+		arg := "--" + f.Name
+		if name != "" {
+			arg += " " + name
+		}
+		def := ""
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
+			def = fmt.Sprintf(" (default %s)", f.DefValue)
+		}
+		fmt.Fprintf(w, "  %-28s %s%s\n", arg, usage, def)
+	})
 }
 
 type jsonRun struct {

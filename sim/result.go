@@ -23,37 +23,37 @@ func (v Violation) String() string {
 
 // Stats are a run's figures.
 type Stats struct {
-	DeviceEvents int   // device-events handled, quiesce and probes included
-	ActiveEvents int   // of which in the active phase
-	ActiveMs     int64 // virtual length of the active phase
-	VirtualMs    int64 // virtual length of the whole run
-	TraceLines   int
+	DeviceEvents int   `json:"device_events"` // device-events handled, quiesce and probes included
+	ActiveEvents int   `json:"active_events"` // of which in the active phase
+	ActiveMs     int64 `json:"active_ms"`     // virtual length of the active phase
+	VirtualMs    int64 `json:"virtual_ms"`    // virtual length of the whole run
+	TraceLines   int   `json:"trace_lines"`
 
-	Writes     int // acknowledged application writes
-	Buffered   int // of which buffered behind a writer fence
-	Proposals  int // snapshot proposals (operator and probes; watermark ones are in the trace)
-	Completed  int // distinct snapshots completed
-	Abandoned  int
-	GCs        int
-	Restores   int
-	Admitted   int // fresh devices admitted
-	CoreErrors int // "error" events of the cores
-	Syncs      int
-	Delivered  int
-	Lost       int
-	Duplicated int
-	Dropped    int // deliveries dropped because an end crashed or the link went down
+	Writes     int `json:"writes"`    // acknowledged application writes
+	Buffered   int `json:"buffered"`  // of which buffered behind a writer fence
+	Proposals  int `json:"proposals"` // snapshot proposals (operator and probes; watermark ones are in the trace)
+	Completed  int `json:"completed"` // distinct snapshots completed
+	Abandoned  int `json:"abandoned"`
+	GCs        int `json:"gcs"`
+	Restores   int `json:"restores"`
+	Admitted   int `json:"admitted"`    // fresh devices admitted
+	CoreErrors int `json:"core_errors"` // "error" events of the cores
+	Syncs      int `json:"syncs"`
+	Delivered  int `json:"delivered"`
+	Lost       int `json:"lost"`
+	Duplicated int `json:"duplicated"`
+	Dropped    int `json:"dropped"` // deliveries dropped because an end crashed or the link went down
 
-	PrunedFacts    uint64
-	RestoreErrors  int
-	Crashes        int
-	MidCallCrashes int // of which struck inside a core call
-	Partitions     int
-	Offlines       int
-	ByzActs        int
+	PrunedFacts    uint64 `json:"pruned_facts"`
+	RestoreErrors  int    `json:"restore_errors"`
+	Crashes        int    `json:"crashes"`
+	MidCallCrashes int    `json:"mid_call_crashes"` // of which struck inside a core call
+	Partitions     int    `json:"partitions"`
+	Offlines       int    `json:"offlines"`
+	ByzActs        int    `json:"byz_acts"`
 
-	CompletionsChecked   int
-	CompletionsUnchecked int // equivocations too tangled to tell the branch
+	CompletionsChecked   int `json:"completions_checked"`
+	CompletionsUnchecked int `json:"completions_unchecked"` // equivocations too tangled to tell the branch
 }
 
 func (s *Stats) add(o Stats) {

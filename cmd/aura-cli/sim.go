@@ -9,7 +9,7 @@ import (
 )
 
 // exitCode carries a command's own exit status (sim: 1 = an invariant
-// failed, 2 = bad usage) up to main.
+// failed or bad usage) up to main, which exits with it silently.
 type exitCode int
 
 func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
@@ -21,6 +21,7 @@ func simCmd() *cobra.Command {
 		Use:                "sim [--nodes N] [--seed S] [--seeds K] [--faults SPEC] [--events E] [--duration D] [--trace FILE]",
 		Short:              "Run the deterministic simulator (the real protocol cores under injected faults)",
 		DisableFlagParsing: true,
+		Annotations:        map[string]string{offline: "yes"},
 		RunE: func(c *cobra.Command, args []string) error {
 			if code := sim.Main(args, c.OutOrStdout(), c.ErrOrStderr()); code != 0 {
 				return exitCode(code)
