@@ -4,27 +4,51 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 )
 
-// bins builds aura-node and aura-cli into a temporary directory.
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// TestMain removes the binaries bins built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// bins builds aura-node and aura-cli once for the package's tests.
 func bins(t *testing.T) (nodeBin, cliBin string) {
 	t.Helper()
-	dir := t.TempDir()
-	nodeBin, cliBin = filepath.Join(dir, "aura-node"), filepath.Join(dir, "aura-cli")
-	for bin, pkg := range map[string]string{nodeBin: "aura/cmd/aura-node", cliBin: "aura/cmd/aura-cli"} {
-		out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput()
-		if err != nil {
-			t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+	buildOnce.Do(func() {
+		if binDir, buildErr = os.MkdirTemp("", "aura-bins"); buildErr != nil {
+			return
 		}
+		for _, pkg := range []string{"aura/cmd/aura-node", "aura/cmd/aura-cli"} {
+			out, err := exec.Command("go", "build", "-o", binDir, pkg).CombinedOutput()
+			if err != nil {
+				buildErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+				return
+			}
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
 	}
-	return nodeBin, cliBin
+	return filepath.Join(binDir, "aura-node"), filepath.Join(binDir, "aura-cli")
 }
 
 type env struct {
