@@ -209,9 +209,13 @@ func (n *Node) Peers() []PeerInfo {
 func (n *Node) deviceNames() map[peer.ID]string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	st := n.rep.State()
 	m := map[peer.ID]string{}
-	for d, mem := range n.rep.State().Members {
+	for d, mem := range st.Members {
 		m[PeerID(d)] = mem.Name
+		if dm := st.Devices[d]; dm != nil && dm.Name != "" {
+			m[PeerID(d)] = dm.Name // what the device says of itself, newest
+		}
 	}
 	return m
 }

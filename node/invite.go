@@ -427,5 +427,6 @@ func (n *Node) Join(ctx context.Context, code string) (crdt.AccountID, error) {
 	if err := n.SyncWith(ctx, inviter); err != nil {
 		n.log.Warn("first sync with the inviter failed; gossip and periodic sync will catch up", "err", err)
 	}
+	n.publishMetadata()
 	return c.Account, nil
 }

@@ -103,6 +103,7 @@ type Node struct {
 
 	restoreMu sync.Mutex
 	lock      *homeLock // HOME/aura.lock, held until Close
+	last      lastSeen  // when each device was last connected
 	started   bool      // New returned it (Close logs the stop)
 
 	kick chan struct{} // wakes reconnectLoop (see kickReconnect)
@@ -148,6 +149,7 @@ func New(ctx context.Context, o Options) (*Node, error) {
 		return nil, err
 	}
 	n.started = true
+	n.publishMetadata()
 	n.log.Info("node started", "peer", n.host.ID(), "addrs", n.host.Addrs(), "account", n.rep.Account())
 	return n, nil
 }
@@ -221,7 +223,8 @@ func (n *Node) start(o Options) (err error) {
 	n.host.SetStreamHandler(DKGProtocol, n.guardStream(n.handleDKG))
 	n.host.SetStreamHandler(SnapshotProtocol, n.guardStream(n.handleSnapshotInfo))
 	n.host.SetStreamHandler(PeersProtocol, n.guardStream(n.handlePeers))
-	n.host.Network().Notify(&network.NotifyBundle{ConnectedF: n.onConnected})
+	n.loadSeen()
+	n.host.Network().Notify(&network.NotifyBundle{ConnectedF: n.onConnected, DisconnectedF: n.onDisconnected})
 	if !n.rep.Account().IsZero() {
 		if err := n.startGossip(); err != nil {
 			return err
@@ -500,6 +503,7 @@ func (n *Node) reconnectLoop() {
 			kicked = true
 		}
 		t.Reset(every)
+		n.persistSeen()
 		var wg sync.WaitGroup
 		for p := range *n.gater.members.Load() {
 			if p == n.host.ID() || n.host.Network().Connectedness(p) != network.Connected || !n.asks.due(p, time.Now(), kicked) {
@@ -578,6 +582,9 @@ func (n *Node) loadPeerAddrs() {
 func (n *Node) onConnected(_ network.Network, c network.Conn) {
 	p := c.RemotePeer()
 	if n.gater.known(p) {
+		if n.gater.isMember(p) {
+			n.seen(p)
+		}
 		n.m.connects.Inc()
 		n.kickReconnect()
 		return
@@ -641,6 +648,7 @@ func (n *Node) CreateAccount(name string, thresholdM uint64) (crdt.AccountID, er
 		return acct, err
 	}
 	n.handle(out)
+	n.publishMetadata()
 	return acct, nil
 }
 

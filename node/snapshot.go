@@ -110,6 +110,9 @@ func (n *Node) Restore(ctx context.Context, progress func(done, total int64)) (*
 	if n.Account().IsZero() {
 		return nil, ErrNoAccount
 	}
+	if err := n.waitForDevices(ctx); err != nil {
+		return nil, err
+	}
 	peers := n.connectedKnown()
 	n.mu.Lock()
 	c := n.rep.NewestSnapshot()
@@ -325,7 +328,12 @@ func (n *Node) phase2Routes(mux *http.ServeMux) {
 		enc := json.NewEncoder(w)
 		fl, _ := w.(http.Flusher)
 		last := time.Time{}
-		res, err := n.Restore(r.Context(), func(done, total int64) {
+		var req struct {
+			WaitMS int64 `json:"wait_ms"`
+		}
+		_ = json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<10)).Decode(&req)
+		ctx := withPeerWait(r.Context(), time.Duration(req.WaitMS)*time.Millisecond)
+		res, err := n.Restore(ctx, func(done, total int64) {
 			if time.Since(last) < 100*time.Millisecond && done < total {
 				return
 			}
@@ -384,7 +392,13 @@ func (c *Client) Snapshot(ctx context.Context, id string) (SnapshotInfo, error) 
 // bytes fetched.
 func (c *Client) Restore(ctx context.Context, progress func(done, total int64)) (RestoreResult, error) {
 	var r RestoreResult
-	err := c.streamLines(ctx, "POST", "/v1/restore", struct{}{}, func(m json.RawMessage) {
+	// The node waits for a reachable device at most until shortly before
+	// this call gives up, so it can still say why.
+	var wait int64
+	if dl, ok := ctx.Deadline(); ok {
+		wait = max(time.Until(dl).Milliseconds()*9/10, time.Until(dl).Milliseconds()-2000, 1)
+	}
+	err := c.streamLines(ctx, "POST", "/v1/restore", map[string]int64{"wait_ms": wait}, func(m json.RawMessage) {
 		var p struct{ Done, Total int64 }
 		if json.Unmarshal(m, &p) == nil && progress != nil {
 			progress(p.Done, p.Total)

@@ -290,6 +290,13 @@ func TestPeersConnect(t *testing.T) {
 	if len(st.Addrs) == 0 {
 		t.Fatal("status lists no address")
 	}
+	// restore says why it cannot start, within its timeout.
+	start := time.Now()
+	if out := e.fail(a, "--timeout", "4s", "restore"); !strings.Contains(out, "no device of the account is reachable; 1 device known: ") || !strings.Contains(out, "(last seen 20") {
+		t.Fatalf("restore with no device reachable: %q", out)
+	} else if time.Since(start) > 10*time.Second {
+		t.Fatalf("restore took %s to give up with --timeout 4s", time.Since(start))
+	}
 	if out := e.fail(a, "peers", "connect", "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWDGGPz5dmMCVuSXbFb6TJtSEWWi85BpzULvqjp3XaLh2m"); !strings.Contains(out, "is not a device of this account") {
 		t.Fatalf("connect to a stranger: %q", out)
 	}
