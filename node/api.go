@@ -403,11 +403,16 @@ func statusOf(err error) int {
 	case errors.Is(err, ErrNotFound):
 		return http.StatusNotFound
 	case errors.Is(err, ErrNoAccount), errors.Is(err, ErrHasAccount), errors.Is(err, maintenance.ErrNoAccount),
-		errors.Is(err, maintenance.ErrHasAccount), errors.Is(err, maintenance.ErrNoGroupKey), errors.Is(err, maintenance.ErrRoundOpen):
+		errors.Is(err, maintenance.ErrHasAccount), errors.Is(err, maintenance.ErrNoGroupKey), errors.Is(err, maintenance.ErrRoundOpen),
+		errors.Is(err, maintenance.ErrStaleProposal), errors.Is(err, maintenance.ErrNeedsRestore):
 		return http.StatusConflict
+	case errors.Is(err, ErrNoSnapshot):
+		return http.StatusNotFound
+	case errors.Is(err, maintenance.ErrBadSnapshot), errors.Is(err, maintenance.ErrDigestMismatch):
+		return http.StatusUnprocessableEntity
 	case errors.Is(err, ErrInvite), errors.Is(err, ErrNotAdmin), errors.Is(err, maintenance.ErrNotPermitted):
 		return http.StatusForbidden
-	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrClosed):
+	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrClosed), errors.Is(err, ErrNoPeers):
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError

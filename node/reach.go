@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -77,7 +78,7 @@ func (n *Node) onDisconnected(_ network.Network, c network.Conn) {
 }
 
 // ErrNoPeers: no device of the account is reachable.
-var ErrNoPeers = fmt.Errorf("%w: no device of the account is reachable", ErrUnavailable)
+var ErrNoPeers = errors.New("no device of the account is reachable")
 
 // waitForDevices waits until a device of the account is connected, up to
 // ctx's deadline, and otherwise says how many are known and when each was

@@ -144,7 +144,7 @@ func (n *Node) Restore(ctx context.Context, progress func(done, total int64)) (*
 	held, _ := n.blobs.Has(ctx, root)
 	if !held {
 		if len(peers) == 0 {
-			return nil, fmt.Errorf("%w: no device of the account is connected to fetch snapshot %s from", ErrUnavailable, root)
+			return nil, errorf(ErrUnavailable, "no device of the account is connected to fetch snapshot %s from", root)
 		}
 		if _, err := n.blobs.Fetch(ctx, root, peers, progress); err != nil {
 			return nil, fmt.Errorf("fetch snapshot blob %s: %w", root, err)

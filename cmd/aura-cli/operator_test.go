@@ -251,8 +251,18 @@ func TestJoinerReachesAccountWithoutInviter(t *testing.T) {
 		e.initLoopback(h, freeTCPPort(t))
 	}
 	na := e.start(a)
+	var st struct {
+		Addrs []string `json:"addrs"`
+	}
+	_ = json.Unmarshal([]byte(e.cli(a, "--json", "status")), &st)
+	// c dials a (its bootstrap) before any invite is open: a refuses it,
+	// which leaves c with a dial backoff for a; its join must not fail.
+	cfg := filepath.Join(c, "config.toml")
+	b0, _ := os.ReadFile(cfg)
+	_ = os.WriteFile(cfg, bytes.Replace(b0, []byte("bootstrap = []"), []byte("bootstrap = ['"+st.Addrs[0]+"']"), 1), 0o600)
 	e.start(b)
 	e.start(c)
+	time.Sleep(time.Second)
 	e.cli(a, "account", "create")
 	e.cli(b, "account", "join", lastLine(e.cli(a, "account", "invite")))
 	e.cli(c, "account", "join", lastLine(e.cli(a, "account", "invite")))
