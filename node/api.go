@@ -98,6 +98,7 @@ type Status struct {
 	LastGC         *GCInfo           `json:"last_gc,omitempty"`
 	Evidence       int               `json:"equivocation_evidence"`
 	GroupKey       *GroupKeyInfo     `json:"group_key,omitempty"`
+	Disk           *DiskInfo         `json:"disk,omitempty"`
 }
 
 // PeerInfo is one connected peer.
@@ -132,6 +133,7 @@ func (n *Node) Status() Status {
 		s.Addrs = append(s.Addrs, a.String()+"/p2p/"+n.host.ID().String())
 	}
 	s.Peers = len(n.ConnectedDevices())
+	s.Disk = n.space.info()
 	js := n.store.Stats()
 	s.Journal = JournalInfo{js.Facts, js.Bytes, js.Pending, js.Equivocations, js.PrunedFacts, js.PrunedBytes}
 	s.VersionVector = vvJSON(n.store.VersionVector())
@@ -412,6 +414,8 @@ func statusOf(err error) int {
 		return http.StatusUnprocessableEntity
 	case errors.Is(err, ErrInvite), errors.Is(err, ErrNotAdmin), errors.Is(err, maintenance.ErrNotPermitted):
 		return http.StatusForbidden
+	case errors.Is(err, ErrDiskFull):
+		return http.StatusInsufficientStorage
 	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrClosed), errors.Is(err, ErrNoPeers):
 		return http.StatusServiceUnavailable
 	}

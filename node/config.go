@@ -60,6 +60,15 @@ type Config struct {
 	Sync      SyncConfig      `toml:"sync"`
 	Snapshot  SnapshotConfig  `toml:"snapshot"`
 	Invite    InviteConfig    `toml:"invite"`
+	Storage   StorageConfig   `toml:"storage"`
+}
+
+// StorageConfig is the free-space guard (see space.go).
+type StorageConfig struct {
+	// MinFreeMB: below this much free space writes are refused (0: never).
+	MinFreeMB int64 `toml:"min_free_mb"`
+	// BallastMB is the reserve file released when the alarm goes up.
+	BallastMB int64 `toml:"ballast_mb"`
 }
 
 // DiscoveryConfig turns LAN discovery on or off.
@@ -153,6 +162,7 @@ func DefaultConfig() Config {
 		Sync:      SyncConfig{Interval: Duration(30 * time.Second), Reconnect: Duration(10 * time.Second)},
 		Snapshot:  SnapshotConfig{Tick: Duration(500 * time.Millisecond), Timeout: Duration(60 * time.Second), WatermarkMB: 100, Keep: 2},
 		Invite:    InviteConfig{TTL: Duration(15 * time.Minute)},
+		Storage:   StorageConfig{MinFreeMB: 64, BallastMB: 16},
 	}
 }
 
@@ -215,6 +225,12 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Invite.TTL == 0 {
 		c.Invite.TTL = d.Invite.TTL
+	}
+	if c.Storage.MinFreeMB == 0 {
+		c.Storage.MinFreeMB = d.Storage.MinFreeMB
+	}
+	if c.Storage.BallastMB == 0 {
+		c.Storage.BallastMB = d.Storage.BallastMB
 	}
 	return c
 }
@@ -285,6 +301,12 @@ func (c Config) Validate() error {
 	}
 	if c.Snapshot.Keep < 1 {
 		bad("snapshot.keep", "%d must be at least 1", c.Snapshot.Keep)
+	}
+	if c.Storage.MinFreeMB < 0 && c.Storage.MinFreeMB != -1 {
+		bad("storage.min_free_mb", "%d must be positive, or -1 to turn the guard off", c.Storage.MinFreeMB)
+	}
+	if c.Storage.BallastMB < 0 && c.Storage.BallastMB != -1 {
+		bad("storage.ballast_mb", "%d must be positive, or -1 for no ballast", c.Storage.BallastMB)
 	}
 	if c.Invite.TTL < Duration(time.Second) {
 		bad("invite.ttl", "%s is below 1s", time.Duration(c.Invite.TTL))
@@ -376,7 +398,9 @@ func (c Config) Render() []byte {
 	p("# How long a snapshot round may take before it is abandoned.\ntimeout = %s\n", quote(time.Duration(c.Snapshot.Timeout).String()))
 	p("# Journal size (MB) past which this device proposes a snapshot; negative: never.\nwatermark_mb = %d\n", c.Snapshot.WatermarkMB)
 	p("# Snapshot blobs kept pinned.\nkeep = %d\n\n", c.Snapshot.Keep)
-	p("[invite]\n# How long an invite code stays valid.\nttl = %s\n", quote(time.Duration(c.Invite.TTL).String()))
+	p("[invite]\n# How long an invite code stays valid.\nttl = %s\n\n", quote(time.Duration(c.Invite.TTL).String()))
+	p("[storage]\n# Below this much free space (MB) under HOME/data, writes are refused until\n# space is freed (reads, sync and snapshots go on); -1 turns the guard off.\nmin_free_mb = %d\n", c.Storage.MinFreeMB)
+	p("# Reserve file (MB) released when the guard trips, so snapshots and GC\n# can run; -1 for none.\nballast_mb = %d\n", c.Storage.BallastMB)
 	return []byte(b.String())
 }
 

@@ -39,6 +39,7 @@ func TestConfig() Config {
 	c.Snapshot.Tick = Duration(100 * time.Millisecond)
 	c.Snapshot.Timeout = Duration(15 * time.Second)
 	c.Snapshot.WatermarkMB = -1
+	c.Storage.BallastMB = -1 // many homes at once: no 16 MB reserve each
 	return c
 }
 

@@ -408,10 +408,7 @@ func (n *Node) Join(ctx context.Context, code string) (crdt.AccountID, error) {
 	if resp.Account != c.Account {
 		return fail(fmt.Errorf("%w: inviter answered for account %s, the code names %s", ErrInvite, resp.Account, c.Account))
 	}
-	n.mu.Lock()
-	err = n.rep.Join(c.Account)
-	n.mu.Unlock()
-	if err != nil {
+	if err := n.withLock(func() error { return n.rep.Join(c.Account) }); err != nil {
 		return fail(err)
 	}
 	if err := n.nmeta.Put("inviter", []byte(inviter)); err != nil {

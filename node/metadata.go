@@ -4,6 +4,7 @@ import (
 	"slices"
 
 	"aura/crdt"
+	"aura/maintenance"
 )
 
 // publishMetadata appends DeviceMetadata (this device's name, the account
@@ -12,18 +13,19 @@ import (
 // create and after join.
 func (n *Node) publishMetadata() {
 	want := &crdt.DeviceMetadata{Name: n.cfg.Name, SupportedProtocols: AccountProtocols, UpgradePolicy: crdt.PolicyManual}
-	n.mu.Lock()
-	st := n.rep.State()
-	if st.Account.IsZero() || !st.Holds(n.device, "", st.Epoch) {
-		n.mu.Unlock()
-		return
-	}
-	if cur := st.Devices[n.device]; cur != nil && cur.Name == want.Name && cur.Policy == want.UpgradePolicy && sameSet(cur.Protocols, want.SupportedProtocols) {
-		n.mu.Unlock()
-		return
-	}
-	out, err := n.rep.WriteMeta(want)
-	n.mu.Unlock()
+	var out maintenance.Output
+	err := n.withLock(func() error {
+		st := n.rep.State()
+		if st.Account.IsZero() || !st.Holds(n.device, "", st.Epoch) {
+			return nil
+		}
+		if cur := st.Devices[n.device]; cur != nil && cur.Name == want.Name && cur.Policy == want.UpgradePolicy && sameSet(cur.Protocols, want.SupportedProtocols) {
+			return nil
+		}
+		var err error
+		out, err = n.rep.WriteMeta(want)
+		return err
+	})
 	if err != nil {
 		n.log.Warn("device metadata not published", "err", err)
 		return

@@ -18,6 +18,7 @@ type metrics struct {
 	writes, ingested, rejected, connects prometheus.Counter
 	events                               *prometheus.CounterVec
 	facts, bytes, peers, members, epoch  prometheus.Gauge
+	diskFree, diskFull                   prometheus.Gauge
 }
 
 func newMetrics(n *Node) *metrics {
@@ -33,8 +34,10 @@ func newMetrics(n *Node) *metrics {
 		peers:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "aura_connected_devices", Help: "Connected devices of the account."}),
 		members:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "aura_account_devices", Help: "Devices in the account."}),
 		epoch:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "aura_identity_epoch", Help: "The account's identity epoch."}),
+		diskFree: prometheus.NewGauge(prometheus.GaugeOpts{Name: "aura_disk_free_bytes", Help: "Free bytes of the filesystem under HOME/data."}),
+		diskFull: prometheus.NewGauge(prometheus.GaugeOpts{Name: "aura_disk_full", Help: "1 while writes are refused for lack of free space."}),
 	}
-	r.MustRegister(m.writes, m.ingested, m.rejected, m.connects, m.events, m.facts, m.bytes, m.peers, m.members, m.epoch)
+	r.MustRegister(m.writes, m.ingested, m.rejected, m.connects, m.events, m.facts, m.bytes, m.peers, m.members, m.epoch, m.diskFree, m.diskFull)
 	r.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	r.MustRegister(gossipCollector{n})
 	return m
@@ -47,6 +50,10 @@ func (m *metrics) update(n *Node) {
 	m.bytes.Set(float64(st.Bytes))
 	m.peers.Set(float64(len(n.ConnectedDevices())))
 	m.members.Set(float64(len(*n.gater.members.Load())))
+	if d := n.space.info(); d != nil {
+		m.diskFree.Set(float64(d.FreeBytes))
+		m.diskFull.Set(map[bool]float64{false: 0, true: 1}[d.Full])
+	}
 	n.mu.Lock()
 	m.epoch.Set(float64(n.rep.State().Epoch))
 	n.mu.Unlock()

@@ -104,6 +104,8 @@ type Node struct {
 	restoreMu sync.Mutex
 	lock      *homeLock // HOME/aura.lock, held until Close
 	last      lastSeen  // when each device was last connected
+	fatal     *fatalSignal
+	space     *spaceGuard // free-space guard of HOME/data
 	started   bool      // New returned it (Close logs the stop)
 
 	kick chan struct{} // wakes reconnectLoop (see kickReconnect)
@@ -140,7 +142,7 @@ func New(ctx context.Context, o Options) (*Node, error) {
 	if log == nil {
 		log = newLogger(cfg.Log, os.Stderr)
 	}
-	n := &Node{home: home, cfg: cfg, log: log, key: key, lock: lock, invites: map[string]*inviteRecord{}, kick: make(chan struct{}, 1)}
+	n := &Node{home: home, cfg: cfg, log: log, key: key, lock: lock, fatal: newFatalSignal(), invites: map[string]*inviteRecord{}, kick: make(chan struct{}, 1)}
 	n.device = crdt.DeviceIDFromKey(key.Public().(ed25519.PublicKey))
 	n.log = n.log.With("device", n.device.Short())
 	n.ctx, n.cancel = context.WithCancel(context.Background())
@@ -168,11 +170,13 @@ func (n *Node) start(o Options) (err error) {
 		}
 	}
 	n.store, err = pebblestore.Open(filepath.Join(home, DataDir), pebblestore.Options{
-		Pebble: &pebble.Options{Logger: pebbleLog{n.log.With("system", "pebble")}},
+		Pebble: &pebble.Options{Logger: pebbleLog{log: n.log.With("system", "pebble"), fatal: n.fatal}},
 	})
 	if err != nil {
 		return fmt.Errorf("open the store in %s: %w", filepath.Join(home, DataDir), err)
 	}
+	n.space = newSpaceGuard(home, cfg.Storage)
+	n.space.start()
 	db := n.store.DB()
 	n.meta = &kvMeta{db: db, prefix: metaKeyPrefix}
 	n.nmeta = &kvMeta{db: db, prefix: prefixNode}
@@ -349,10 +353,16 @@ func (j journal) Ingest(facts []*crdt.Fact) (crdt.IngestResult, error) {
 // receive is the ingest path for facts from peers: the replica guards,
 // stores (one durable batch) and folds them.
 func (n *Node) receive(facts []*crdt.Fact) (crdt.IngestResult, error) {
-	n.mu.Lock()
-	res, out, err := n.rep.Receive(now(), facts)
-	n.refreshMembersLocked()
-	n.mu.Unlock()
+	if err := n.space.receivable(); err != nil {
+		return crdt.IngestResult{}, err
+	}
+	res, out, err := func() (crdt.IngestResult, maintenance.Output, error) {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		res, out, err := n.rep.Receive(now(), facts)
+		n.refreshMembersLocked()
+		return res, out, err
+	}()
 	n.m.ingested.Add(float64(len(res.Added)))
 	n.m.rejected.Add(float64(len(res.Rejected)))
 	for _, r := range res.Rejected {
@@ -465,14 +475,19 @@ func (n *Node) tickLoop() {
 			return
 		case <-t.C:
 		}
-		n.mu.Lock()
-		if n.rep.Account().IsZero() {
-			n.mu.Unlock()
+		out, ok := func() (maintenance.Output, bool) {
+			n.mu.Lock()
+			defer n.mu.Unlock()
+			if n.rep.Account().IsZero() {
+				return maintenance.Output{}, false
+			}
+			out := n.rep.Tick(now())
+			n.refreshMembersLocked()
+			return out, true
+		}()
+		if !ok {
 			continue
 		}
-		out := n.rep.Tick(now())
-		n.refreshMembersLocked()
-		n.mu.Unlock()
 		n.handle(out)
 		n.m.update(n)
 	}
@@ -629,15 +644,18 @@ func (n *Node) CreateAccount(name string, thresholdM uint64) (crdt.AccountID, er
 	if name == "" {
 		name = n.cfg.Name
 	}
-	n.mu.Lock()
-	if !n.rep.Account().IsZero() {
-		n.mu.Unlock()
-		return crdt.AccountID{}, fmt.Errorf("%w (%s)", ErrHasAccount, n.rep.Account())
-	}
-	out, err := n.rep.CreateAccount(name, thresholdM, nonce)
-	n.refreshMembersLocked()
-	acct := n.rep.Account()
-	n.mu.Unlock()
+	var acct crdt.AccountID
+	out, err := func() (maintenance.Output, error) {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		if a := n.rep.Account(); !a.IsZero() {
+			return maintenance.Output{}, fmt.Errorf("%w (%s)", ErrHasAccount, a)
+		}
+		out, err := n.rep.CreateAccount(name, thresholdM, nonce)
+		n.refreshMembersLocked()
+		acct = n.rep.Account()
+		return out, err
+	}()
 	if err != nil {
 		return crdt.AccountID{}, err
 	}
@@ -663,13 +681,17 @@ func (n *Node) write(body crdt.Body) (crdt.FactID, error) {
 	if n.closed.Load() {
 		return crdt.FactID{}, ErrClosed
 	}
-	n.mu.Lock()
-	if n.rep.Account().IsZero() {
-		n.mu.Unlock()
-		return crdt.FactID{}, ErrNoAccount
+	if err := n.space.writable(); err != nil {
+		return crdt.FactID{}, err
 	}
-	out, err := n.rep.Write(now(), body)
-	n.mu.Unlock()
+	out, err := func() (maintenance.Output, error) {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		if n.rep.Account().IsZero() {
+			return maintenance.Output{}, ErrNoAccount
+		}
+		return n.rep.Write(now(), body)
+	}()
 	if err != nil {
 		return crdt.FactID{}, err
 	}

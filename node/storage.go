@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 
 	"github.com/cockroachdb/pebble"
 	"github.com/ipfs/go-cid"
@@ -20,19 +19,6 @@ var (
 	prefixNode    = []byte{'n'} // the node's own records (invites, account, peers)
 	prefixBlobs   = []byte{'b'} // blobstore
 )
-
-// pebbleLog routes Pebble's logs to the node's logger (debug level:
-// WAL replays and compactions are routine).
-type pebbleLog struct{ log *slog.Logger }
-
-func (l pebbleLog) Infof(format string, args ...any) { l.log.Debug(fmt.Sprintf(format, args...)) }
-
-func (l pebbleLog) Errorf(format string, args ...any) { l.log.Error(fmt.Sprintf(format, args...)) }
-
-func (l pebbleLog) Fatalf(format string, args ...any) {
-	l.log.Error(fmt.Sprintf(format, args...))
-	panic(fmt.Sprintf(format, args...))
-}
 
 // kvMeta is a string-keyed durable map over a key prefix of the DB. It
 // implements maintenance.Meta.

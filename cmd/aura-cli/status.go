@@ -75,6 +75,13 @@ func printStatus(w io.Writer, s node.Status) {
 		p("threshold key", "none (run `aura-cli threshold keygen --threshold M`)")
 	}
 	p("evidence", "%d equivocations", s.Evidence)
+	if d := s.Disk; d != nil {
+		if d.Full {
+			p("disk", "FULL: %d MB free, below %d MB: writes are refused until space is freed", d.FreeBytes>>20, d.MinFree>>20)
+		} else {
+			p("disk", "%d MB free (writes refused below %d MB)", d.FreeBytes>>20, d.MinFree>>20)
+		}
+	}
 	tw.Flush()
 }
 

@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -36,6 +37,9 @@ func oneLine(err error) string {
 	}, s)
 }
 
+// shutdownGrace bounds a clean shutdown after SIGINT/SIGTERM.
+const shutdownGrace = 8 * time.Second
+
 func root() *cobra.Command {
 	var home string
 	homeOf := func() string {
@@ -52,9 +56,26 @@ func root() *cobra.Command {
 			return err
 		}
 		fmt.Fprintf(cmd.OutOrStdout(), "aura-node %s running as %s (home %s)\n", node.Version, n.Device(), n.Home())
-		<-ctx.Done()
+		select {
+		case <-ctx.Done():
+		case err := <-n.Fatal():
+			// Fail-stop: the store cannot go on. Nothing the failing call
+			// did was acknowledged; exit so a supervisor restarts the node.
+			return fmt.Errorf("%w; exiting (fix the cause, then start the node again)", err)
+		}
 		fmt.Fprintln(cmd.OutOrStdout(), "shutting down")
-		return n.Close()
+		done := make(chan error, 1)
+		go func() { done <- n.Close() }()
+		select {
+		case err := <-done:
+			return err
+		case err := <-n.Fatal():
+			return fmt.Errorf("%w during shutdown", err)
+		case <-time.After(shutdownGrace):
+			// A call hangs (a stuck peer, a stuck disk): every write that was
+			// acknowledged is already durable, so stopping is safe.
+			return fmt.Errorf("shutdown did not finish within %s; stopped anyway (acknowledged writes are durable)", shutdownGrace)
+		}
 	}
 	c := &cobra.Command{
 		Use:           "aura-node",
