@@ -106,7 +106,7 @@ type Node struct {
 	last      lastSeen  // when each device was last connected
 	fatal     *fatalSignal
 	space     *spaceGuard // free-space guard of HOME/data
-	started   bool      // New returned it (Close logs the stop)
+	started   bool        // New returned it (Close logs the stop)
 
 	kick chan struct{} // wakes reconnectLoop (see kickReconnect)
 	asks peerAsks      // when each device was last asked for peers
