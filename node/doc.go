@@ -9,7 +9,11 @@
 //     seed, PEM, 0600; the libp2p identity), data/ (one Pebble database),
 //     aura.sock (control API, 0600), threshold.share (the DKG share sealed
 //     with threshold.SealShare under the random passphrase in share.seal,
-//     0600; loaded at start with Replica.SetShare).
+//     0600; loaded at start with Replica.SetShare), aura.lock (flock held by
+//     the running node, naming its pid: a second node on the home is
+//     refused), account and peers (the account id and the devices'
+//     addresses, kept outside the store for `aura-node repair`), ballast
+//     (the free-space guard's reserve).
 //   - Key prefixes of the Pebble database besides the journal's 'j': 'm'
 //     for the replica's maintenance.Meta records, 'n' for the node's own
 //     records (invites, the joined account, the inviter, peer addresses),
@@ -55,6 +59,23 @@
 //     and dials the devices it learned of: a device that joined through the
 //     admin finds the others without mDNS, and keeps them when the admin
 //     goes.
+//
+// Failure behaviour (fail-stop, never wedge):
+//   - Startup checks before anything starts (startup.go): the home lock,
+//     listen ports held by another process (go-libp2p's SO_REUSEPORT would
+//     share them), the metrics address, the key file's mode, the config
+//     (file, line and key named). Every failure is one error saying what to
+//     do; nothing is left running or bound.
+//   - A fatal storage error (Pebble's Logger.Fatalf) parks the failing call
+//     so nothing it did is acknowledged, and delivers the reason on Fatal();
+//     aura-node run exits non-zero at once. Calls into the replica hold n.mu
+//     with defer. Shutdown is bounded.
+//   - The free-space guard (space.go) refuses local writes before the disk
+//     fills; reads, sync, snapshots and GC go on (a ballast file is released
+//     for them), and writes resume by themselves.
+//   - A damaged store (repair.go) is refused with its directory, file and
+//     the way out; Repair moves it aside (never deletes it) and rebuilds
+//     the device from its peers, replaying its own writes still readable.
 //
 // Choices where DESIGN is silent: the control API is JSON over HTTP on the
 // socket (/v1/status, /v1/peers, /v1/facts, /v1/account/{create,invite,

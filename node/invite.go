@@ -231,7 +231,12 @@ func (n *Node) loadRecords() error {
 	return nil
 }
 
-func (n *Node) saveAccount(a crdt.AccountID) error { return n.nmeta.Put("account", a[:]) }
+func (n *Node) saveAccount(a crdt.AccountID) error {
+	if err := n.nmeta.Put("account", a[:]); err != nil {
+		return err
+	}
+	return writeAccountFile(n.home, a)
+}
 
 const maxJoinMsg = 4 << 10
 

@@ -169,11 +169,9 @@ func (n *Node) start(o Options) (err error) {
 			return err
 		}
 	}
-	n.store, err = pebblestore.Open(filepath.Join(home, DataDir), pebblestore.Options{
-		Pebble: &pebble.Options{Logger: pebbleLog{log: n.log.With("system", "pebble"), fatal: n.fatal}},
-	})
+	n.store, err = openStore(home, &pebble.Options{Logger: pebbleLog{log: n.log.With("system", "pebble"), fatal: n.fatal}})
 	if err != nil {
-		return fmt.Errorf("open the store in %s: %w", filepath.Join(home, DataDir), err)
+		return err
 	}
 	n.space = newSpaceGuard(home, cfg.Storage)
 	n.space.start()
@@ -212,7 +210,7 @@ func (n *Node) start(o Options) (err error) {
 		KeepSnapshots:   cfg.Snapshot.Keep,
 	})
 	if err != nil {
-		return err
+		return damaged(home, err)
 	}
 	if err := n.loadRecords(); err != nil {
 		return err
@@ -557,6 +555,7 @@ func (n *Node) reconnectLoop() {
 				if s := addrsKey(addrs); s != "" && saved[p] != s {
 					saved[p] = s
 					_ = n.nmeta.Put("peer/"+p.String(), []byte(s))
+					n.writePeersFile(saved)
 				}
 				continue
 			}

@@ -134,6 +134,48 @@ func root() *cobra.Command {
 		},
 	}
 	demo.Flags().IntVar(&nodes, "nodes", 3, "number of nodes")
-	c.AddCommand(initCmd, runCmd, demo)
+	var repairTimeout time.Duration
+	var repairPeers []string
+	repair := &cobra.Command{
+		Use:   "repair",
+		Short: "Move a damaged store aside and rebuild this device from its peers",
+		Long: "Moves HOME/data aside (to data.damaged-TIME, never deleted), keeps the device key,\n" +
+			"config, threshold share and account, and rebuilds the journal from the account's\n" +
+			"other devices: restore from the newest snapshot, then sync. This device's own\n" +
+			"writes still readable in the damaged store are replayed; the ones neither the\n" +
+			"peers nor the damaged store have are named. The node must be stopped; start it\n" +
+			"again with `aura-node run` afterwards.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if repairTimeout <= 0 {
+				return fmt.Errorf("--timeout %s: want a positive duration", repairTimeout)
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			w := cmd.OutOrStdout()
+			r, err := node.Repair(ctx, homeOf(), node.RepairOptions{Timeout: repairTimeout, Peers: repairPeers, Log: w})
+			if err != nil {
+				return err
+			}
+			how := "by sync"
+			if r.Restored {
+				how = "from the newest snapshot and sync"
+			}
+			fmt.Fprintf(w, "rebuilt account %s %s: the journal holds %d facts\n", r.Account, how, r.Facts)
+			switch {
+			case r.Unreadable:
+				fmt.Fprintf(w, "this device's own writes up to seq %d are held by peers; any later ones are lost with the damaged store (kept at %s)\n", r.Recovered, r.MovedTo)
+			case len(r.MissingOwn) > 0:
+				fmt.Fprintf(w, "this device's own writes with seq %v had not reached any peer and could not be read back: they are lost (the damaged store is kept at %s)\n", r.MissingOwn, r.MovedTo)
+			default:
+				fmt.Fprintf(w, "every own write of this device found in the damaged store (seq 1..%d) is back (%d the peers lacked were replayed from it)\n", r.OwnSeqs, r.Replayed)
+			}
+			fmt.Fprintf(w, "start the node: aura-node run --home %s\n", homeOf())
+			return nil
+		},
+	}
+	repair.Flags().DurationVar(&repairTimeout, "timeout", 2*time.Minute, "how long to wait for the account's devices")
+	repair.Flags().StringArrayVar(&repairPeers, "peer", nil, "multiaddr (with /p2p/) of a device of the account to rebuild from (repeatable)")
+	c.AddCommand(initCmd, runCmd, demo, repair)
 	return c
 }
