@@ -88,7 +88,7 @@ func (j *Journal) Ingest(facts []*Fact, admit Admit) (IngestResult, error) {
 		fresh = kept
 	}
 
-	sort.SliceStable(fresh, func(a, b int) bool { return causalLess(fresh[a], fresh[b]) })
+	SortCausal(fresh)
 	admitted := make([]*Fact, 0, len(fresh))
 	for _, f := range fresh {
 		if admit != nil {
@@ -153,20 +153,6 @@ func (r *IngestResult) reject(f *Fact, err error) {
 	r.Rejected = append(r.Rejected, Rejection{ID: f.id, Author: f.Author, Seq: f.Seq, Err: err})
 }
 
-// causalLess orders facts by (Lamport, author, seq), then id so that the
-// order is total.
-func causalLess(a, b *Fact) bool {
-	if a.Lamport != b.Lamport {
-		return a.Lamport < b.Lamport
-	}
-	if c := bytes.Compare(a.Author[:], b.Author[:]); c != 0 {
-		return c < 0
-	}
-	if a.Seq != b.Seq {
-		return a.Seq < b.Seq
-	}
-	return bytes.Compare(a.id[:], b.id[:]) < 0
-}
 
 // screen drops the facts already held (counted as duplicates) and rejects
 // those of another account or below a pruned floor. It returns the new

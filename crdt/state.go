@@ -629,27 +629,19 @@ func (s *State) Apply(f *Fact) error {
 		return err
 	}
 	s.apply(f, body)
-	if len(s.parked) > 0 && guardRelevant(f.Kind) {
+	if len(s.parked) > 0 && ChangesGuards(f.Kind) {
 		s.retryParked()
 	}
 	return nil
 }
 
-// guardRelevant kinds can turn a parked fact valid.
-func guardRelevant(k Kind) bool {
-	switch k {
-	case KindGenesis, KindDeviceAdded, KindDeviceRemoved, KindCapabilityGrant, KindGroupKey, KindAdminReplaced:
-		return true
-	}
-	return false
-}
 
 // ApplyChecked folds a fact that Check just accepted (the node's ingest path
 // checks, then stores, then folds).
 func (s *State) ApplyChecked(f *Fact) {
 	body, _ := f.DecodeBody() // Check decoded it already
 	s.apply(f, body)
-	if len(s.parked) > 0 && guardRelevant(f.Kind) {
+	if len(s.parked) > 0 && ChangesGuards(f.Kind) {
 		s.retryParked()
 	}
 }
@@ -683,7 +675,7 @@ func (s *State) retryParked() {
 			if err == nil {
 				s.apply(f, body)
 				// Only a guard change can admit more parked facts.
-				progress = progress || guardRelevant(f.Kind)
+				progress = progress || ChangesGuards(f.Kind)
 			}
 		}
 	}

@@ -724,7 +724,7 @@ func (c *cursor) advance(st crdt.Store) error {
 type cursorHeap []*cursor
 
 func (h cursorHeap) Len() int           { return len(h) }
-func (h cursorHeap) Less(i, j int) bool { return causalLess(h[i].head(), h[j].head()) }
+func (h cursorHeap) Less(i, j int) bool { return crdt.CausalLess(h[i].head(), h[j].head()) }
 func (h cursorHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
 func (h *cursorHeap) Push(x any)        { *h = append(*h, x.(*cursor)) }
 func (h *cursorHeap) Pop() any {

@@ -1,10 +1,8 @@
 package gossip
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"sort"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -108,7 +106,7 @@ func (g *Gossip) judge(data []byte) (pubsub.ValidationResult, string, []*crdt.Fa
 	if err := verifyAll(fresh); err != nil {
 		return pubsub.ValidationReject, ReasonSignature, nil
 	}
-	sortCausal(fresh)
+	crdt.SortCausal(fresh)
 	admit := fresh[:0:0]
 	changed, notYet := false, false
 	for _, f := range fresh {
@@ -116,7 +114,7 @@ func (g *Gossip) judge(data []byte) (pubsub.ValidationResult, string, []*crdt.Fa
 		switch {
 		case err == nil:
 			admit = append(admit, f)
-			if changesGuards(f.Kind) {
+			if crdt.ChangesGuards(f.Kind) {
 				changed = true
 			}
 		case changed && (errors.Is(err, crdt.ErrNotYet) || errors.Is(err, crdt.ErrUnauthorized)):
@@ -136,32 +134,7 @@ func (g *Gossip) judge(data []byte) (pubsub.ValidationResult, string, []*crdt.Fa
 	return pubsub.ValidationAccept, "", admit
 }
 
-// changesGuards reports whether a fact of kind k can change what later
-// facts' guards decide.
-func changesGuards(k crdt.Kind) bool {
-	switch k {
-	case crdt.KindGenesis, crdt.KindDeviceAdded, crdt.KindDeviceRemoved, crdt.KindCapabilityGrant,
-		crdt.KindAdminReplaced, crdt.KindGroupKey:
-		return true
-	}
-	return false
-}
 
-// sortCausal orders facts by (Lamport, author, seq): an order in which
-// every fact comes after the facts its author had seen.
-func sortCausal(fs []*crdt.Fact) {
-	sort.SliceStable(fs, func(i, j int) bool { return causalLess(fs[i], fs[j]) })
-}
-
-func causalLess(a, b *crdt.Fact) bool {
-	if a.Lamport != b.Lamport {
-		return a.Lamport < b.Lamport
-	}
-	if c := bytes.Compare(a.Author[:], b.Author[:]); c != 0 {
-		return c < 0
-	}
-	return a.Seq < b.Seq
-}
 
 // verifyAll checks every signature (marking the facts verified, so Ingest
 // does not check them again), batched and in parallel, and returns the

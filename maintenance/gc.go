@@ -212,7 +212,7 @@ func (r *Replica) verifyCompletion(c *crdt.SnapshotCompleted, st *crdt.State) er
 	}
 	msg := crdt.SnapshotMessage(st.Account, c.ProposalID, c.Snapshot.Epoch, c.Snapshot.Frontier, c.Snapshot.PrefixHash, c.Snapshot.StateDigest)
 	for _, g := range keys {
-		if verifyGroupCached(g.Key.PublicKey, msg, c.ThresholdSignature) == nil {
+		if r.sigs.verify(g.Key.PublicKey, msg, c.ThresholdSignature) == nil {
 			return nil
 		}
 	}

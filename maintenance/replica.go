@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"sync"
 
 	"aura/crdt"
 	"aura/threshold"
@@ -173,6 +172,7 @@ type Replica struct {
 		frontier, pruned crdt.VersionVector
 		enc              []byte
 	}
+	sigs sigCache // this replica's parsed group keys and checked signatures
 }
 
 // Open builds a replica over its storage, rebuilding the state from the
@@ -278,61 +278,9 @@ func (r *Replica) Share() *threshold.Share { return r.share }
 // LastGC returns the figures of the last GC this replica ran, if any.
 func (r *Replica) LastGC() *GCStats { return r.lastGC }
 
-// verifyGroup is the crdt.ThresholdVerifier of this replica. Parsed group
-// keys are cached: parsing checks every commitment's subgroup, which costs
-// far more than one pairing check.
+// verifyGroup is the crdt.ThresholdVerifier of this replica.
 func (r *Replica) verifyGroup(groupKey, msg, sig []byte) error {
-	return verifyGroupCached(groupKey, msg, sig)
-}
-
-var (
-	groupKeys sync.Map // string(encoded key) → *threshold.GroupKey
-
-	// verified remembers signatures that checked out: folds of the same
-	// journal (StateAt, Open, Restore, rebuilds) meet the same completion
-	// again and again, and a pairing check costs a millisecond.
-	verifiedMu sync.Mutex
-	verified   = map[[32]byte]bool{}
-)
-
-const maxVerified = 4096
-
-func verifyGroupCached(groupKey, msg, sig []byte) error {
-	h := sha256.New()
-	for _, part := range [][]byte{groupKey, msg, sig} {
-		var n [8]byte
-		binary.BigEndian.PutUint64(n[:], uint64(len(part)))
-		h.Write(n[:])
-		h.Write(part)
-	}
-	var key [32]byte
-	h.Sum(key[:0])
-	verifiedMu.Lock()
-	ok := verified[key]
-	verifiedMu.Unlock()
-	if ok {
-		return nil
-	}
-	var k *threshold.GroupKey
-	if v, found := groupKeys.Load(string(groupKey)); found {
-		k = v.(*threshold.GroupKey)
-	} else {
-		var err error
-		if k, err = threshold.ParseGroupKey(groupKey); err != nil {
-			return err
-		}
-		groupKeys.Store(string(groupKey), k)
-	}
-	if err := k.Verify(msg, sig); err != nil {
-		return err
-	}
-	verifiedMu.Lock()
-	if len(verified) >= maxVerified {
-		clear(verified)
-	}
-	verified[key] = true
-	verifiedMu.Unlock()
-	return nil
+	return r.sigs.verify(groupKey, msg, sig)
 }
 
 // Check applies the capability guard to a fact from a peer.
@@ -357,11 +305,11 @@ func (r *Replica) admit(f *crdt.Fact) error {
 // that facts depending on them in the same delivery pass their guards.
 func (r *Replica) ingest(facts []*crdt.Fact) (crdt.IngestResult, error) {
 	sorted := append([]*crdt.Fact(nil), facts...)
-	sort.SliceStable(sorted, func(i, j int) bool { return causalLess(sorted[i], sorted[j]) })
+	crdt.SortCausal(sorted)
 	var total crdt.IngestResult
 	start := 0
 	for i, f := range sorted {
-		if i+1 < len(sorted) && !changesGuards(f.Kind) {
+		if i+1 < len(sorted) && !crdt.ChangesGuards(f.Kind) {
 			continue
 		}
 		res, err := r.store.Ingest(sorted[start:i+1], r.admit)
@@ -388,25 +336,7 @@ func (r *Replica) ingest(facts []*crdt.Fact) (crdt.IngestResult, error) {
 	return total, nil
 }
 
-func changesGuards(k crdt.Kind) bool {
-	switch k {
-	case crdt.KindGenesis, crdt.KindDeviceAdded, crdt.KindDeviceRemoved, crdt.KindCapabilityGrant,
-		crdt.KindGroupKey, crdt.KindAdminReplaced:
-		return true
-	}
-	return false
-}
 
-// causalLess orders facts by Lamport time, author, seq.
-func causalLess(a, b *crdt.Fact) bool {
-	if a.Lamport != b.Lamport {
-		return a.Lamport < b.Lamport
-	}
-	if c := bytes.Compare(a.Author[:], b.Author[:]); c != 0 {
-		return c < 0
-	}
-	return a.Seq < b.Seq
-}
 
 // CreateAccount writes the genesis fact: this device founds an account and
 // is its admin. nonce comes from the driver's randomness.

@@ -230,16 +230,7 @@ func (n *Node) Facts(tail int) ([]FactInfo, error) {
 	if err := n.store.All(func(f *crdt.Fact) error { fs = append(fs, f); return nil }); err != nil {
 		return nil, err
 	}
-	sort.Slice(fs, func(i, j int) bool {
-		a, b := fs[i], fs[j]
-		if a.Lamport != b.Lamport {
-			return a.Lamport < b.Lamport
-		}
-		if a.Author != b.Author {
-			return a.Author.String() < b.Author.String()
-		}
-		return a.Seq < b.Seq
-	})
+	crdt.SortCausal(fs)
 	pend, err := n.pendingFacts()
 	if err != nil {
 		return nil, err

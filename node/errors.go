@@ -1,9 +1,6 @@
 package node
 
-import (
-	"errors"
-	"fmt"
-)
+import "fmt"
 
 // kindError is an error of a kind callers branch on (errors.Is(err,
 // ErrNotFound)) whose message is only what happened: the kind is not
@@ -20,9 +17,6 @@ func (e *kindError) Unwrap() []error { return []error{e.kind, e.err} }
 func errorf(kind error, format string, args ...any) error {
 	return &kindError{kind: kind, err: fmt.Errorf(format, args...)}
 }
-
-// isKind reports whether err is of kind (a shorthand for errors.Is).
-func isKind(err, kind error) bool { return errors.Is(err, kind) }
 
 // thresholdRange refuses an M a key of n devices cannot have: 1 with a
 // single device, else from 2 to n (M = 1 of several would let any one

@@ -1,10 +1,8 @@
 package sim
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"sort"
 
 	"aura/crdt"
 	"aura/maintenance"
@@ -176,7 +174,7 @@ func (s *sim) missing(d *device, theirs *hello) []*crdt.Fact {
 			s.violate("internal", d.name, "sync: read facts of %s %d..%d: %v", s.nameOf(r.Author), r.From, r.To, err)
 		}
 	}
-	sort.SliceStable(out, func(i, j int) bool { return causalLess(out[i], out[j]) })
+	crdt.SortCausal(out)
 	for _, id := range evidence {
 		if f, err := st.Get(id); err == nil {
 			out = append(out, f)
@@ -185,19 +183,6 @@ func (s *sim) missing(d *device, theirs *hello) []*crdt.Fact {
 	return out
 }
 
-func causalLess(a, b *crdt.Fact) bool {
-	if a.Lamport != b.Lamport {
-		return a.Lamport < b.Lamport
-	}
-	if c := bytes.Compare(a.Author[:], b.Author[:]); c != 0 {
-		return c < 0
-	}
-	if a.Seq != b.Seq {
-		return a.Seq < b.Seq
-	}
-	ai, bi := a.ID(), b.ID()
-	return bytes.Compare(ai[:], bi[:]) < 0
-}
 
 // behind lists the authors for which mine is below theirs' pruned floor.
 func behind(mine, theirs *hello) []crdt.DeviceID { return crdt.Behind(mine, theirs) }

@@ -227,9 +227,11 @@ func TestMainCommand(t *testing.T) {
 	if code != 1 || !strings.Contains(out.String(), `"replay": "aura-cli sim --seed 1`) {
 		t.Fatalf("a failing seed must exit 1 and print its replay command; exit %d:\n%s", code, out.String())
 	}
-	for _, args := range [][]string{{"--faults", "nosuch"}, {"--seeds", "0"}, {"extra"}, {"--nodes", "1"}} {
-		if code := Main(args, &out, &errb); code != 2 {
-			t.Errorf("%v: exit %d, want 2", args, code)
+	// Bad usage exits 1 with the reason, like every aura-cli command.
+	for _, args := range [][]string{{"--faults", "nosuch"}, {"--seeds", "0"}, {"extra"}, {"--nodes", "1"}, {"--nodes", "0"}, {"--events", "0"}} {
+		errb.Reset()
+		if code := Main(args, &out, &errb); code != 1 || errb.Len() == 0 {
+			t.Errorf("%v: exit %d (stderr %q), want 1 and the reason", args, code, errb.String())
 		}
 	}
 }

@@ -1,0 +1,43 @@
+package crdt
+
+import (
+	"bytes"
+	"sort"
+)
+
+// One definition of each ordering rule, used by every package (the
+// journal, the replica, gossip's validator and sync, the simulator and the
+// node's listing), so they can never disagree.
+
+// CausalLess orders facts by (Lamport time, author, seq), then fact id,
+// so that the order is total: every fact comes after the facts its author
+// had seen, and equal stamps never tie.
+func CausalLess(a, b *Fact) bool {
+	if a.Lamport != b.Lamport {
+		return a.Lamport < b.Lamport
+	}
+	if c := bytes.Compare(a.Author[:], b.Author[:]); c != 0 {
+		return c < 0
+	}
+	if a.Seq != b.Seq {
+		return a.Seq < b.Seq
+	}
+	ai, bi := a.ID(), b.ID()
+	return bytes.Compare(ai[:], bi[:]) < 0
+}
+
+// SortCausal sorts facts in CausalLess order.
+func SortCausal(fs []*Fact) {
+	sort.SliceStable(fs, func(i, j int) bool { return CausalLess(fs[i], fs[j]) })
+}
+
+// ChangesGuards reports whether a fact of kind k can change what the
+// guards decide for later facts (membership, capabilities, the group key,
+// admin replacement): such a fact can turn a parked fact valid.
+func ChangesGuards(k Kind) bool {
+	switch k {
+	case KindGenesis, KindDeviceAdded, KindDeviceRemoved, KindCapabilityGrant, KindGroupKey, KindAdminReplaced:
+		return true
+	}
+	return false
+}
