@@ -153,7 +153,6 @@ func (r *IngestResult) reject(f *Fact, err error) {
 	r.Rejected = append(r.Rejected, Rejection{ID: f.id, Author: f.Author, Seq: f.Seq, Err: err})
 }
 
-
 // screen drops the facts already held (counted as duplicates) and rejects
 // those of another account or below a pruned floor. It returns the new
 // facts, in their input order, and the commit generation it saw.

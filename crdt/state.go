@@ -635,7 +635,6 @@ func (s *State) Apply(f *Fact) error {
 	return nil
 }
 
-
 // ApplyChecked folds a fact that Check just accepted (the node's ingest path
 // checks, then stores, then folds).
 func (s *State) ApplyChecked(f *Fact) {

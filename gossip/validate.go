@@ -134,8 +134,6 @@ func (g *Gossip) judge(data []byte) (pubsub.ValidationResult, string, []*crdt.Fa
 	return pubsub.ValidationAccept, "", admit
 }
 
-
-
 // verifyAll checks every signature (marking the facts verified, so Ingest
 // does not check them again), batched and in parallel, and returns the
 // first failure.

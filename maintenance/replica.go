@@ -336,8 +336,6 @@ func (r *Replica) ingest(facts []*crdt.Fact) (crdt.IngestResult, error) {
 	return total, nil
 }
 
-
-
 // CreateAccount writes the genesis fact: this device founds an account and
 // is its admin. nonce comes from the driver's randomness.
 func (r *Replica) CreateAccount(name string, threshold uint64, nonce [16]byte) (Output, error) {

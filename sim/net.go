@@ -183,7 +183,6 @@ func (s *sim) missing(d *device, theirs *hello) []*crdt.Fact {
 	return out
 }
 
-
 // behind lists the authors for which mine is below theirs' pruned floor.
 func behind(mine, theirs *hello) []crdt.DeviceID { return crdt.Behind(mine, theirs) }
 
