@@ -109,7 +109,7 @@ func Run(cfg Config) (Result, error) {
 		violated: map[string]bool{}, checked: map[[32]byte]bool{}, proposedBy: map[int]int{}}
 	s.res = &Result{Seed: cfg.Seed, Nodes: cfg.Nodes, Threshold: cfg.Threshold, Faults: cfg.Faults,
 		Events: cfg.Events, Duration: cfg.Duration, Defects: cfg.Defects, Serial: cfg.Workload.SerialProposals,
-		Watermark: cfg.Workload.Watermark}
+		Watermark: cfg.Workload.Watermark, Keygen: cfg.Workload.Keygen}
 	s.netRng = rand.New(rand.NewPCG(cfg.Seed, 0x6e6574))    // "net"
 	s.workRng = rand.New(rand.NewPCG(cfg.Seed, 0x776f726b)) // "work"
 	s.faultRng = rand.New(rand.NewPCG(cfg.Seed, 0x666c74))  // "flt"
@@ -192,28 +192,47 @@ func (s *sim) setup() error {
 		}
 		setup = append(setup, out.Publish...)
 	}
-	key, shares, err := threshold.Deal(threshold.NewBN256(), threshold.SeededReader(s.seedBytes("deal", 0)), m, n)
-	if err != nil {
-		return err
+	var parts []crdt.DeviceID
+	for _, d := range s.devs[:n] {
+		parts = append(parts, d.id)
+	}
+	var key *threshold.GroupKey
+	var shares []*threshold.Share
+	publisher := admin
+	if s.cfg.Workload.Keygen && m >= 2 {
+		var hub int
+		key, shares, hub = s.keygen(parts)
+		publisher = s.devs[hub]
+	}
+	if key == nil {
+		if key, shares, err = threshold.Deal(threshold.NewBN256(), threshold.SeededReader(s.seedBytes("deal", 0)), m, n); err != nil {
+			return err
+		}
+		publisher = admin
 	}
 	s.gk = key
-	var parts []crdt.DeviceID
 	for i, d := range s.devs[:n] {
-		parts = append(parts, d.id)
 		d.share = shares[i]
-	}
-	out, err = admin.rep.PublishGroupKey(key, parts)
-	if err != nil {
-		return err
-	}
-	setup = append(setup, out.Publish...)
-	for _, f := range setup {
-		s.truth.add(f)
 	}
 	for _, d := range s.devs[1:n] {
 		if _, _, err := d.rep.Receive(s.devNow(d), setup); err != nil {
 			return err
 		}
+	}
+	out, err = publisher.rep.PublishGroupKey(key, parts)
+	if err != nil {
+		return err
+	}
+	for _, d := range s.devs[:n] {
+		if d != publisher {
+			if _, _, err := d.rep.Receive(s.devNow(d), out.Publish); err != nil {
+				return err
+			}
+		}
+	}
+	setup = append(setup, out.Publish...)
+	for _, f := range setup {
+		s.truth.add(f)
 	}
 	for _, d := range s.devs[:n] {
 		s.doctor(d) // CreateAccount and Join replaced the state
