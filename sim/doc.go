@@ -34,14 +34,14 @@
 //   - Ground truth: every fact any device signed and every application
 //     write a replica acknowledged.
 //   - Key generation (Workload.Keygen, `--keygen`): the group key comes
-//     from the product's session (threshold.KeygenHub on a random honest
-//     device, threshold.KeygenParticipant on the others) run over virtual
+//     from the product's session (threshold.KeygenHub on the admin d0, who
+//     publishes the key, threshold.KeygenParticipant on the others) run over virtual
 //     streams (ordered, reliable, delayed) before the workload, instead of
 //     the trusted dealer (threshold.Deal), retried like an operator would
 //     until it succeeds (the 8th attempt runs without faults). Each attempt
 //     may suffer a stalled stream (loss), a participant crash (crash) and
 //     participants that lie about their result (Byzantine "lie"); see
-//     keygen.go. The winning hub publishes the key.
+//     keygen.go.
 //
 // # Invariants (the names in Violation.Invariant)
 //

@@ -13,9 +13,10 @@ import (
 
 // Key generation under faults (Workload.Keygen): instead of the trusted
 // dealer, the devices run the product's key generation session
-// (threshold.KeygenHub on one honest device, threshold.KeygenParticipant
-// on every other) over virtual streams, before the workload starts, the
-// way an operator runs `aura-cli threshold keygen` until it succeeds.
+// (threshold.KeygenHub on the admin, d0, since publishing a group key is an
+// admin act; threshold.KeygenParticipant on every other device) over
+// virtual streams, before the workload starts, the way an operator runs
+// `aura-cli threshold keygen` until it succeeds.
 //
 // The streams are what libp2p gives the node: ordered and reliable (a lost
 // packet is retransmitted, which is delay), with a one-way delay drawn as
@@ -133,7 +134,7 @@ func (s *sim) keygen(parts []crdt.DeviceID) (*threshold.GroupKey, []*threshold.S
 	}
 	for num := 1; num <= keygenAttempts; num++ {
 		s.res.Stats.KeygenAttempts++
-		a := &kgAttempt{s: s, num: num, n: n, hubAt: honest[r.IntN(len(honest))], last: map[[2]int]int64{},
+		a := &kgAttempt{s: s, num: num, n: n, hubAt: 0, last: map[[2]int]int64{},
 			parts: make([]*threshold.KeygenParticipant, n), partOut: make([]*threshold.KeygenOutput, n),
 			kept: make([]*threshold.KeygenResult, n), stallAt: -1, crashAt: -1, stalled: map[int]bool{},
 			crashed: map[int]bool{}, liars: map[int]bool{}, lied: map[int]bool{}, lieKey: lie.Bytes(), r: r}
