@@ -28,7 +28,7 @@ func keygenConfig(t testing.TB, spec string, seed uint64) Config {
 // under each mix, a few seeds each, and checks that faults did make
 // attempts fail (so the blame checks had something to check).
 func TestKeygenUnderFaults(t *testing.T) {
-	seeds := uint64(4)
+	seeds := uint64(3)
 	if testing.Short() {
 		seeds = 2
 	}
