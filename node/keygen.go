@@ -274,14 +274,22 @@ func (n *Node) runHub(ctx context.Context, members []crdt.DeviceID, self, m int)
 }
 
 // keygenError renders a session's error for the operator: the device it
-// names, and what to do.
+// names, what happened, and what to do.
 func keygenError(members []crdt.DeviceID, err error) error {
+	hint := "check that every device is online, then run it again"
+	switch {
+	case errors.Is(err, threshold.ErrKeygenDisagree):
+		hint = "that device may be faulty or compromised: check it, or remove it from the account, then run it again"
+	case errors.Is(err, threshold.ErrKeygenProtocol):
+		hint = "check that every device runs a compatible version, then run it again"
+	case errors.Is(err, threshold.ErrKeygenAborted):
+		hint = "see that device's log for why, then run it again"
+	}
 	var ke *threshold.KeygenError
 	if errors.As(err, &ke) && ke.Participant >= 0 && ke.Participant < len(members) {
-		return fmt.Errorf("%w: device %s: %w (check that every device is online and runs this version, then run it again)",
-			ErrKeygen, members[ke.Participant].Short(), ke.Err)
+		return fmt.Errorf("%w: device %s: %w (%s)", ErrKeygen, members[ke.Participant].Short(), ke.Err, hint)
 	}
-	return fmt.Errorf("%w: %w (check that every device is online, then run it again)", ErrKeygen, err)
+	return fmt.Errorf("%w: %w (%s)", ErrKeygen, err, hint)
 }
 
 // readFrame reads one length-prefixed frame (uvarint length, then the

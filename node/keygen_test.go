@@ -66,6 +66,7 @@ func TestKeygenNamesTheLyingDevice(t *testing.T) {
 	if !strings.Contains(err.Error(), liar.device.Short()) {
 		t.Fatalf("the error does not name the liar %s: %v", liar.device.Short(), err)
 	}
+	t.Logf("keygen with a liar: %v", err)
 	if s := ns[0].Status(); s.GroupKey != nil {
 		t.Fatalf("a group key was published: %+v", s.GroupKey)
 	}
