@@ -54,8 +54,8 @@ import (
 // (ErrKeygenTimeout) naming the first participant that differs. Frames
 // that do not decode, belong to another session, or break the protocol
 // fail the session naming their sender (ErrKeygenProtocol); the hub checks
-// that every relayed DKG message is signed as from the participant that
-// sent it. DKG messages the DKG itself rejects are listed in
+// that every DKG message it relays names as its sender the participant
+// whose channel it came on (the recipients' DKG checks the signature). DKG messages the DKG itself rejects are listed in
 // KeygenOutput.Rejected and otherwise ignored, as dkg.go does.
 
 // KeygenTimeouts are a session's deadlines, in the driver's time unit (ms
