@@ -510,7 +510,11 @@ func (h *KeygenHub) Tick(now int64) KeygenOutput {
 		if len(missing) == 1 {
 			who = missing[0]
 		}
-		return h.failWith(out, keygenErr(who, ErrKeygenTimeout, "no %s from participants %s", what, joinInts(missing)))
+		plural := ""
+		if len(missing) > 1 {
+			plural = "s"
+		}
+		return h.failWith(out, keygenErr(who, ErrKeygenTimeout, "no %s from participant%s %s", what, plural, joinInts(missing)))
 	}
 	return out
 }
@@ -680,7 +684,9 @@ func (p *KeygenParticipant) Step(now int64, data []byte) KeygenOutput {
 		return p.fail(keygenErr(NoParticipant, ErrKeygenProtocol, "from the hub: %v", err))
 	}
 	if f.Type == FrameAbort {
-		return p.fail(keygenErr(NoParticipant, ErrKeygenAborted, "the hub gave up: %s", f.Error))
+		// Over without an answer: the hub is gone.
+		p.phase = partOver
+		return KeygenOutput{Err: keygenErr(NoParticipant, ErrKeygenAborted, "the hub gave up: %s", f.Error)}
 	}
 	if p.phase != partInit && f.Session != p.session {
 		return p.fail(keygenErr(NoParticipant, ErrKeygenProtocol, "%s frame of another session", f.Type))
