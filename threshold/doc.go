@@ -23,7 +23,8 @@
 // virtual streams under faults (sim/keygen.go). Frames keep the byte
 // format of /aura/dkg/1 from before the move (canonical CBOR, checked
 // against the node's encoder in node's tests), so devices of either
-// version interoperate.
+// version interoperate. testdata/keygen/*.txt pins the frames and
+// outcomes of a few scenarios (keygen_transcript_test.go, -rewrite).
 //
 // A participant that acknowledged holds a share of a key the hub may still
 // fail to finish (other acknowledgements lost, the hub crashed): such a
