@@ -116,15 +116,27 @@ type kgAttempt struct {
 // faulted reports whether a fault struck this attempt.
 func (a *kgAttempt) faulted() bool { return len(a.stalled)+len(a.crashed)+len(a.lied) > 0 }
 
+// groupKey makes the run's group key and the devices' shares: by key
+// generation with Workload.Keygen (and M >= 2), else (or when every
+// attempt failed) with the trusted dealer. The admin publishes it.
+func (s *sim) groupKey(parts []crdt.DeviceID) (*threshold.GroupKey, []*threshold.Share, error) {
+	if s.cfg.Workload.Keygen && s.cfg.Threshold >= 2 {
+		if key, shares := s.keygen(parts); key != nil {
+			return key, shares, nil
+		}
+	}
+	return threshold.Deal(threshold.NewBN256(), threshold.SeededReader(s.seedBytes("deal", 0)), s.cfg.Threshold, len(parts))
+}
+
 // keygen runs attempts until one succeeds, and returns the group key and
 // each device's share (nil, nil after keygenAttempts failures).
-func (s *sim) keygen(parts []crdt.DeviceID) (*threshold.GroupKey, []*threshold.Share, int) {
+func (s *sim) keygen(parts []crdt.DeviceID) (*threshold.GroupKey, []*threshold.Share) {
 	n := len(parts)
 	r := rand.New(rand.NewPCG(s.cfg.Seed, 0x6b67656e)) // "kgen"
 	lie, _, err := threshold.Deal(nil, threshold.SeededReader(s.seedBytes("keygen-lie", 0)), s.cfg.Threshold, n)
 	if err != nil {
 		s.violate("internal", "", "keygen: deal the liars' key: %v", err)
-		return nil, nil, 0
+		return nil, nil
 	}
 	var honest []int
 	for i, d := range s.devs[:n] {
@@ -143,12 +155,12 @@ func (s *sim) keygen(parts []crdt.DeviceID) (*threshold.GroupKey, []*threshold.S
 		}
 		key, shares, ok := a.run(parts)
 		if ok {
-			return key, shares, a.hubAt
+			return key, shares
 		}
 		s.res.Stats.KeygenFailures++
 	}
 	s.violate("keygen", "", "no key generation succeeded in %d attempts", keygenAttempts)
-	return nil, nil, 0
+	return nil, nil
 }
 
 func (a *kgAttempt) drawFaults(r *rand.Rand, honest []int) {

@@ -196,43 +196,26 @@ func (s *sim) setup() error {
 	for _, d := range s.devs[:n] {
 		parts = append(parts, d.id)
 	}
-	var key *threshold.GroupKey
-	var shares []*threshold.Share
-	publisher := admin
-	if s.cfg.Workload.Keygen && m >= 2 {
-		var hub int
-		key, shares, hub = s.keygen(parts)
-		publisher = s.devs[hub]
-	}
-	if key == nil {
-		if key, shares, err = threshold.Deal(threshold.NewBN256(), threshold.SeededReader(s.seedBytes("deal", 0)), m, n); err != nil {
-			return err
-		}
-		publisher = admin
+	key, shares, err := s.groupKey(parts) // the dealer, or a key generation (keygen.go)
+	if err != nil {
+		return err
 	}
 	s.gk = key
 	for i, d := range s.devs[:n] {
 		d.share = shares[i]
 	}
-	for _, d := range s.devs[1:n] {
-		if _, _, err := d.rep.Receive(s.devNow(d), setup); err != nil {
-			return err
-		}
-	}
-	out, err = publisher.rep.PublishGroupKey(key, parts)
+	out, err = admin.rep.PublishGroupKey(key, parts)
 	if err != nil {
 		return err
-	}
-	for _, d := range s.devs[:n] {
-		if d != publisher {
-			if _, _, err := d.rep.Receive(s.devNow(d), out.Publish); err != nil {
-				return err
-			}
-		}
 	}
 	setup = append(setup, out.Publish...)
 	for _, f := range setup {
 		s.truth.add(f)
+	}
+	for _, d := range s.devs[1:n] {
+		if _, _, err := d.rep.Receive(s.devNow(d), setup); err != nil {
+			return err
+		}
 	}
 	for _, d := range s.devs[:n] {
 		s.doctor(d) // CreateAccount and Join replaced the state
