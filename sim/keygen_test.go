@@ -53,6 +53,9 @@ func TestKeygenUnderFaults(t *testing.T) {
 			if m.name == "none" && st.KeygenFailures != 0 {
 				t.Fatalf("%d attempts failed without faults", st.KeygenFailures)
 			}
+			if (m.name == "lie" || m.name == "all") && st.KeygenFailures == 0 {
+				t.Fatal("no attempt failed: the blame checks checked nothing")
+			}
 		})
 	}
 }
