@@ -43,11 +43,21 @@
 //     the invite used, writes DeviceAdded (raising the identity epoch) and
 //     answers with the account.
 //   - /aura/dkg/1: `threshold keygen` makes the calling device the hub of a
-//     threshold.DKG among all current members (all must be connected); it
-//     relays the DKG's messages, which the threshold package encrypts end to
-//     end. Every participant reports the group key it computed; only when all
-//     agree does the hub say so, each participant seal its share, and the hub
-//     publish the key with Replica.PublishGroupKey.
+//     key generation among all current members (all must be connected). The
+//     protocol is threshold.KeygenHub and threshold.KeygenParticipant;
+//     keygen.go is only their transport: one stream per participant,
+//     frames as uvarint length ‖ threshold.KeygenFrame bytes (at most
+//     threshold.MaxKeygenFrame), a tick every 200 ms carrying the wall
+//     clock, a failed read or write reported as a broken channel, and the
+//     session's output carried out in its order (send, seal the share on
+//     Keep and then Kept, finish on Done or Err). The DKG messages the hub
+//     relays are encrypted end to end by the threshold package. Every
+//     participant reports the group key it computed; only when all agree
+//     does the hub say so, each participant seal its share, and the hub
+//     seal its own and publish the key with Replica.PublishGroupKey. A
+//     failure names the device to blame (threshold.KeygenError) and asks
+//     the operator to retry. The frame bytes are those of the earlier
+//     node-side implementation (keygen_wire_test.go checks both ways).
 //   - /aura/snapshot/1: answers with the fact of the newest completed
 //     snapshot. A new device cannot take that fact from sync (its guards
 //     need the genesis, which peers collected), so restore asks peers for it;

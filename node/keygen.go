@@ -2,18 +2,18 @@ package node
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
-	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"aura/crdt"
@@ -27,30 +27,16 @@ import (
 // package, so the hub learns no share).
 const DKGProtocol = protocol.ID("/aura/dkg/1")
 
-// Frame types of /aura/dkg/1.
+// maxDKGFrame bounds one /aura/dkg/1 frame (threshold.KeygenFrame).
+const maxDKGFrame = threshold.MaxKeygenFrame
+
+// Deadlines of a key generation; the sessions enforce them from ticks.
 const (
-	dkgInit   = 1 // hub → participant: session, threshold, participants
-	dkgPub    = 2 // participant → hub: its fresh DKG public key
-	dkgStart  = 3 // hub → participant: every DKG public key, in index order
-	dkgMsg    = 4 // either way: a DKG message (To: recipient index or Broadcast)
-	dkgResult = 5 // participant → hub: the group key it computed
-	dkgFinal  = 6 // hub → participant: everyone agrees; keep the share
-	dkgAbort  = 7 // either way: give up (Error says why)
+	dkgTick = 200 * time.Millisecond
+	// dkgStreamDeadline is a safety net beyond the sessions' own deadlines
+	// (60 s for the hub, 90 s for a participant).
+	dkgStreamDeadline = 95 * time.Second
 )
-
-type dkgFrame struct {
-	Type         uint8    `cbor:"1,keyasint"`
-	Session      [16]byte `cbor:"2,keyasint"`
-	Threshold    int      `cbor:"3,keyasint,omitempty"`
-	Participants [][]byte `cbor:"4,keyasint,omitempty"` // device ids (32 bytes)
-	Pubs         [][]byte `cbor:"5,keyasint,omitempty"`
-	To           int      `cbor:"6,keyasint,omitempty"`
-	From         int      `cbor:"7,keyasint,omitempty"`
-	Data         []byte   `cbor:"8,keyasint,omitempty"`
-	Error        string   `cbor:"9,keyasint,omitempty"`
-}
-
-const maxDKGFrame = 1 << 20
 
 // dkgSessions tracks the streams of running sessions so Close can end them.
 type dkgSessions struct {
@@ -154,20 +140,29 @@ func (n *Node) Keygen(ctx context.Context, m int) (*GroupKeyInfo, error) {
 }
 
 type hubIn struct {
-	from int
-	f    *dkgFrame
-	err  error
+	from  int
+	frame []byte
+	err   error
 }
 
-// runHub drives the session as its hub.
+// runHub drives the session as its hub: it opens a stream to every other
+// participant and moves frames between the streams and the
+// threshold.KeygenHub, which decides everything else.
 func (n *Node) runHub(ctx context.Context, members []crdt.DeviceID, self, m int) (*threshold.GroupKey, *threshold.Share, error) {
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, dkgStreamDeadline)
 	defer cancel()
 	var session [16]byte
-	_, _ = rand.Read(session[:])
+	if _, err := rand.Read(session[:]); err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrKeygen, err)
+	}
 	parts := make([][]byte, len(members))
 	for i, d := range members {
 		parts[i] = append([]byte(nil), d[:]...)
+	}
+	hub, err := threshold.NewKeygenHub(threshold.KeygenHubConfig{Session: session, Participants: parts,
+		Self: self, Threshold: m, Rand: rand.Reader})
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrKeygen, err)
 	}
 	streams := make([]network.Stream, len(members))
 	writers := make([]*bufio.Writer, len(members))
@@ -179,29 +174,34 @@ func (n *Node) runHub(ctx context.Context, members []crdt.DeviceID, self, m int)
 			}
 		}
 	}()
-	in := make(chan hubIn, 64)
 	for i, d := range members {
 		if i == self {
 			continue
 		}
-		p := PeerID(d)
-		s, err := n.host.NewStream(network.WithAllowLimitedConn(ctx, "dkg"), p, DKGProtocol)
+		s, err := n.host.NewStream(network.WithAllowLimitedConn(ctx, "dkg"), PeerID(d), DKGProtocol)
 		if err != nil {
+			for _, s := range streams {
+				if s != nil {
+					_ = s.Reset()
+				}
+			}
 			return nil, nil, fmt.Errorf("%w: device %s is not reachable (all devices must be online): %v", ErrKeygen, d.Short(), err)
 		}
 		n.dkg.add(s)
 		streams[i] = s
 		writers[i] = bufio.NewWriter(s)
-		if err := sendFrame(writers[i], &dkgFrame{Type: dkgInit, Session: session, Threshold: m, Participants: parts}); err != nil {
-			return nil, nil, fmt.Errorf("%w: %s: %v", ErrKeygen, d.Short(), err)
+	}
+	in := make(chan hubIn, 64)
+	for i, s := range streams {
+		if s == nil {
+			continue
 		}
 		go func(i int, s network.Stream) {
 			r := bufio.NewReader(s)
 			for {
-				var f dkgFrame
-				err := readMsg(r, &f, maxDKGFrame)
+				f, err := readFrame(r)
 				select {
-				case in <- hubIn{from: i, f: &f, err: err}:
+				case in <- hubIn{from: i, frame: f, err: err}:
 				case <-ctx.Done():
 					return
 				}
@@ -219,279 +219,192 @@ func (n *Node) runHub(ctx context.Context, members []crdt.DeviceID, self, m int)
 		}
 	})
 	defer stop()
-	abort := func(err error) (*threshold.GroupKey, *threshold.Share, error) {
-		for i, w := range writers {
-			if w != nil {
-				_ = sendFrame(w, &dkgFrame{Type: dkgAbort, Session: session, Error: err.Error()})
-				_ = streams[i].Reset()
+	now := func() int64 { return time.Now().UnixMilli() }
+	// carry sends what the session asked for; a failed write is fed back
+	// as a broken channel, whose output is carried in turn.
+	var carry func(out threshold.KeygenOutput) threshold.KeygenOutput
+	carry = func(out threshold.KeygenOutput) threshold.KeygenOutput {
+		for _, err := range out.Rejected {
+			n.log.Debug("dkg step", "err", err)
+		}
+		for _, snd := range out.Send {
+			w := writers[snd.To]
+			if w == nil {
+				continue
+			}
+			if err := writeFrame(w, snd.Frame); err != nil && out.Err == nil {
+				writers[snd.To] = nil
+				more := carry(hub.Broken(now(), snd.To, err))
+				if more.Done != nil || more.Err != nil {
+					return more
+				}
 			}
 		}
-		return nil, nil, err
+		return out
 	}
-	next := func() (hubIn, error) {
+	failed := func(err error) (*threshold.GroupKey, *threshold.Share, error) {
+		for _, s := range streams {
+			if s != nil {
+				_ = s.Reset()
+			}
+		}
+		return nil, nil, keygenError(members, err)
+	}
+	out := carry(hub.Start(now()))
+	ticker := time.NewTicker(dkgTick)
+	defer ticker.Stop()
+	for out.Done == nil && out.Err == nil {
 		select {
 		case x := <-in:
 			if x.err != nil {
-				return x, fmt.Errorf("%w: device %s: %v", ErrKeygen, members[x.from].Short(), x.err)
+				out = carry(hub.Broken(now(), x.from, x.err))
+			} else {
+				out = carry(hub.Step(now(), x.from, x.frame))
 			}
-			if x.f.Type == dkgAbort {
-				return x, fmt.Errorf("%w: device %s gave up: %s", ErrKeygen, members[x.from].Short(), x.f.Error)
-			}
-			return x, nil
+		case <-ticker.C:
+			out = carry(hub.Tick(now()))
 		case <-ctx.Done():
-			return hubIn{}, fmt.Errorf("%w: timed out: %v", ErrKeygen, ctx.Err())
+			out = carry(hub.Abort(now(), fmt.Errorf("%w", ctx.Err())))
 		}
 	}
-	// Collect public keys.
-	dk, err := threshold.NewDKGKey(threshold.NewBN256(), rand.Reader)
-	if err != nil {
-		return abort(err)
+	if out.Err != nil {
+		return failed(out.Err)
 	}
-	pubs := make([][]byte, len(members))
-	pubs[self] = dk.Public()
-	for got := 1; got < len(members); {
-		x, err := next()
-		if err != nil {
-			return abort(err)
-		}
-		if x.f.Type == dkgPub && pubs[x.from] == nil {
-			pubs[x.from] = x.f.Data
-			got++
-		}
-	}
-	for i, w := range writers {
-		if w != nil {
-			if err := sendFrame(w, &dkgFrame{Type: dkgStart, Session: session, Pubs: pubs}); err != nil {
-				return abort(fmt.Errorf("%w: %s: %v", ErrKeygen, members[i].Short(), err))
-			}
-		}
-	}
-	d, err := threshold.NewDKG(threshold.DKGConfig{Index: self, Key: dk, Participants: pubs, Threshold: m, Rand: rand.Reader})
-	if err != nil {
-		return abort(err)
-	}
-	route := func(from int, msgs []threshold.DKGMessage) []threshold.DKGMessage {
-		var local []threshold.DKGMessage
-		for _, msg := range msgs {
-			for i, w := range writers {
-				if i == from || (msg.To != threshold.Broadcast && msg.To != i) {
-					continue
-				}
-				if i == self {
-					local = append(local, msg)
-					continue
-				}
-				_ = sendFrame(w, &dkgFrame{Type: dkgMsg, Session: session, To: msg.To, From: from, Data: msg.Data})
-			}
-		}
-		return local
-	}
-	step := func(msgs []threshold.DKGMessage) {
-		queue := msgs
-		for len(queue) > 0 {
-			msg := queue[0]
-			queue = queue[1:]
-			out, err := d.Step(msg.Data)
-			if err != nil {
-				n.log.Debug("dkg step", "err", err)
-				continue
-			}
-			queue = append(queue, route(self, out)...)
-		}
-	}
-	out, err := d.Start()
-	if err != nil {
-		return abort(err)
-	}
-	step(route(self, out))
-	results := map[int][]byte{}
-	timeout := time.NewTimer(20 * time.Second)
-	defer timeout.Stop()
-	for !(d.Done() && len(results) == len(members)-1) {
-		select {
-		case <-timeout.C:
-			d.Timeout()
-			if !d.Done() {
-				return abort(fmt.Errorf("%w: not enough deals certified in time", ErrKeygen))
-			}
-			continue
-		default:
-		}
-		var x hubIn
-		select {
-		case x = <-in:
-		case <-timeout.C:
-			d.Timeout()
-			continue
-		case <-ctx.Done():
-			return abort(fmt.Errorf("%w: timed out", ErrKeygen))
-		}
-		if x.err != nil {
-			return abort(fmt.Errorf("%w: device %s: %v", ErrKeygen, members[x.from].Short(), x.err))
-		}
-		switch x.f.Type {
-		case dkgMsg:
-			step(route(x.from, []threshold.DKGMessage{{To: x.f.To, Data: x.f.Data}}))
-		case dkgResult:
-			results[x.from] = x.f.Data
-		case dkgAbort:
-			return abort(fmt.Errorf("%w: device %s gave up: %s", ErrKeygen, members[x.from].Short(), x.f.Error))
-		}
-	}
-	key, share, err := d.Result()
-	if err != nil {
-		return abort(err)
-	}
-	for i, r := range results {
-		if !bytes.Equal(r, key.Bytes()) {
-			return abort(fmt.Errorf("%w: device %s computed a different group key", ErrKeygen, members[i].Short()))
-		}
-	}
-	for i, w := range writers {
-		if w != nil {
-			if err := sendFrame(w, &dkgFrame{Type: dkgFinal, Session: session, Data: key.Bytes()}); err != nil {
-				return abort(fmt.Errorf("%w: %s: %v", ErrKeygen, members[i].Short(), err))
-			}
-		}
-	}
-	// Wait for each participant to acknowledge it kept its share.
-	acked := map[int]bool{}
-	for len(acked) < len(members)-1 {
-		x, err := next()
-		if acked[x.from] {
-			continue // its stream ends after the acknowledgement
-		}
-		if err != nil {
-			return nil, nil, err
-		}
-		if x.f.Type == dkgFinal {
-			acked[x.from] = true
-		}
-	}
-	return key, share, nil
+	return out.Done.Key, out.Done.Share, nil
 }
 
-func sendFrame(w *bufio.Writer, f *dkgFrame) error {
-	if err := writeMsg(w, f); err != nil {
+// keygenError renders a session's error for the operator: the device it
+// names, what happened, and what to do.
+func keygenError(members []crdt.DeviceID, err error) error {
+	hint := "check that every device is online, then run it again"
+	switch {
+	case errors.Is(err, threshold.ErrKeygenDisagree):
+		hint = "that device may be faulty or compromised: check it, or remove it from the account, then run it again"
+	case errors.Is(err, threshold.ErrKeygenProtocol):
+		hint = "check that every device runs a compatible version, then run it again"
+	case errors.Is(err, threshold.ErrKeygenAborted):
+		hint = "see that device's log for why, then run it again"
+	}
+	var ke *threshold.KeygenError
+	if errors.As(err, &ke) && ke.Participant >= 0 && ke.Participant < len(members) {
+		return fmt.Errorf("%w: device %s: %w (%s)", ErrKeygen, members[ke.Participant].Short(), ke.Err, hint)
+	}
+	return fmt.Errorf("%w: %w (%s)", ErrKeygen, err, hint)
+}
+
+// readFrame reads one length-prefixed frame (uvarint length, then the
+// bytes), as writeMsg writes them.
+func readFrame(r *bufio.Reader) ([]byte, error) {
+	l, err := binary.ReadUvarint(r)
+	if err != nil {
+		return nil, err
+	}
+	if l > maxDKGFrame {
+		return nil, fmt.Errorf("frame of %d bytes over the limit of %d", l, maxDKGFrame)
+	}
+	b := make([]byte, l)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func writeFrame(w *bufio.Writer, frame []byte) error {
+	var hdr [binary.MaxVarintLen64]byte
+	k := binary.PutUvarint(hdr[:], uint64(len(frame)))
+	if _, err := w.Write(hdr[:k]); err != nil {
+		return err
+	}
+	if _, err := w.Write(frame); err != nil {
 		return err
 	}
 	return w.Flush()
 }
 
-// handleDKG is a participant's side of a session.
+// handleDKG is a participant's side of a session: it moves frames between
+// the hub's stream and a threshold.KeygenParticipant, and seals the share
+// when the session says so.
 func (n *Node) handleDKG(s network.Stream) {
 	n.dkg.add(s)
 	defer n.dkg.remove(s)
 	defer s.Close()
-	_ = s.SetDeadline(time.Now().Add(90 * time.Second))
-	r := bufio.NewReader(s)
+	_ = s.SetDeadline(time.Now().Add(dkgStreamDeadline))
+	hubPeer := s.Conn().RemotePeer()
+	now := func() int64 { return time.Now().UnixMilli() }
+	p, err := threshold.NewKeygenParticipant(threshold.KeygenParticipantConfig{
+		Self: append([]byte(nil), n.device[:]...), Rand: rand.Reader}, now())
+	if err != nil {
+		n.log.Warn("key generation", "hub", hubPeer, "err", err)
+		_ = s.Reset()
+		return
+	}
 	w := bufio.NewWriter(s)
-	hub := s.Conn().RemotePeer()
-	fail := func(err error) {
-		n.log.Warn("key generation", "hub", hub, "err", err)
-		_ = sendFrame(w, &dkgFrame{Type: dkgAbort, Error: err.Error()})
-		_ = s.Reset()
-	}
-	var init dkgFrame
-	if err := readMsg(r, &init, maxDKGFrame); err != nil || init.Type != dkgInit {
-		_ = s.Reset()
-		return
-	}
-	self := -1
-	members := make([]crdt.DeviceID, len(init.Participants))
-	for i, p := range init.Participants {
-		copy(members[i][:], p)
-		if members[i] == n.device {
-			self = i
-		}
-	}
-	if self < 0 {
-		fail(errors.New("this device is not among the participants"))
-		return
-	}
-	dk, err := threshold.NewDKGKey(threshold.NewBN256(), rand.Reader)
-	if err != nil {
-		fail(err)
-		return
-	}
-	if err := sendFrame(w, &dkgFrame{Type: dkgPub, Session: init.Session, Data: dk.Public()}); err != nil {
-		return
-	}
-	var start dkgFrame
-	if err := readMsg(r, &start, maxDKGFrame); err != nil || start.Type != dkgStart {
-		_ = s.Reset()
-		return
-	}
-	d, err := threshold.NewDKG(threshold.DKGConfig{Index: self, Key: dk, Participants: start.Pubs, Threshold: init.Threshold, Rand: rand.Reader})
-	if err != nil {
-		fail(err)
-		return
-	}
-	send := func(msgs []threshold.DKGMessage) error {
-		for _, m := range msgs {
-			if err := sendFrame(w, &dkgFrame{Type: dkgMsg, Session: init.Session, To: m.To, From: self, Data: m.Data}); err != nil {
-				return err
+	in := make(chan hubIn, 16)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		r := bufio.NewReader(s)
+		for {
+			f, err := readFrame(r)
+			select {
+			case in <- hubIn{frame: f, err: err}:
+			case <-done:
+				return
+			}
+			if err != nil {
+				return
 			}
 		}
-		return nil
-	}
-	out, err := d.Start()
-	if err != nil {
-		fail(err)
-		return
-	}
-	if send(out) != nil {
-		return
-	}
-	reported := false
+	}()
+	ticker := time.NewTicker(dkgTick)
+	defer ticker.Stop()
+	var out threshold.KeygenOutput
 	for {
-		if d.Done() && !reported {
-			key, _, err := d.Result()
-			if err != nil {
-				fail(err)
-				return
-			}
-			if sendFrame(w, &dkgFrame{Type: dkgResult, Session: init.Session, Data: key.Bytes()}) != nil {
-				return
-			}
-			reported = true
+		for _, err := range out.Rejected {
+			n.log.Debug("dkg step", "err", err)
 		}
-		var f dkgFrame
-		if err := readMsg(r, &f, maxDKGFrame); err != nil {
-			return
+		for _, snd := range out.Send {
+			if err := writeFrame(w, snd.Frame); err != nil && out.Err == nil {
+				out = p.Broken(now(), err)
+				break
+			}
 		}
-		switch f.Type {
-		case dkgMsg:
-			out, err := d.Step(f.Data)
-			if err != nil {
-				n.log.Debug("dkg step", "err", err)
+		if out.Keep != nil {
+			sh := out.Keep.Share
+			if err := n.saveShare(sh); err != nil {
+				out = p.Abort(now(), fmt.Errorf("seal the share: %w", err))
 				continue
 			}
-			if send(out) != nil {
-				return
-			}
-		case dkgFinal:
-			key, share, err := d.Result()
-			if err != nil || !bytes.Equal(key.Bytes(), f.Data) {
-				fail(fmt.Errorf("group key differs from the hub's"))
-				return
-			}
-			if err := n.saveShare(share); err != nil {
-				fail(err)
-				return
-			}
 			n.mu.Lock()
-			n.rep.SetShare(share)
+			n.rep.SetShare(sh)
 			n.mu.Unlock()
-			n.log.Info("threshold share kept", "index", share.Index()+1, "threshold", init.Threshold, "devices", len(members))
-			_ = sendFrame(w, &dkgFrame{Type: dkgFinal, Session: init.Session})
+			n.log.Info("threshold share kept", "index", sh.Index()+1, "threshold", p.Threshold(), "devices", len(p.Participants()))
+			out = p.Kept(now())
+			continue
+		}
+		if out.Err != nil {
+			n.log.Warn("key generation", "hub", hubPeer, "err", out.Err)
+			_ = s.Reset()
+			return
+		}
+		if out.Done != nil {
+			// Let the hub read the acknowledgement before the stream goes.
 			_ = s.CloseWrite()
-			buf := make([]byte, 1)
-			_, _ = s.Read(buf)
+			select {
+			case <-in:
+			case <-time.After(10 * time.Second):
+			}
 			return
-		case dkgAbort:
-			n.log.Warn("key generation aborted by the hub", "reason", f.Error)
-			return
+		}
+		select {
+		case x := <-in:
+			if x.err != nil {
+				out = p.Broken(now(), x.err)
+			} else {
+				out = p.Step(now(), x.frame)
+			}
+		case <-ticker.C:
+			out = p.Tick(now())
 		}
 	}
 }
@@ -550,5 +463,3 @@ func (n *Node) loadShare() error {
 	n.rep.SetShare(sh)
 	return nil
 }
-
-var _ = peer.ID("")

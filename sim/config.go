@@ -74,6 +74,11 @@ type Workload struct {
 	// SnapshotTimeout is the replicas' snapshot round timeout, ms (default
 	// 6000); CompleteGrace is a third of it.
 	SnapshotTimeout int64
+	// Keygen makes the group key come from the product's key generation
+	// session (threshold.KeygenHub and KeygenParticipant, keygen.go) run
+	// under the faults before the workload starts, retried until it
+	// succeeds, instead of a trusted dealer.
+	Keygen bool
 }
 
 // Defects are deliberate bugs for the tests that prove the invariants can
@@ -92,10 +97,13 @@ type Defects struct {
 	// fence, buffered writes, base snapshot record): storage the driver
 	// wrongly treats as volatile.
 	LoseMetaOnCrash bool
+	// KeygenUnsealed makes participants' drivers acknowledge the final
+	// of a key generation without keeping the share (Workload.Keygen).
+	KeygenUnsealed bool
 }
 
 func (d Defects) any() bool {
-	return d.PruneAboveFrontier || d.SkipThresholdVerify || d.LoseMetaOnCrash
+	return d.PruneAboveFrontier || d.SkipThresholdVerify || d.LoseMetaOnCrash || d.KeygenUnsealed
 }
 
 func (d Defects) String() string {
@@ -108,6 +116,9 @@ func (d Defects) String() string {
 	}
 	if d.LoseMetaOnCrash {
 		s = append(s, "lose-meta-on-crash")
+	}
+	if d.KeygenUnsealed {
+		s = append(s, "keygen-unsealed")
 	}
 	return strings.Join(s, ",")
 }
@@ -125,8 +136,10 @@ func ParseDefects(spec string) (Defects, error) {
 			d.SkipThresholdVerify = true
 		case "lose-meta-on-crash":
 			d.LoseMetaOnCrash = true
+		case "keygen-unsealed":
+			d.KeygenUnsealed = true
 		default:
-			return d, fmt.Errorf("unknown defect %q (prune-above-frontier, skip-threshold-verify, lose-meta-on-crash)", name)
+			return d, fmt.Errorf("unknown defect %q (prune-above-frontier, skip-threshold-verify, lose-meta-on-crash, keygen-unsealed)", name)
 		}
 	}
 	return d, nil

@@ -33,6 +33,15 @@
 //     collect on completion), restores of fresh devices.
 //   - Ground truth: every fact any device signed and every application
 //     write a replica acknowledged.
+//   - Key generation (Workload.Keygen, `--keygen`): the group key comes
+//     from the product's session (threshold.KeygenHub on the admin d0, who
+//     publishes the key, threshold.KeygenParticipant on the others) run over virtual
+//     streams (ordered, reliable, delayed) before the workload, instead of
+//     the trusted dealer (threshold.Deal), retried like an operator would
+//     until it succeeds (the 8th attempt runs without faults). Each attempt
+//     may suffer a stalled stream (loss), a participant crash (crash) and
+//     participants that lie about their result (Byzantine "lie"); see
+//     keygen.go.
 //
 // # Invariants (the names in Violation.Invariant)
 //
@@ -66,6 +75,13 @@
 //     named ("bad-partial" event), and honest devices never are.
 //   - restart, restore, internal: a device cannot reopen its storage, a
 //     restore from a valid snapshot fails, or a core call fails.
+//   - keygen, keygen-blame, keygen-share (with Workload.Keygen): an attempt
+//     without faults succeeds and every attempt ends; a failure blamed on a
+//     different key names a device that lied, one blamed on a broken
+//     stream names the crashed device, and no attempt with a lie succeeds;
+//     a success gives every participant a share of the hub's group key at
+//     its own index, and every M of the shares (up to 64 subsets) recover
+//     a group signature that verifies under it.
 //
 // A failing Result carries the seed, the fault schedule as it happened and
 // the violations; Result.Command is the `aura-cli sim` line that replays
@@ -91,7 +107,8 @@
 //     devices only; Byzantine facts still count in honest states.
 //   - Defects (tests only) are bugs the driver commits on purpose:
 //     pruning past the frontier, an accept-everything threshold verifier
-//     in honest replicas' state guard, losing Meta on a crash.
+//     in honest replicas' state guard, losing Meta on a crash,
+//     acknowledging a key generation's final without keeping the share.
 //
 // The package is deterministic: it never reads the wall clock, never
 // sleeps, never starts goroutines inside a run and never lets map order

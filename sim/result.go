@@ -54,6 +54,9 @@ type Stats struct {
 
 	CompletionsChecked   int `json:"completions_checked"`
 	CompletionsUnchecked int `json:"completions_unchecked"` // equivocations too tangled to tell the branch
+
+	KeygenAttempts int `json:"keygen_attempts"` // key generation sessions run (Workload.Keygen)
+	KeygenFailures int `json:"keygen_failures"` // of which failed (under faults)
 }
 
 func (s *Stats) add(o Stats) {
@@ -85,6 +88,8 @@ func (s *Stats) add(o Stats) {
 	s.ByzActs += o.ByzActs
 	s.CompletionsChecked += o.CompletionsChecked
 	s.CompletionsUnchecked += o.CompletionsUnchecked
+	s.KeygenAttempts += o.KeygenAttempts
+	s.KeygenFailures += o.KeygenFailures
 }
 
 // Result is the outcome of one seed.
@@ -98,6 +103,7 @@ type Result struct {
 	Defects   Defects
 	Serial    bool  // Workload.SerialProposals
 	Watermark int64 // Workload.Watermark
+	Keygen    bool  // Workload.Keygen
 	// Schedule is the fault schedule as it happened: partitions, crashes,
 	// restarts, offline periods, admissions (network faults are drawn per
 	// message from the seed at the rates in Faults).
@@ -128,6 +134,9 @@ func (r Result) Command() string {
 	}
 	if r.Watermark != 0 && r.Watermark != defaultWatermark {
 		fmt.Fprintf(&b, " --watermark %d", r.Watermark)
+	}
+	if r.Keygen {
+		b.WriteString(" --keygen")
 	}
 	if r.Defects.any() {
 		fmt.Fprintf(&b, " --defects %s", r.Defects)

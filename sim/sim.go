@@ -109,7 +109,7 @@ func Run(cfg Config) (Result, error) {
 		violated: map[string]bool{}, checked: map[[32]byte]bool{}, proposedBy: map[int]int{}}
 	s.res = &Result{Seed: cfg.Seed, Nodes: cfg.Nodes, Threshold: cfg.Threshold, Faults: cfg.Faults,
 		Events: cfg.Events, Duration: cfg.Duration, Defects: cfg.Defects, Serial: cfg.Workload.SerialProposals,
-		Watermark: cfg.Workload.Watermark}
+		Watermark: cfg.Workload.Watermark, Keygen: cfg.Workload.Keygen}
 	s.netRng = rand.New(rand.NewPCG(cfg.Seed, 0x6e6574))    // "net"
 	s.workRng = rand.New(rand.NewPCG(cfg.Seed, 0x776f726b)) // "work"
 	s.faultRng = rand.New(rand.NewPCG(cfg.Seed, 0x666c74))  // "flt"
@@ -192,14 +192,16 @@ func (s *sim) setup() error {
 		}
 		setup = append(setup, out.Publish...)
 	}
-	key, shares, err := threshold.Deal(threshold.NewBN256(), threshold.SeededReader(s.seedBytes("deal", 0)), m, n)
+	var parts []crdt.DeviceID
+	for _, d := range s.devs[:n] {
+		parts = append(parts, d.id)
+	}
+	key, shares, err := s.groupKey(parts) // the dealer, or a key generation (keygen.go)
 	if err != nil {
 		return err
 	}
 	s.gk = key
-	var parts []crdt.DeviceID
 	for i, d := range s.devs[:n] {
-		parts = append(parts, d.id)
 		d.share = shares[i]
 	}
 	out, err = admin.rep.PublishGroupKey(key, parts)

@@ -1,8 +1,36 @@
 // Package threshold owns the account's M-of-N BLS threshold key (DESIGN §2,
-// §5): generating it (a trusted dealer for tests and the simulator, a
-// Pedersen DKG for real accounts), signing partials with a share, verifying
-// partials and group signatures, recovering the group signature from t
-// partials while naming the signers of bad ones, and sealing shares at rest.
+// §5): generating it (a trusted dealer for tests, a Pedersen DKG for real
+// accounts, run by the key generation session), signing partials with a
+// share, verifying partials and group signatures, recovering the group
+// signature from t partials while naming the signers of bad ones, and
+// sealing shares at rest.
+//
+// # Key generation session
+//
+// keygen.go holds the whole protocol of `aura-cli threshold keygen`: a hub
+// (the device the operator asked) and n-1 participants exchange frames
+// (init, pub, start, msg, result, final, abort; keygenwire.go) around the
+// DKG, as two state machines, KeygenHub and KeygenParticipant. Inputs are
+// frames received (and, at the hub, from which participant), ticks with
+// the driver's current time, broken channels and the driver's Abort;
+// outputs (KeygenOutput) are frames to send and to whom, a share to seal
+// before acknowledging (Keep, then Kept), and a final result (group key,
+// share, participants) or a *KeygenError naming the participant that
+// failed or lied. Every participant reports the key it computed; only when
+// all agree does the hub send final, each participant seal its share, and
+// the hub finish, so that its driver publishes the key. The node drives
+// the sessions over libp2p streams (node/keygen.go), the simulator over
+// virtual streams under faults (sim/keygen.go). Frames keep the byte
+// format of /aura/dkg/1 from before the move (canonical CBOR, checked
+// against the node's encoder in node's tests), so devices of either
+// version interoperate. testdata/keygen/*.txt pins the frames and
+// outcomes of a few scenarios (keygen_transcript_test.go, -rewrite).
+//
+// A participant that acknowledged holds a share of a key the hub may still
+// fail to finish (other acknowledgements lost, the hub crashed): such a
+// share is only good once a group key fact names its key. (The node seals
+// it in place of the previous share, as it did before the protocol moved
+// here; a retried keygen replaces it.)
 //
 // # Curve
 //
@@ -18,7 +46,8 @@
 // (version, backend, index, scalar; secret), partial signatures (kyber tbls:
 // uint16 BE index ‖ G1 point, 66 bytes), group signatures (G1 point, 64
 // bytes), DKGKey (version, backend, scalar; secret) with DKGKey.Public (G2
-// point), DKG messages (dkgwire.go), sealed shares (age files). Signer
+// point), DKG messages (dkgwire.go), key generation frames (keygenwire.go:
+// canonical CBOR maps with integer keys), sealed shares (age files). Signer
 // indexes are 0-based (kyber's convention); signer i's share is f(i+1).
 // Decoders are strict: exact lengths, canonical point encodings, points on
 // the curve and in the prime-order subgroup, scalars below the order.
@@ -43,6 +72,16 @@
 //   - The DKG never reads the clock: the driver calls Timeout. Honest
 //     participants that finish without Timeout hold the same group key;
 //     after Timeout (kyber assumes synchrony) drivers must compare keys.
+//     The key generation session does: only its hub ever times the DKG
+//     out, and a key that differs from the hub's is a lie
+//     (ErrKeygenDisagree) only when the hub did not time out.
+//   - Sessions take time from their callers (Tick(now), Step(now, ...)),
+//     randomness from KeygenHubConfig.Rand / KeygenParticipantConfig.Rand,
+//     and order everything they emit by participant index: the same inputs
+//     give the same frames, byte for byte.
+//   - Decoders of frames (ParseKeygenFrame) and messages never panic on
+//     any input; a frame that does not decode fails the session naming its
+//     sender (ErrKeygenProtocol).
 //
 // # Imports
 //
