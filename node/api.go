@@ -405,6 +405,8 @@ func statusOf(err error) int {
 		return http.StatusUnprocessableEntity
 	case errors.Is(err, ErrInvite), errors.Is(err, ErrNotAdmin), errors.Is(err, maintenance.ErrNotPermitted):
 		return http.StatusForbidden
+	case errors.Is(err, ErrKeygen):
+		return http.StatusServiceUnavailable
 	case errors.Is(err, ErrDiskFull):
 		return http.StatusInsufficientStorage
 	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrClosed), errors.Is(err, ErrNoPeers):
