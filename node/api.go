@@ -211,6 +211,10 @@ func (n *Node) Peers() []PeerInfo {
 func (n *Node) deviceNames() map[peer.ID]string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	return cachedLocked(n, "members", n.deviceNamesLocked)
+}
+
+func (n *Node) deviceNamesLocked() map[peer.ID]string {
 	st := n.rep.State()
 	m := map[peer.ID]string{}
 	for d, mem := range st.Members {
@@ -356,6 +360,21 @@ func (n *Node) apiHandler() http.Handler {
 		}
 		a, err := n.Join(r.Context(), req.Code)
 		reply(w, map[string]string{"account": a.String()}, err)
+	})
+	mux.HandleFunc("GET /v1/cache", func(w http.ResponseWriter, r *http.Request) { reply(w, n.CacheStatus(), nil) })
+	mux.HandleFunc("POST /v1/cache/invalidate", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Keys []string `json:"keys"`
+		}
+		if !decode(w, r, &req) {
+			return
+		}
+		id, err := n.InvalidateCache(req.Keys)
+		res := map[string]any{"keys": req.Keys, "buffered": id == crdt.FactID{}}
+		if id != (crdt.FactID{}) {
+			res["id"] = id.String()
+		}
+		reply(w, res, err)
 	})
 	mux.HandleFunc("POST /v1/peers/connect", func(w http.ResponseWriter, r *http.Request) {
 		var req struct {

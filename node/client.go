@@ -136,6 +136,18 @@ func (c *Client) Get(ctx context.Context, key string) (GetResult, error) {
 	return r, err
 }
 
+// CacheStatus fetches the cache's floors and counters.
+func (c *Client) CacheStatus(ctx context.Context) (CacheStatus, error) {
+	var s CacheStatus
+	return s, c.do(ctx, "GET", "/v1/cache", nil, &s)
+}
+
+// InvalidateCache raises the floors of keys at the current epoch.
+func (c *Client) InvalidateCache(ctx context.Context, keys []string) (map[string]any, error) {
+	var r map[string]any
+	return r, c.do(ctx, "POST", "/v1/cache/invalidate", map[string][]string{"keys": keys}, &r)
+}
+
 // ConnectPeer dials a device of the account and remembers its address.
 func (c *Client) ConnectPeer(ctx context.Context, addr string) (PeerInfo, error) {
 	var p PeerInfo

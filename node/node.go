@@ -106,6 +106,7 @@ type Node struct {
 	last      lastSeen  // when each device was last connected
 	fatal     *fatalSignal
 	space     *spaceGuard // free-space guard of HOME/data
+	cache     *maintenance.Cache[any]
 	started   bool        // New returned it (Close logs the stop)
 
 	kick chan struct{} // wakes reconnectLoop (see kickReconnect)
@@ -142,7 +143,7 @@ func New(ctx context.Context, o Options) (*Node, error) {
 	if log == nil {
 		log = newLogger(cfg.Log, os.Stderr)
 	}
-	n := &Node{home: home, cfg: cfg, log: log, key: key, lock: lock, fatal: newFatalSignal(), invites: map[string]*inviteRecord{}, kick: make(chan struct{}, 1)}
+	n := &Node{home: home, cfg: cfg, log: log, key: key, lock: lock, fatal: newFatalSignal(), cache: maintenance.NewCache[any](), invites: map[string]*inviteRecord{}, kick: make(chan struct{}, 1)}
 	n.device = crdt.DeviceIDFromKey(key.Public().(ed25519.PublicKey))
 	n.log = n.log.With("device", n.device.Short())
 	n.ctx, n.cancel = context.WithCancel(context.Background())
@@ -358,6 +359,7 @@ func (n *Node) receive(facts []*crdt.Fact) (crdt.IngestResult, error) {
 		n.mu.Lock()
 		defer n.mu.Unlock()
 		res, out, err := n.rep.Receive(now(), facts)
+		n.invalidateLocked(out, res.Added)
 		n.refreshMembersLocked()
 		return res, out, err
 	}()
@@ -480,6 +482,7 @@ func (n *Node) tickLoop() {
 				return maintenance.Output{}, false
 			}
 			out := n.rep.Tick(now())
+			n.invalidateLocked(out, nil)
 			n.refreshMembersLocked()
 			return out, true
 		}()
@@ -689,7 +692,9 @@ func (n *Node) write(body crdt.Body) (crdt.FactID, error) {
 		if n.rep.Account().IsZero() {
 			return maintenance.Output{}, ErrNoAccount
 		}
-		return n.rep.Write(now(), body)
+		out, err := n.rep.Write(now(), body)
+		n.invalidateLocked(out, nil)
+		return out, err
 	}()
 	if err != nil {
 		return crdt.FactID{}, err

@@ -58,6 +58,8 @@ func (n *Node) applyPins(pins [][]byte, deletes [][]byte) {
 			}
 			return
 		}
+		// Which snapshot blobs are held changed: the list is recomputed.
+		n.cache.Invalidate(maintenance.Invalidation{Keys: []string{"snapshots"}})
 		if st.Blocks > 0 {
 			n.log.Info("blob GC", "blocks", st.Blocks, "bytes_freed", st.BytesFreed, "kept", st.Kept)
 		}
@@ -158,6 +160,7 @@ func (n *Node) Restore(ctx context.Context, progress func(done, total int64)) (*
 	}
 	n.mu.Lock()
 	out, err := n.rep.Restore(now(), c, blob)
+	n.invalidateLocked(out, nil)
 	n.refreshMembersLocked()
 	info := n.snapshotInfoLocked(c.ProposalID, false)
 	n.mu.Unlock()
@@ -226,6 +229,7 @@ func (n *Node) Propose() (*SnapshotInfo, error) {
 		return nil, ErrNoAccount
 	}
 	out, err := n.rep.Propose(now())
+	n.invalidateLocked(out, nil)
 	var info *SnapshotInfo
 	if err == nil {
 		// The round's id is in the "proposed" event: with M=1 the round
@@ -252,6 +256,10 @@ func (n *Node) Propose() (*SnapshotInfo, error) {
 func (n *Node) Snapshots() []SnapshotInfo {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	return cachedLocked(n, "snapshots", n.snapshotsLocked)
+}
+
+func (n *Node) snapshotsLocked() []SnapshotInfo {
 	st := n.rep.State()
 	ids := map[[16]byte]bool{}
 	for id := range st.Proposals {
