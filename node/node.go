@@ -107,7 +107,7 @@ type Node struct {
 	fatal     *fatalSignal
 	space     *spaceGuard // free-space guard of HOME/data
 	cache     *maintenance.Cache[any]
-	started   bool        // New returned it (Close logs the stop)
+	started   bool // New returned it (Close logs the stop)
 
 	kick chan struct{} // wakes reconnectLoop (see kickReconnect)
 	asks peerAsks      // when each device was last asked for peers
