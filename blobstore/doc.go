@@ -13,8 +13,11 @@
 //
 // # Layout
 //
-// [Store.Put] imports with boxo's UnixFS importer using the parameters of
-// the IPIP-499 "unixfs-v1-2025" profile: balanced DAG, CIDv1, sha2-256,
+// [Store.Put] builds the DAG with aura/blobstore/unixfs (the same code the
+// simulator's memory blob store runs, so both name equal bytes by the same
+// CID), which writes out the DAGs of boxo's balanced importer with the
+// parameters of the IPIP-499 "unixfs-v1-2025" profile (TestLayoutMatchesBoxo
+// compares them block for block): balanced DAG, CIDv1, sha2-256,
 // raw leaves, 1 MiB chunks, at most 1024 links per node. 1 MiB rather than
 // 256 KiB because snapshot blobs are large and fetched whole: a quarter of
 // the blocks means a quarter of the per-block work (keys, hashes, frames),
@@ -90,8 +93,8 @@
 //
 // # Imports
 //
-// blobstore imports nothing of aura except, if ever needed, types of
-// aura/crdt. It must never import aura/node (node imports blobstore) nor the
+// blobstore imports nothing of aura except its own pure subpackage
+// aura/blobstore/unixfs (and, if ever needed, types of aura/crdt). It must never import aura/node (node imports blobstore) nor the
 // pure cores (maintenance, sim): they name blobs by CID and the node driver
 // calls this package.
 package blobstore

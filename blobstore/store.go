@@ -18,6 +18,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	mh "github.com/multiformats/go-multihash"
+
+	"aura/blobstore/unixfs"
 )
 
 // Errors callers may branch on. Errors returned by the package wrap them.
@@ -53,9 +55,9 @@ func (e *PeerError) Unwrap() error { return e.Err }
 
 const (
 	// ChunkSize is the leaf size Put uses (IPIP-499 unixfs-v1-2025).
-	ChunkSize = 1 << 20
+	ChunkSize = unixfs.ChunkSize
 	// MaxLinks is the widest internal node Put builds (IPIP-499 unixfs-v1-2025).
-	MaxLinks = 1024
+	MaxLinks = unixfs.MaxLinks
 	// MaxBlockSize is the largest block accepted from a peer (bitswap's limit).
 	MaxBlockSize = 2 << 20
 	// DefaultKeep is how many roots KeepNewest keeps pinned when n <= 0.

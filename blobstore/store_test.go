@@ -97,7 +97,7 @@ func TestPutGetRoundTrip(t *testing.T) {
 func TestDefaultLayoutIsUnixFSv1_2025(t *testing.T) {
 	p := unixfsio.UnixFS_v1_2025
 	if p.ChunkSize != ChunkSize || p.FileDAGWidth != MaxLinks || !p.RawLeaves ||
-		p.CidBuilder() != cidBuilder {
+		p.CidBuilder() != (cid.Prefix{Version: 1, Codec: cid.DagProtobuf, MhType: mh.SHA2_256, MhLength: -1}) {
 		t.Errorf("layout differs from the unixfs-v1-2025 profile %+v", p)
 	}
 	s := newStore(t)

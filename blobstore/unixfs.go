@@ -7,24 +7,21 @@ import (
 	"fmt"
 	"io"
 
-	chunker "github.com/ipfs/boxo/chunker"
 	"github.com/ipfs/boxo/ipld/merkledag"
-	"github.com/ipfs/boxo/ipld/unixfs/importer/balanced"
-	"github.com/ipfs/boxo/ipld/unixfs/importer/helpers"
 	unixfsio "github.com/ipfs/boxo/ipld/unixfs/io"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
 	mh "github.com/multiformats/go-multihash"
+
+	"aura/blobstore/unixfs"
 )
 
-// cidBuilder makes the CIDs of the DAGs Put builds: CIDv1, sha2-256 (raw
-// leaves get the raw codec).
-var cidBuilder cid.Builder = cid.Prefix{Version: 1, Codec: cid.DagProtobuf, MhType: mh.SHA2_256, MhLength: -1}
-
 // Put imports the bytes of r as a UnixFS file (see the package doc for the
-// layout) and returns its root CID and the number of bytes read. The blocks
-// are durable when Put returns nil. Put does not pin the root.
+// layout; the DAG is built by aura/blobstore/unixfs, the code the
+// simulator's blob store runs too) and returns its root CID and the number
+// of bytes read. The blocks are durable when Put returns nil. Put does not
+// pin the root.
 func (s *Store) Put(ctx context.Context, r io.Reader) (cid.Cid, int64, error) {
 	s.gcMu.RLock()
 	defer s.gcMu.RUnlock()
@@ -32,26 +29,29 @@ func (s *Store) Put(ctx context.Context, r io.Reader) (cid.Cid, int64, error) {
 		return cid.Undef, 0, ErrClosed
 	}
 	cr := &ctxReader{ctx: ctx, r: r}
-	w := &dagWriter{s: s, ctx: ctx, sink: s.newSink()}
-	defer w.sink.close(false) // stops the ingester on error paths; no-op after close(true)
-	params := helpers.DagBuilderParams{
-		Dagserv:    w,
-		Maxlinks:   s.opts.maxLinks,
-		RawLeaves:  true,
-		CidBuilder: cidBuilder,
-	}
-	db, err := params.New(chunker.NewSizeSplitter(cr, int64(s.opts.chunkSize)))
+	k := s.newSink()
+	defer k.close(false) // stops the ingester on error paths; no-op after close(true)
+	root, n, err := unixfs.Import(cr, unixfs.Layout{ChunkSize: s.opts.chunkSize, MaxLinks: s.opts.maxLinks}, func(c cid.Cid, data []byte) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		h := c.Hash()
+		if k.has(h) {
+			return nil
+		}
+		held, err := s.hasBlock(c)
+		if err != nil || held {
+			return err
+		}
+		return k.add(h, data)
+	})
 	if err != nil {
-		return cid.Undef, 0, fmt.Errorf("blobstore: put: %w", err)
+		return cid.Undef, n, fmt.Errorf("blobstore: put: %w", err)
 	}
-	root, err := balanced.Layout(db)
-	if err != nil {
-		return cid.Undef, cr.n, fmt.Errorf("blobstore: put: %w", err)
+	if err := k.close(true); err != nil {
+		return cid.Undef, n, fmt.Errorf("blobstore: put: %w", err)
 	}
-	if err := w.sink.close(true); err != nil {
-		return cid.Undef, cr.n, fmt.Errorf("blobstore: put: %w", err)
-	}
-	return root.Cid(), cr.n, nil
+	return root, n, nil
 }
 
 // Get returns the whole blob in memory. Use Open for large blobs.
@@ -247,54 +247,4 @@ func (g nodeGetter) GetMany(ctx context.Context, cids []cid.Cid) <-chan *ipld.No
 	}
 	close(out)
 	return out
-}
-
-// dagWriter is the ipld.DAGService the importer writes to: blocks go to a
-// sink, which Put flushes with sync at the end.
-type dagWriter struct {
-	s    *Store
-	ctx  context.Context
-	sink *sink
-}
-
-var _ ipld.DAGService = (*dagWriter)(nil)
-
-func (w *dagWriter) Get(ctx context.Context, c cid.Cid) (ipld.Node, error) {
-	return nodeGetter{w.s}.Get(ctx, c)
-}
-
-func (w *dagWriter) GetMany(ctx context.Context, cids []cid.Cid) <-chan *ipld.NodeOption {
-	return nodeGetter{w.s}.GetMany(ctx, cids)
-}
-
-func (w *dagWriter) Add(_ context.Context, nd ipld.Node) error {
-	if err := w.ctx.Err(); err != nil {
-		return err
-	}
-	h := nd.Cid().Hash()
-	if w.sink.has(h) {
-		return nil
-	}
-	held, err := w.s.hasBlock(nd.Cid())
-	if err != nil || held {
-		return err
-	}
-	return w.sink.add(h, nd.RawData())
-}
-
-func (w *dagWriter) AddMany(ctx context.Context, nds []ipld.Node) error {
-	for _, nd := range nds {
-		if err := w.Add(ctx, nd); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (w *dagWriter) Remove(context.Context, cid.Cid) error {
-	return errors.New("blobstore: remove through the importer is not supported")
-}
-
-func (w *dagWriter) RemoveMany(context.Context, []cid.Cid) error {
-	return errors.New("blobstore: remove through the importer is not supported")
 }
