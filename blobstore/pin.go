@@ -42,9 +42,19 @@ func (s *Store) KeepNewest(roots []cid.Cid, n int) error {
 	return s.setPins(roots[:n], roots[n:])
 }
 
+// UnpinAll removes the pins of roots in one durable write.
+func (s *Store) UnpinAll(roots []cid.Cid) error {
+	return s.setPins(nil, roots)
+}
+
 func (s *Store) setPins(pin, unpin []cid.Cid) error {
 	s.gcMu.RLock()
 	defer s.gcMu.RUnlock()
+	return s.writePins(pin, unpin)
+}
+
+// writePins writes pins and unpins in one synced batch; gcMu is held.
+func (s *Store) writePins(pin, unpin []cid.Cid) error {
 	b := s.db.NewBatch()
 	defer b.Close()
 	for _, c := range unpin {
@@ -80,6 +90,39 @@ func (s *Store) Pins() ([]cid.Cid, error) {
 		out = append(out, c)
 	}
 	return out, it.Error()
+}
+
+// Stats are the figures of what a Store holds.
+type Stats struct {
+	Blocks int   // blocks held
+	Bytes  int64 // their total size
+	Pins   int   // pinned roots
+}
+
+// Stats counts the blocks, bytes and pins held (a scan of the catalogue and
+// the pins; block bytes are not read).
+func (s *Store) Stats() (Stats, error) {
+	var st Stats
+	lo, hi := s.catalogRange()
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return st, err
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		size, _, err := decodeEntry(it.Value())
+		if err != nil {
+			it.Close()
+			return st, fmt.Errorf("%w at key %x", err, it.Key())
+		}
+		st.Blocks++
+		st.Bytes += int64(size)
+	}
+	if err := it.Close(); err != nil {
+		return st, err
+	}
+	pins, err := s.Pins()
+	st.Pins = len(pins)
+	return st, err
 }
 
 // GCStats reports what a GC removed.

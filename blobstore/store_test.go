@@ -495,3 +495,39 @@ func TestGCDropsOrphans(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestPutPinnedSurvivesGC: PutPinned's root is pinned when it returns, so
+// a GC right after keeps it; UnpinAll and a GC then free it all, and Stats
+// counts what is held.
+func TestPutPinnedSurvivesGC(t *testing.T) {
+	s := newStore(t, withLayout(64<<10, 4))
+	ctx := context.Background()
+	data := randomBytes(3, 1<<20+5)
+	root, _, err := s.PutPinned(ctx, bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := putBytes(t, s, randomBytes(4, 1000)) // not pinned
+	if _, err := s.GC(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := s.Has(ctx, root); !ok {
+		t.Fatal("pinned put lost its blocks to a GC")
+	}
+	if ok, _ := s.Has(ctx, other); ok {
+		t.Fatal("unpinned put survived a GC")
+	}
+	st, err := s.Stats()
+	if err != nil || st.Pins != 1 || st.Bytes < int64(len(data)) || st.Blocks < 17 {
+		t.Fatalf("stats %+v %v", st, err)
+	}
+	if err := s.UnpinAll([]cid.Cid{root, other}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GC(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := s.Stats(); err != nil || st != (Stats{}) {
+		t.Fatalf("after unpin and GC: %+v %v", st, err)
+	}
+}

@@ -23,6 +23,16 @@ import (
 // of bytes read. The blocks are durable when Put returns nil. Put does not
 // pin the root.
 func (s *Store) Put(ctx context.Context, r io.Reader) (cid.Cid, int64, error) {
+	return s.put(ctx, r, false)
+}
+
+// PutPinned is Put that also pins the root before a GC can run: a blob put
+// then pinned by two calls could lose its blocks to a GC in between.
+func (s *Store) PutPinned(ctx context.Context, r io.Reader) (cid.Cid, int64, error) {
+	return s.put(ctx, r, true)
+}
+
+func (s *Store) put(ctx context.Context, r io.Reader, pin bool) (cid.Cid, int64, error) {
 	s.gcMu.RLock()
 	defer s.gcMu.RUnlock()
 	if s.isClosed() {
@@ -50,6 +60,11 @@ func (s *Store) Put(ctx context.Context, r io.Reader) (cid.Cid, int64, error) {
 	}
 	if err := k.close(true); err != nil {
 		return cid.Undef, n, fmt.Errorf("blobstore: put: %w", err)
+	}
+	if pin {
+		if err := s.writePins([]cid.Cid{root}, nil); err != nil {
+			return cid.Undef, n, fmt.Errorf("blobstore: put: %w", err)
+		}
 	}
 	return root, n, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sort"
@@ -130,7 +131,7 @@ type State struct {
 	Epoch       uint64                     `cbor:"3,keyasint"` // identity epoch: max epoch opened by a membership fact
 	Members     map[DeviceID]*Member       `cbor:"4,keyasint"`
 	KV          map[string]*Entry          `cbor:"5,keyasint"`
-	Blobs       map[string]*BlobRef        `cbor:"6,keyasint"` // key: binary CID
+	Blobs       map[string]*BlobRef        `cbor:"6,keyasint"` // key: BlobKey(binary CID)
 	Envelopes   map[FactID]*EnvelopeRef    `cbor:"7,keyasint"`
 	Devices     map[DeviceID]*DeviceMeta   `cbor:"8,keyasint"`
 	Proposals   map[[16]byte]*ProposalRef  `cbor:"9,keyasint"`
@@ -719,9 +720,9 @@ func (s *State) apply(f *Fact, body any) {
 			s.KV[b.Key] = &Entry{Deleted: true, Stamp: st}
 		}
 	case *BlobStored:
-		s.joinBlob(string(b.CID), &BlobRef{Size: b.Size, Name: b.Name, Stamp: st})
+		s.joinBlob(BlobKey(b.CID), &BlobRef{Size: b.Size, Name: b.Name, Stamp: st})
 	case *BlobTombstoned:
-		s.joinBlob(string(b.CID), &BlobRef{Tombstone: f.Epoch})
+		s.joinBlob(BlobKey(b.CID), &BlobRef{Tombstone: f.Epoch})
 	case *Envelope:
 		if b.KeyEpoch >= s.SnapshotEpoch {
 			s.Envelopes[st.ID] = &EnvelopeRef{KeyEpoch: b.KeyEpoch, Recipient: b.Recipient, Ciphertext: b.Ciphertext}
@@ -801,6 +802,16 @@ func (s *State) member(d DeviceID) *Member {
 	}
 	return m
 }
+
+// BlobKey is a blob's key in State.Blobs: its binary CID in lower-case
+// hex. (The raw bytes cannot be the key: the state's CBOR encoding writes
+// map keys as text strings, which must be valid UTF-8, and a decoder
+// rejects a binary CID there, so no device could decode a snapshot of an
+// account holding blobs.)
+func BlobKey(cid []byte) string { return hex.EncodeToString(cid) }
+
+// BlobKeyCID is the binary CID of a State.Blobs key.
+func BlobKeyCID(key string) ([]byte, error) { return hex.DecodeString(key) }
 
 func (s *State) joinBlob(k string, b *BlobRef) {
 	cur := s.Blobs[k]

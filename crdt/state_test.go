@@ -241,3 +241,24 @@ func TestStreamedEncodingEqualsCanonical(t *testing.T) {
 		}
 	})
 }
+
+// TestStateWithBinaryBlobCIDsDecodes: blobs are named by binary CIDs,
+// which are not UTF-8; the state (a snapshot blob) must still decode.
+func TestStateWithBinaryBlobCIDsDecodes(t *testing.T) {
+	s := newScenario(t, 1)
+	cid := []byte{0x01, 0x55, 0x12, 0x20, 0xff, 0xfe, 0x80, 0xc3}
+	s.write(0, s.epoch, &BlobStored{CID: cid, Size: 3})
+	s.write(0, s.epoch, &BlobTombstoned{CID: []byte{0x01, 0x70, 0xff}})
+	enc := s.reduce(s.facts).Encode()
+	back, err := DecodeState(enc)
+	if err != nil {
+		t.Fatalf("decode a state holding binary blob CIDs: %v", err)
+	}
+	ref := back.Blobs[BlobKey(cid)]
+	if ref == nil || ref.Size != 3 {
+		t.Fatalf("blob lost: %+v", back.Blobs)
+	}
+	if c, err := BlobKeyCID(BlobKey(cid)); err != nil || string(c) != string(cid) {
+		t.Fatalf("BlobKeyCID: %x %v", c, err)
+	}
+}

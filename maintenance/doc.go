@@ -18,12 +18,39 @@
 //
 // Inputs come in as method calls carrying the current time (unix ms) and
 // any randomness the driver drew; outputs come back as Output values (facts
-// to publish, blobs to fetch, pin or delete, events). The package never
+// to publish, a completion to restore from, the blob plan, events).
+//
+// What the core writes itself, and what the driver then does with the blob
+// plan: during a GC or a restore the core stores the snapshot state blob
+// (Blobs.Put, unpinned), saves its base record in Meta, rests and prunes the
+// journal, and returns Output.Blobs, a BlobPlan. The driver applies it with
+// BlobPlan.Apply on its BlobApplier, which runs, in this order: KeepNewest
+// (the plan's Keep roots then its Release roots, newest first, the first
+// len(Keep) pinned, in one durable write), Delete (unpin the account blobs
+// whose tombstones the base snapshot covers) and Collect (free every block
+// no pinned root reaches; the node runs it in the background). The plan is
+// a whole desired state, so a driver also applies Replica.BlobPlan once
+// after Open: a crash between the GC and the plan loses nothing. Account
+// blobs a user stores or fetches are pinned by the driver itself when it
+// stores or fetches them (blobstore.Store.PutPinned; pin before fetch). The package never
 // reads the clock, never draws randomness and never touches the network. It
 // reaches storage only through interfaces the driver passes in (crdt.Store,
 // Meta, Blobs), so the simulator can model crashes by what those kept.
 //
 // Choices where DESIGN is silent (written down here, as it asks):
+//   - "Deletes stored blobs whose tombstones predate the snapshot epoch":
+//     a tombstone predates a snapshot when the snapshot's frontier covers
+//     the tombstone fact, i.e. the threshold-signed state of the snapshot
+//     holds it. Every device that rests on or restores from that snapshot
+//     then sees the blob deleted, whatever it held before. The identity
+//     epoch in crdt.BlobRef.Tombstone is not compared with the snapshot's
+//     (target identity) epoch: identity epochs move only with membership,
+//     so in a stable account no snapshot would ever free a blob.
+//   - Snapshot blobs kept: the one the journal rests on, then the newest
+//     other completions, KeepSnapshots in all, held or not (a pin on a root
+//     not held costs nothing and protects a later fetch); the older ones
+//     are released. A tombstone never deletes a snapshot blob, and an older
+//     snapshot's blob that is also a live account blob keeps its pin.
 //   - A proposal's id is derived, not drawn: sha2-256(device ‖ seq ‖ now).
 //   - Non-proposers complete a round too when they hold M valid votes and no
 //     completion appeared within CompleteGrace of first seeing the proposal.

@@ -55,7 +55,7 @@ func (r *Replica) Base() (proposal [16]byte, snap *crdt.SnapshotV1) {
 // collect garbage-collects below a verified completed snapshot (DESIGN §5):
 // recompute the state at its frontier and check the signed digest, store
 // the state blob, rest the journal on it, prune the facts it covers, and
-// report blobs to unpin or delete. GC never removes a fact the snapshot
+// return the blob plan (blobs.go). GC never removes a fact the snapshot
 // does not cover: Prune stops at the frontier.
 func (r *Replica) collect(c *crdt.SnapshotCompleted) Output {
 	var out Output
@@ -119,7 +119,7 @@ func (r *Replica) collect(c *crdt.SnapshotCompleted) Output {
 }
 
 // rebase makes the snapshot the journal's base, prunes below it, and
-// reports GC figures and blob actions.
+// reports GC figures and the blob plan.
 func (r *Replica) rebase(c *crdt.SnapshotCompleted, st *crdt.State) (Output, error) {
 	var out Output
 	snap := &c.Snapshot
@@ -128,6 +128,7 @@ func (r *Replica) rebase(c *crdt.SnapshotCompleted, st *crdt.State) (Output, err
 		return out, fmt.Errorf("save base: %w", err)
 	}
 	st.SetVerifier(r.verifyGroup)
+	prevSt := r.baseSt
 	r.base, r.baseSt = rec, st
 	before := r.store.Stats()
 	// Rebase prunes where this journal holds the frontier (checking its chain
@@ -140,52 +141,14 @@ func (r *Replica) rebase(c *crdt.SnapshotCompleted, st *crdt.State) (Output, err
 	after := r.store.Stats()
 	gc := &GCStats{Proposal: c.ProposalID, FactsBefore: before.Facts, BytesBefore: before.Bytes,
 		FactsAfter: after.Facts, BytesAfter: after.Bytes, PrunedFacts: facts, PrunedBytes: bytes}
-	for k, b := range r.state.Blobs {
-		if b.Tombstone != 0 && b.Tombstone < snap.Epoch {
-			out.DeleteBlobs = append(out.DeleteBlobs, []byte(k))
-		}
-	}
-	gc.BlobsDeleted = len(out.DeleteBlobs)
+	plan := r.BlobPlan()
+	gc.BlobsDeleted = newlyCovered(prevSt, plan.Delete)
 	r.lastGC = gc
 	out.Collected = gc
-	out.Pins = r.pins()
+	out.Blobs = &plan
 	out.Events = append(out.Events, Event{Kind: "gc", Proposal: c.ProposalID,
 		Detail: fmt.Sprintf("pruned %d facts (%d bytes); journal %d→%d facts", facts, bytes, before.Facts, after.Facts)})
 	return out, nil
-}
-
-// pins lists the newest KeepSnapshots completed snapshots' blobs this
-// device has.
-func (r *Replica) pins() [][]byte {
-	var list []*crdt.SnapshotCompleted
-	for _, c := range r.state.Completed {
-		cc := c.Completed
-		list = append(list, &cc)
-	}
-	// newest first
-	for i := 1; i < len(list); i++ {
-		for j := i; j > 0 && newer(list[j], list[j-1]); j-- {
-			list[j], list[j-1] = list[j-1], list[j]
-		}
-	}
-	// The blob this journal rests on is always kept: the state below the
-	// pruned facts lives only there.
-	var pins [][]byte
-	if r.base != nil {
-		pins = append(pins, r.base.Snapshot.BlobCID)
-	}
-	for _, c := range list {
-		if len(pins) >= r.cfg.KeepSnapshots {
-			break
-		}
-		if r.base != nil && bytes.Equal(c.Snapshot.BlobCID, r.base.Snapshot.BlobCID) {
-			continue
-		}
-		if _, err := r.cfg.Blobs.Get(c.Snapshot.BlobCID); err == nil {
-			pins = append(pins, c.Snapshot.BlobCID)
-		}
-	}
-	return pins
 }
 
 func newer(a, b *crdt.SnapshotCompleted) bool {

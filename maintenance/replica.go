@@ -113,11 +113,9 @@ type Output struct {
 	// Restore names a completed snapshot this device cannot reach by sync:
 	// fetch its blob from peers and call Restore.
 	Restore *crdt.SnapshotCompleted
-	// Pins are the snapshot blob CIDs to keep (newest first); the driver
-	// unpins every other snapshot blob.
-	Pins [][]byte
-	// DeleteBlobs are blob CIDs whose tombstones predate the snapshot epoch.
-	DeleteBlobs [][]byte
+	// Blobs, after a GC or a restore, is the plan for this device's blob
+	// storage: the driver applies it with BlobPlan.Apply.
+	Blobs *BlobPlan
 	// Collected reports a GC: facts and bytes pruned from the journal.
 	Collected *GCStats
 }
@@ -128,10 +126,9 @@ func (o *Output) merge(p Output) {
 	if p.Restore != nil {
 		o.Restore = p.Restore
 	}
-	if p.Pins != nil {
-		o.Pins = p.Pins
+	if p.Blobs != nil {
+		o.Blobs = p.Blobs // a whole desired state: the newest wins
 	}
-	o.DeleteBlobs = append(o.DeleteBlobs, p.DeleteBlobs...)
 	if p.Collected != nil {
 		o.Collected = p.Collected
 	}

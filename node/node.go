@@ -73,6 +73,7 @@ type Node struct {
 	meta  *kvMeta // the replica's records
 	nmeta *kvMeta // the node's records
 	blobs *blobstore.Store
+	bgc   blobGC // background blob collections (blobs.go)
 	gater *gater
 	host  host.Host
 	ghost *guardedHost
@@ -251,6 +252,12 @@ func (n *Node) start(o Options) (err error) {
 			n.mdns = svc
 		}
 	}
+	// The blob plan again: a crash may have struck between a GC and its
+	// application.
+	n.mu.Lock()
+	plan := n.rep.BlobPlan()
+	n.mu.Unlock()
+	n.applyBlobPlan(&plan)
 	n.wg.Add(2)
 	go n.tickLoop()
 	go n.reconnectLoop()
@@ -433,9 +440,7 @@ func (n *Node) handle(out maintenance.Output) {
 		n.log.Info("garbage collected", "pruned_facts", out.Collected.PrunedFacts, "pruned_bytes", out.Collected.PrunedBytes,
 			"facts_before", out.Collected.FactsBefore, "facts_after", out.Collected.FactsAfter)
 	}
-	if out.Pins != nil || len(out.DeleteBlobs) > 0 {
-		n.applyPins(out.Pins, out.DeleteBlobs)
-	}
+	n.applyBlobPlan(out.Blobs)
 	if out.Restore != nil {
 		n.restoreAsync()
 	}

@@ -20,52 +20,6 @@ import (
 	"aura/maintenance"
 )
 
-// applyPins keeps the snapshot blobs the replica named pinned, unpins every
-// other pinned root, and collects unreferenced blocks.
-func (n *Node) applyPins(pins [][]byte, deletes [][]byte) {
-	keep := map[string]bool{}
-	for _, p := range pins {
-		c, err := cid.Cast(p)
-		if err != nil {
-			continue
-		}
-		keep[c.KeyString()] = true
-		if err := n.blobs.Pin(c); err != nil {
-			n.log.Warn("pin snapshot blob", "cid", c, "err", err)
-		}
-	}
-	if pins != nil {
-		if cur, err := n.blobs.Pins(); err == nil {
-			for _, c := range cur {
-				if !keep[c.KeyString()] {
-					_ = n.blobs.Unpin(c)
-				}
-			}
-		}
-	}
-	for _, d := range deletes {
-		if c, err := cid.Cast(d); err == nil {
-			_ = n.blobs.Unpin(c)
-		}
-	}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		st, err := n.blobs.GC(n.ctx)
-		if err != nil {
-			if n.ctx.Err() == nil {
-				n.log.Warn("blob GC", "err", err)
-			}
-			return
-		}
-		// Which snapshot blobs are held changed: the list is recomputed.
-		n.cache.Invalidate(maintenance.Invalidation{Keys: []string{"snapshots"}})
-		if st.Blocks > 0 {
-			n.log.Info("blob GC", "blocks", st.Blocks, "bytes_freed", st.BytesFreed, "kept", st.Kept)
-		}
-	}()
-}
-
 // restoreAsync starts a restore in the background unless one runs.
 func (n *Node) restoreAsync() {
 	n.mu.Lock()

@@ -111,6 +111,7 @@ func (s *sim) pruneAbove(d *device) {
 
 // checkFinal runs the end-of-run invariants on the honest devices, all up.
 func (s *sim) checkFinal(label string) {
+	s.checkBlobsFinal(label)
 	hs := s.honestUp()
 	if len(hs) == 0 {
 		return

@@ -79,6 +79,13 @@ type Workload struct {
 	// under the faults before the workload starts, retried until it
 	// succeeds, instead of a trusted dealer.
 	Keygen bool
+	// BlobEvery is the mean time between blob operations on each honest
+	// device, ms (default 4000; negative: none): `blob put` (store, pin,
+	// BlobStored), `blob get` (fetch a live blob from a reachable device
+	// that holds it, block by block) or `blob rm` (BlobTombstoned). Most
+	// blobs are one block; some sit at the 1 MiB chunk boundary and some
+	// span three chunks.
+	BlobEvery int64
 }
 
 // Defects are deliberate bugs for the tests that prove the invariants can
@@ -100,10 +107,16 @@ type Defects struct {
 	// KeygenUnsealed makes participants' drivers acknowledge the final
 	// of a key generation without keeping the share (Workload.Keygen).
 	KeygenUnsealed bool
+	// DeleteOnTombstone makes the driver delete a blob as soon as its
+	// device's state holds a tombstone for it, before a snapshot covers
+	// the tombstone.
+	DeleteOnTombstone bool
+	// KeepTombstoned makes the driver ignore BlobPlan.Delete.
+	KeepTombstoned bool
 }
 
 func (d Defects) any() bool {
-	return d.PruneAboveFrontier || d.SkipThresholdVerify || d.LoseMetaOnCrash || d.KeygenUnsealed
+	return d.PruneAboveFrontier || d.SkipThresholdVerify || d.LoseMetaOnCrash || d.KeygenUnsealed || d.DeleteOnTombstone || d.KeepTombstoned
 }
 
 func (d Defects) String() string {
@@ -120,8 +133,17 @@ func (d Defects) String() string {
 	if d.KeygenUnsealed {
 		s = append(s, "keygen-unsealed")
 	}
+	if d.DeleteOnTombstone {
+		s = append(s, "delete-on-tombstone")
+	}
+	if d.KeepTombstoned {
+		s = append(s, "keep-tombstoned")
+	}
 	return strings.Join(s, ",")
 }
+
+// defectNames lists the defects ParseDefects knows.
+const defectNames = "prune-above-frontier, skip-threshold-verify, lose-meta-on-crash, keygen-unsealed, delete-on-tombstone, keep-tombstoned"
 
 // ParseDefects parses a comma-separated list of defect names (see
 // Defects.String).
@@ -138,8 +160,12 @@ func ParseDefects(spec string) (Defects, error) {
 			d.LoseMetaOnCrash = true
 		case "keygen-unsealed":
 			d.KeygenUnsealed = true
+		case "delete-on-tombstone":
+			d.DeleteOnTombstone = true
+		case "keep-tombstoned":
+			d.KeepTombstoned = true
 		default:
-			return d, fmt.Errorf("unknown defect %q (prune-above-frontier, skip-threshold-verify, lose-meta-on-crash, keygen-unsealed)", name)
+			return d, fmt.Errorf("unknown defect %q (%s)", name, defectNames)
 		}
 	}
 	return d, nil
@@ -466,6 +492,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if w.SnapshotTimeout <= 0 {
 		w.SnapshotTimeout = 6000
+	}
+	if w.BlobEvery == 0 {
+		w.BlobEvery = 4000
 	}
 	f := &c.Faults
 	if f.Delay <= 0 {

@@ -7,8 +7,14 @@
 // # What it owns
 //
 //   - Devices: each is a maintenance.Replica over crdt.OpenJournal on a
-//     crdt.MemKV, a maintenance.MemMeta and a maintenance.MemBlobs: its
-//     durable storage. A crash drops the replica (and the messages in
+//     crdt.MemKV, a maintenance.MemMeta and a memory blob store (blobs.go):
+//     its durable storage. The blob store builds blobs with
+//     aura/blobstore/unixfs, the node blobstore's own layout code, so a blob
+//     gets the node's UnixFS CID, one over 1 MiB is several blocks, and a
+//     fetch (restore, `blob get`) copies them block by block, each checked
+//     against its CID. It pins and collects like the node's, and the core's
+//     maintenance.BlobPlan is applied to it through BlobPlan.Apply, the
+//     node's code path (and again after every restart). A crash drops the replica (and the messages in
 //     flight to and from it) and reopens it on the same storage later; its
 //     threshold share is handed back. Half the crashes (Faults.MidCall)
 //     strike inside a core call, just before one of its durable writes (a
@@ -28,11 +34,14 @@
 //     devices (bad partial signatures, lying digests, equivocation, facts
 //     without the capability, facts from a non-member key).
 //   - Workload: application writes on every device (new keys and
-//     overwrites), operator proposals (overlapping rounds unless
+//     overwrites), blob operations (Workload.BlobEvery: put a blob, pinned,
+//     and append BlobStored; fetch a live blob from a reachable device; append
+//     BlobTombstoned), operator proposals (overlapping rounds unless
 //     Workload.SerialProposals), watermark proposals, GC (the replicas
 //     collect on completion), restores of fresh devices.
-//   - Ground truth: every fact any device signed and every application
-//     write a replica acknowledged.
+//   - Ground truth: every fact any device signed, every application
+//     write a replica acknowledged, and every blob the workload stored with
+//     the (author, seq) of every tombstone fact naming it.
 //   - Key generation (Workload.Keygen, `--keygen`): the group key comes
 //     from the product's session (threshold.KeygenHub on the admin d0, who
 //     publishes the key, threshold.KeygenParticipant on the others) run over virtual
@@ -65,6 +74,11 @@
 //     snapshot the journal rests on; snapshot-fork: honest devices never
 //     rest on snapshots whose frontiers are incomparable (neither could
 //     catch up with the other).
+//   - blob-deleted-early: a blob a device held is gone after a blob plan
+//     (or anything the driver did) only when a tombstone fact of it is under
+//     the frontier of the snapshot that device rests on; blob-not-freed:
+//     after every plan, after restarts and at the end, a device holds no
+//     block of a blob one of whose tombstones its base snapshot covers.
 //   - fence-released: no fence outlives its deadline on a running device;
 //     at the end no fence is up and no write is left buffered.
 //   - liveness: with N−M devices down or Byzantine, an operator's snapshot
@@ -108,10 +122,15 @@
 //   - Defects (tests only) are bugs the driver commits on purpose:
 //     pruning past the frontier, an accept-everything threshold verifier
 //     in honest replicas' state guard, losing Meta on a crash,
-//     acknowledging a key generation's final without keeping the share.
+//     acknowledging a key generation's final without keeping the share,
+//     deleting a blob as soon as its tombstone arrives
+//     (delete-on-tombstone), ignoring the plan's deletions
+//     (keep-tombstoned).
 //
 // The package is deterministic: it never reads the wall clock, never
 // sleeps, never starts goroutines inside a run and never lets map order
 // reach the timeline or the trace. It imports crdt, threshold and
-// maintenance, never libp2p or Pebble.
+// maintenance, and the pure aura/blobstore/unixfs (go-cid only), never
+// libp2p or Pebble: `go list -deps ./sim | grep -E 'libp2p|pebble'` is
+// empty.
 package sim

@@ -37,7 +37,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Events, "events", 2000, "device-events of each run's active phase")
 	fs.StringVar(&duration, "duration", "", "cap on each run's active phase in virtual time, e.g. 120s")
 	fs.StringVar(&trace, "trace", "", "write the trace of every run to `FILE`")
-	fs.StringVar(&defects, "defects", "", "switch on deliberate defects (prune-above-frontier, skip-threshold-verify, lose-meta-on-crash, keygen-unsealed) to see the checks fail")
+	fs.StringVar(&defects, "defects", "", "switch on deliberate defects ("+defectNames+") to see the checks fail")
 	fs.IntVar(&cfg.Parallel, "parallel", 1, "seeds run at once")
 	fs.BoolVar(&cfg.Workload.SerialProposals, "serial-proposals", false, "operators propose only while no snapshot round is open anywhere")
 	fs.Int64Var(&cfg.Workload.Watermark, "watermark", defaultWatermark, "journal `BYTES` past which devices propose a snapshot by themselves (negative: off)")

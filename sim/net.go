@@ -289,7 +289,7 @@ func (s *sim) restoreNow(d *device, c *crdt.SnapshotCompleted, source int) error
 		if p == d || !s.linkUp(d, p) {
 			return false
 		}
-		b, err := p.blobs.Get(cid)
+		b, _, err := d.blobs.fetch(p.blobs, cid) // block by block, each checked
 		if err != nil {
 			return false
 		}

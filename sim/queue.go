@@ -26,6 +26,7 @@ const (
 	evOnline                       // an offline device comes back
 	evByz                          // a Byzantine device acts
 	evAdmit                        // the admin adds a fresh device
+	evBlob                         // a device stores, fetches or tombstones a blob
 	evFaultClock                   // once a virtual second: draw schedule faults
 )
 

@@ -57,6 +57,12 @@ type Stats struct {
 
 	KeygenAttempts int `json:"keygen_attempts"` // key generation sessions run (Workload.Keygen)
 	KeygenFailures int `json:"keygen_failures"` // of which failed (under faults)
+
+	BlobsStored     int `json:"blobs_stored"`     // `blob put`s acknowledged
+	BlobsFetched    int `json:"blobs_fetched"`    // `blob get`s that fetched a blob from a peer
+	BlobsTombstoned int `json:"blobs_tombstoned"` // `blob rm`s acknowledged
+	BlobsFreed      int `json:"blobs_freed"`      // blobs gone from a device's store after a plan (deletions checked)
+	BlocksCollected int `json:"blocks_collected"` // blocks the plans' collections dropped
 }
 
 func (s *Stats) add(o Stats) {
@@ -90,6 +96,11 @@ func (s *Stats) add(o Stats) {
 	s.CompletionsUnchecked += o.CompletionsUnchecked
 	s.KeygenAttempts += o.KeygenAttempts
 	s.KeygenFailures += o.KeygenFailures
+	s.BlobsStored += o.BlobsStored
+	s.BlobsFetched += o.BlobsFetched
+	s.BlobsTombstoned += o.BlobsTombstoned
+	s.BlobsFreed += o.BlobsFreed
+	s.BlocksCollected += o.BlocksCollected
 }
 
 // Result is the outcome of one seed.

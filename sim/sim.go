@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"sort"
 	"strings"
 
 	"aura/crdt"
@@ -36,7 +35,7 @@ type device struct {
 	id    crdt.DeviceID
 	kv    *crdt.MemKV
 	meta  *maintenance.MemMeta
-	blobs *maintenance.MemBlobs
+	blobs *blobStore
 	rep   *maintenance.Replica
 	share *threshold.Share
 	byz   *byzantine // nil for an honest device
@@ -142,7 +141,7 @@ func (s *sim) setup() error {
 	byzFrom := n - s.cfg.Faults.Byzantine
 	for i := 0; i < n+fresh; i++ {
 		d := &device{idx: i, key: ed25519.NewKeyFromSeed(s.seedBytes("device", i)), armed: -1,
-			kv: crdt.NewMemKV(), meta: maintenance.NewMemMeta(), blobs: maintenance.NewMemBlobs()}
+			kv: crdt.NewMemKV(), meta: maintenance.NewMemMeta(), blobs: newBlobStore()}
 		d.id = crdt.DeviceIDFromKey(d.key.Public().(ed25519.PublicKey))
 		if i < n {
 			d.name = fmt.Sprintf("d%d", i)
@@ -299,6 +298,9 @@ func (s *sim) arm(d *device) {
 	if d.byz == nil && w.WriteEvery > 0 {
 		s.at(s.expDelay(s.workRng, w.WriteEvery), &event{kind: evWrite, dev: d.idx, inc: d.inc})
 	}
+	if d.byz == nil && w.BlobEvery > 0 {
+		s.at(s.expDelay(s.workRng, w.BlobEvery), &event{kind: evBlob, dev: d.idx, inc: d.inc})
+	}
 	if d.byz != nil {
 		s.at(s.expDelay(s.byzRng, 2000), &event{kind: evByz, dev: d.idx, inc: d.inc})
 	}
@@ -404,6 +406,8 @@ func (s *sim) step(e *event) {
 		s.onByz(e)
 	case evAdmit:
 		s.onAdmit(e)
+	case evBlob:
+		s.onBlob(e)
 	}
 }
 
@@ -546,8 +550,8 @@ func (s *sim) handleOutput(d *device, out maintenance.Output, via string) {
 		}
 		s.checkPruned(d)
 	}
-	if out.Pins != nil {
-		s.unpin(d, out.Pins)
+	if out.Blobs != nil || s.cfg.Defects.DeleteOnTombstone {
+		s.applyBlobs(d, out.Blobs, via)
 	}
 	if out.Restore != nil {
 		s.restoreWanted(d, out.Restore)
@@ -593,29 +597,6 @@ func (s *sim) onCoreEvent(d *device, ev maintenance.Event) {
 	}
 }
 
-// unpin deletes the snapshot blobs the replica no longer pins.
-func (s *sim) unpin(d *device, pins [][]byte) {
-	keep := map[string]bool{}
-	for _, p := range pins {
-		keep[string(p)] = true
-	}
-	st := d.rep.State()
-	ids := make([][16]byte, 0, len(st.Completed))
-	for id := range st.Completed {
-		ids = append(ids, id)
-	}
-	sort.Slice(ids, func(i, j int) bool { return string(ids[i][:]) < string(ids[j][:]) })
-	for _, id := range ids {
-		c := st.Completed[id].Completed.Snapshot.BlobCID
-		if !keep[string(c)] {
-			if _, err := d.blobs.Get(c); err == nil {
-				d.blobs.Delete(c)
-				s.trace("%s unpin blob of %x", d.name, id[:4])
-			}
-		}
-	}
-}
-
 // crash takes a device down for dur ms; everything its journal committed
 // and its Meta and blobs survive (unless a defect says otherwise).
 func (s *sim) crash(d *device, dur int64, why string) {
@@ -649,6 +630,10 @@ func (s *sim) restart(d *device) {
 	d.up = true
 	s.schedule("restart %s", d.name)
 	s.checkPruned(d)
+	// The blob plan again: the crash may have struck between the core's
+	// GC and the driver applying its plan.
+	plan := d.rep.BlobPlan()
+	s.applyBlobs(d, &plan, "restart")
 	s.learnOwn(d)
 	if s.phase == phaseActive || s.phase == phaseDrain {
 		s.arm(d)

@@ -149,6 +149,8 @@ func TestDefectsAreCaught(t *testing.T) {
 		{"prune-above-frontier", Defects{PruneAboveFrontier: true}, "net", "gc-frontier"},
 		{"skip-threshold-verify", Defects{SkipThresholdVerify: true}, "byz=1:unauth", "snapshot-signature"},
 		{"lose-meta-on-crash", Defects{LoseMetaOnCrash: true}, "churn,crash=0.03", "no-write-lost"},
+		{"delete-on-tombstone", Defects{DeleteOnTombstone: true}, "net", "blob-deleted-early"},
+		{"keep-tombstoned", Defects{KeepTombstoned: true}, "net", "blob-not-freed"},
 	}
 	const maxSeeds = 10
 	for _, c := range cases {

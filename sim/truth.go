@@ -23,6 +23,9 @@ type truth struct {
 	keys     []string        // acknowledged keys, in the order first acknowledged
 	cache    []*frontierState
 	verified map[[32]byte]bool
+
+	blobs     map[string]*blobTruth // string(binary CID) → the workload's blob
+	blobOrder []string              // their keys, in the order first stored
 }
 
 // frontierState is a reduction of exactly a frontier, kept to extend.
@@ -39,7 +42,8 @@ type authorSeq struct {
 
 func newTruth(s *sim) *truth {
 	return &truth{s: s, all: map[crdt.FactID]*crdt.Fact{}, versions: map[crdt.DeviceID]map[uint64][]*crdt.Fact{},
-		writes: map[string]string{}, maybe: map[string]bool{}, open: map[[16]byte]int64{}, closed: map[[16]byte]bool{}, verified: map[[32]byte]bool{}}
+		writes: map[string]string{}, maybe: map[string]bool{}, open: map[[16]byte]int64{}, closed: map[[16]byte]bool{}, verified: map[[32]byte]bool{},
+		blobs: map[string]*blobTruth{}}
 }
 
 // add records a fact (it is signed: its author says who made it).
@@ -49,6 +53,7 @@ func (t *truth) add(f *crdt.Fact) {
 		return
 	}
 	t.all[id] = f
+	t.blobFact(f)
 	vs := t.versions[f.Author]
 	if vs == nil {
 		vs = map[uint64][]*crdt.Fact{}

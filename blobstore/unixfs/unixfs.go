@@ -90,6 +90,13 @@ func Sum(data []byte) cid.Cid {
 // RawCID is the CIDv1 (raw codec, sha2-256) of one block of bytes.
 func RawCID(data []byte) cid.Cid { return blockCID(cid.Raw, data) }
 
+// Verify reports whether data is the block c names (sha2-256 CIDv1 of its
+// codec): what a store checks before keeping a block from a peer.
+func Verify(c cid.Cid, data []byte) bool {
+	p := c.Prefix()
+	return p.Version == 1 && p.MhType == mh.SHA2_256 && blockCID(p.Codec, data).Equals(c)
+}
+
 func blockCID(codec uint64, data []byte) cid.Cid {
 	sum := sha256.Sum256(data)
 	m, _ := mh.Encode(sum[:], mh.SHA2_256) // cannot fail: known code, right length
@@ -384,7 +391,7 @@ func Cat(root cid.Cid, get func(cid.Cid) ([]byte, error)) ([]byte, error) {
 		if err != nil {
 			return err
 		}
-		if !blockCID(c.Type(), data).Equals(c) {
+		if !Verify(c, data) {
 			return fmt.Errorf("%w: %s: bytes do not hash to the CID", ErrMalformed, c)
 		}
 		nd, err := Decode(c, data)
