@@ -66,9 +66,10 @@ func (m *MemMeta) Scan(prefix string, fn func(string, []byte) error) error {
 	return nil
 }
 
-// MemBlobs is an in-memory Blobs: whole blobs named by a CIDv1 (raw,
-// sha2-256) of their bytes. The node uses chunked UnixFS blobs instead;
-// both are deterministic.
+// MemBlobs is an in-memory Blobs for the core's own tests: whole blobs
+// named by a CIDv1 (raw, sha2-256) of their bytes. The node and the
+// simulator both store chunked UnixFS blobs (aura/blobstore/unixfs) with
+// other CIDs for blobs over 1 MiB; all are deterministic.
 type MemBlobs struct {
 	mu sync.Mutex
 	m  map[string][]byte
