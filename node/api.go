@@ -387,6 +387,7 @@ func (n *Node) apiHandler() http.Handler {
 		reply(w, p, err)
 	})
 	n.phase2Routes(mux)
+	n.blobRoutes(mux)
 	return mux
 }
 

@@ -1,0 +1,122 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+)
+
+// Blob calls of the control API client (routes in blobapi.go).
+
+// PutBlob stores the bytes of r as an account blob (BlobStored).
+func (c *Client) PutBlob(ctx context.Context, r io.Reader, name string) (BlobInfo, error) {
+	var bi BlobInfo
+	path := "/v1/blobs"
+	if name != "" {
+		path += "?name=" + url.QueryEscape(name)
+	}
+	resp, err := c.raw(ctx, "POST", path, r)
+	if err != nil {
+		return bi, err
+	}
+	defer resp.Body.Close()
+	return bi, json.NewDecoder(resp.Body).Decode(&bi)
+}
+
+// Blobs lists the account's blobs and this device's blob store figures.
+func (c *Client) Blobs(ctx context.Context) (BlobList, error) {
+	var l BlobList
+	return l, c.do(ctx, "GET", "/v1/blobs", nil, &l)
+}
+
+// FetchBlob makes the blob complete on the node (fetching from its peers if
+// needed); progress sees the bytes held and the total.
+func (c *Client) FetchBlob(ctx context.Context, id string, progress func(done, total int64)) (BlobInfo, error) {
+	var bi BlobInfo
+	resp, err := c.open(ctx, "POST", "/v1/blobs/"+url.PathEscape(id)+"/fetch", struct{}{})
+	if err != nil {
+		return bi, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var m struct {
+			Done, Total *int64
+			Error       string
+			Status      int
+			CID         string
+		}
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			return bi, fmt.Errorf("node answered %q: %w", sc.Text(), err)
+		}
+		switch {
+		case m.Error != "":
+			if m.Status == 0 {
+				m.Status = http.StatusInternalServerError
+			}
+			return bi, &APIError{Status: m.Status, Message: m.Error}
+		case m.Done != nil && m.Total != nil:
+			if progress != nil {
+				progress(*m.Done, *m.Total)
+			}
+		case m.CID != "":
+			return bi, json.Unmarshal(sc.Bytes(), &bi)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return bi, err
+	}
+	return bi, errors.New("node closed the answer early")
+}
+
+// OpenBlob reads a blob the node holds; size is its length.
+func (c *Client) OpenBlob(ctx context.Context, id string) (rc io.ReadCloser, size int64, err error) {
+	resp, err := c.raw(ctx, "GET", "/v1/blobs/"+url.PathEscape(id)+"/data", nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	size, _ = strconv.ParseInt(resp.Header.Get("Content-Length"), 10, 64)
+	return resp.Body, size, nil
+}
+
+// RemoveBlob tombstones a blob (BlobTombstoned).
+func (c *Client) RemoveBlob(ctx context.Context, id string) (BlobInfo, error) {
+	var bi BlobInfo
+	return bi, c.do(ctx, "DELETE", "/v1/blobs/"+url.PathEscape(id), nil, &bi)
+}
+
+// raw sends body as is (not JSON) and checks the status like open.
+func (c *Client) raw(ctx context.Context, method, path string, body io.Reader) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, "http://aura"+path, body)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/octet-stream")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		var ne *net.OpError
+		if errors.As(err, &ne) && ne.Op == "dial" {
+			return nil, fmt.Errorf("no node is running at %s: start it with `aura-node run --home %s`", c.home, c.home)
+		}
+		return nil, err
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		var e struct{ Error string }
+		if json.NewDecoder(resp.Body).Decode(&e) != nil || e.Error == "" {
+			e.Error = resp.Status
+		}
+		return nil, &APIError{Status: resp.StatusCode, Message: e.Error}
+	}
+	return resp, nil
+}
