@@ -241,7 +241,7 @@ func (n *Node) RemoveBlob(c cid.Cid) (*BlobInfo, error) {
 //
 //	POST   /v1/blobs?name=N       body: the bytes → BlobInfo
 //	GET    /v1/blobs              → BlobList
-//	POST   /v1/blobs/{cid}/fetch  → NDJSON {"done","total"} lines, then BlobInfo
+//	POST   /v1/blobs/{cid}/fetch  → NDJSON {"done","total"} lines, then BlobInfo (or {"error","code"})
 //	GET    /v1/blobs/{cid}/data   → the bytes (application/octet-stream)
 //	DELETE /v1/blobs/{cid}        → BlobInfo
 func (n *Node) blobRoutes(mux *http.ServeMux) {
@@ -274,7 +274,7 @@ func (n *Node) blobRoutes(mux *http.ServeMux) {
 			}
 		})
 		if err != nil {
-			_ = enc.Encode(map[string]any{"error": err.Error(), "status": statusOf(err)})
+			_ = enc.Encode(map[string]any{"error": err.Error(), "code": statusOf(err)})
 			return
 		}
 		_ = enc.Encode(bi)

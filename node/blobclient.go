@@ -51,7 +51,7 @@ func (c *Client) FetchBlob(ctx context.Context, id string, progress func(done, t
 		var m struct {
 			Done, Total *int64
 			Error       string
-			Status      int
+			Code        int // the HTTP status the error maps to
 			CID         string
 		}
 		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
@@ -59,10 +59,10 @@ func (c *Client) FetchBlob(ctx context.Context, id string, progress func(done, t
 		}
 		switch {
 		case m.Error != "":
-			if m.Status == 0 {
-				m.Status = http.StatusInternalServerError
+			if m.Code == 0 {
+				m.Code = http.StatusInternalServerError
 			}
-			return bi, &APIError{Status: m.Status, Message: m.Error}
+			return bi, &APIError{Status: m.Code, Message: m.Error}
 		case m.Done != nil && m.Total != nil:
 			if progress != nil {
 				progress(*m.Done, *m.Total)
