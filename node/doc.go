@@ -87,10 +87,23 @@
 //     the way out; Repair moves it aside (never deletes it) and rebuilds
 //     the device from its peers, replaying its own writes still readable.
 //
+// Blobs (blobs.go, blobapi.go): the node applies the core's
+// maintenance.BlobPlan with BlobPlan.Apply over the blobstore (KeepNewest
+// in one durable write, unpin the tombstoned blobs, then one coalesced
+// background blob GC that compacts, so the disk space comes back), after
+// every GC or restore and once at start. Account blobs are pinned where
+// they are put (blobstore.Store.PutPinned: no GC can slip between the put
+// and the pin) or fetched (pinned before the fetch, so a partial fetch
+// resumes); `blob rm` only appends BlobTombstoned, and every device frees
+// the space after the next completed snapshot covers the tombstone. A
+// removed blob cannot be stored again (its tombstone is for good).
+//
 // Choices where DESIGN is silent: the control API is JSON over HTTP on the
 // socket (/v1/status, /v1/peers, /v1/facts, /v1/account/{create,invite,
 // join}, /v1/threshold, /v1/threshold/keygen, /v1/snapshots, /v1/restore
-// streaming NDJSON progress); Prometheus metrics use one registry per node
+// streaming NDJSON progress, /v1/blobs: POST raw bytes, GET the list,
+// POST {cid}/fetch streaming NDJSON progress, GET {cid}/data the bytes,
+// DELETE {cid}); Prometheus metrics use one registry per node
 // so several nodes can run in one process (demo, tests); addresses of
 // connected devices are remembered so a restarted node finds its peers
 // without discovery.
