@@ -63,7 +63,9 @@
 //     and never runs concurrently with Put or Fetch (they hold a shared lock,
 //     GC an exclusive one). Put and Fetch do not pin: a blob that must
 //     survive the next GC is pinned by the caller (pinning a root before
-//     fetching it also protects a partial fetch, so it can resume later).
+//     fetching it also protects a partial fetch, so it can resume later),
+//     or put with [Store.PutPinned], which pins under the same shared lock
+//     so that no GC runs between the put and the pin.
 //   - A peer that sends a block whose hash differs from its CID is dropped
 //     from the fetch and banned from this Store's fetches for the ban
 //     duration ([WithBanDuration]).
