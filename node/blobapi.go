@@ -56,7 +56,7 @@ type BlobList struct {
 func ParseBlobCID(s string) (cid.Cid, error) {
 	c, err := cid.Decode(s)
 	if err != nil {
-		return cid.Undef, fmt.Errorf("%w: %q is not a CID: %v", ErrBadRequest, s, err)
+		return cid.Undef, errorf(ErrBadRequest, "%q is not a CID: %v", s, err)
 	}
 	return c, nil
 }
@@ -93,7 +93,7 @@ func (n *Node) PutBlob(ctx context.Context, r io.Reader, name string) (*BlobInfo
 	n.mu.Unlock()
 	if ref != nil && ref.Tombstone != 0 {
 		// Tombstones are for good: the next snapshot would delete it again.
-		return nil, fmt.Errorf("%w: blob %s was removed from the account and cannot be stored again", ErrBadRequest, c)
+		return nil, errorf(ErrBadRequest, "blob %s was removed from the account and cannot be stored again", c)
 	}
 	id, err := n.write(&crdt.BlobStored{CID: c.Bytes(), Size: uint64(size), Name: name})
 	if err != nil {
@@ -120,10 +120,10 @@ func (n *Node) FetchBlob(ctx context.Context, c cid.Cid, progress func(done, tot
 	ref := n.blobRefLocked(c)
 	n.mu.Unlock()
 	if ref == nil {
-		return nil, fmt.Errorf("%w: no blob %s in the account (see `aura-cli blob list`)", ErrNotFound, c)
+		return nil, errorf(ErrNotFound, "no blob %s in the account (see `aura-cli blob list`)", c)
 	}
 	if ref.Tombstone != 0 {
-		return nil, fmt.Errorf("%w: blob %s was removed from the account", ErrNotFound, c)
+		return nil, errorf(ErrNotFound, "blob %s was removed from the account", c)
 	}
 	// Pinned first: a partial fetch is kept for the next try.
 	if err := n.blobs.Pin(c); err != nil {
@@ -138,12 +138,12 @@ func (n *Node) FetchBlob(ctx context.Context, c cid.Cid, progress func(done, tot
 	}
 	peers := n.connectedKnown()
 	if len(peers) == 0 {
-		return nil, fmt.Errorf("%w: blob %s is not held here and no device of the account is connected to fetch it from", ErrUnavailable, c)
+		return nil, errorf(ErrUnavailable, "blob %s is not held here and no device of the account is connected to fetch it from", c)
 	}
 	st, err := n.blobs.Fetch(ctx, c, peers, progress)
 	if err != nil {
 		if errors.Is(err, blobstore.ErrNoPeers) {
-			return nil, fmt.Errorf("%w: fetch blob %s: %v (try again when a device holding it is online)", ErrUnavailable, c, err)
+			return nil, errorf(ErrUnavailable, "fetch blob %s: %w (try again when a device holding it is online)", c, err)
 		}
 		return nil, fmt.Errorf("fetch blob %s: %w", c, err)
 	}
@@ -155,7 +155,7 @@ func (n *Node) FetchBlob(ctx context.Context, c cid.Cid, progress func(done, tot
 func (n *Node) OpenBlob(ctx context.Context, c cid.Cid) (*blobstore.Reader, error) {
 	r, err := n.blobs.Open(ctx, c)
 	if errors.Is(err, blobstore.ErrIncomplete) {
-		return nil, fmt.Errorf("%w: blob %s is not held here: fetch it with `aura-cli blob get %s`", ErrNotFound, c, c)
+		return nil, errorf(ErrNotFound, "blob %s is not held here: fetch it with `aura-cli blob get %s`", c, c)
 	}
 	return r, err
 }
@@ -220,10 +220,10 @@ func (n *Node) RemoveBlob(c cid.Cid) (*BlobInfo, error) {
 	ref := n.blobRefLocked(c)
 	n.mu.Unlock()
 	if ref == nil {
-		return nil, fmt.Errorf("%w: no blob %s in the account (see `aura-cli blob list`)", ErrNotFound, c)
+		return nil, errorf(ErrNotFound, "no blob %s in the account (see `aura-cli blob list`)", c)
 	}
 	if ref.Tombstone != 0 {
-		return nil, fmt.Errorf("%w: blob %s is already removed", ErrNotFound, c)
+		return nil, errorf(ErrNotFound, "blob %s is already removed", c)
 	}
 	id, err := n.write(&crdt.BlobTombstoned{CID: c.Bytes()})
 	if err != nil {
