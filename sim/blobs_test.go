@@ -30,8 +30,9 @@ func TestBlobStoreUsesProductCIDs(t *testing.T) {
 		if want := unixfs.Sum(data).Bytes(); !bytes.Equal(c, want) {
 			t.Fatalf("size %d: sim CID differs from the product's", n)
 		}
-		got, moved, err := b.fetch(a, c)
-		if err != nil || !bytes.Equal(got, data) {
+		moved, err := b.fetch(a, c)
+		got, gerr := b.Get(c)
+		if err != nil || gerr != nil || !bytes.Equal(got, data) {
 			t.Fatalf("size %d: fetch: %v", n, err)
 		}
 		if wantBlocks := max(1, (n+unixfs.ChunkSize-1)/unixfs.ChunkSize); n > unixfs.ChunkSize {

@@ -289,7 +289,10 @@ func (s *sim) restoreNow(d *device, c *crdt.SnapshotCompleted, source int) error
 		if p == d || !s.linkUp(d, p) {
 			return false
 		}
-		b, _, err := d.blobs.fetch(p.blobs, cid) // block by block, each checked
+		if _, err := d.blobs.fetch(p.blobs, cid); err != nil { // block by block, each checked
+			return false
+		}
+		b, err := d.blobs.Get(cid)
 		if err != nil {
 			return false
 		}
