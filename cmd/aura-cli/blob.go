@@ -60,8 +60,11 @@ func blobGetCmd(a *app) *cobra.Command {
 	c := &cobra.Command{
 		Use: "get CID", Short: "Write a blob to --out (or stdout), fetching it from connected devices if not held", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if a.json && out == "" {
+			if a.json && (out == "" || out == "-") {
 				return errors.New("blob get --json: stdout carries the JSON document, so give --out FILE for the bytes")
+			}
+			if f, ok := cmd.OutOrStdout().(*os.File); ok && out == "" && isatty.IsTerminal(f.Fd()) {
+				return errors.New("blob get: stdout is a terminal; give --out FILE, redirect (> FILE), or --out - to print the bytes anyway")
 			}
 			ctx, cancel := a.ctx(cmd)
 			defer cancel()
@@ -89,7 +92,7 @@ func blobGetCmd(a *app) *cobra.Command {
 				return err
 			}
 			defer rc.Close()
-			if out == "" {
+			if out == "" || out == "-" {
 				n, err := io.Copy(cmd.OutOrStdout(), rc)
 				if err == nil && size > 0 && n != size {
 					err = fmt.Errorf("blob get: the node sent %d of %d bytes", n, size)
@@ -108,7 +111,7 @@ func blobGetCmd(a *app) *cobra.Command {
 			})
 		},
 	}
-	c.Flags().StringVarP(&out, "out", "o", "", "write the blob to this file (default stdout)")
+	c.Flags().StringVarP(&out, "out", "o", "", "write the blob to this file (default stdout unless it is a terminal; - for stdout)")
 	return c
 }
 
