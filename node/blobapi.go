@@ -84,6 +84,9 @@ func (n *Node) PutBlob(ctx context.Context, r io.Reader, name string) (*BlobInfo
 	if n.Account().IsZero() {
 		return nil, ErrNoAccount
 	}
+	if err := n.space.writable(); err != nil {
+		return nil, err
+	}
 	c, size, err := n.blobs.PutPinned(ctx, r)
 	if err != nil {
 		return nil, fmt.Errorf("store blob: %w", err)
@@ -135,6 +138,9 @@ func (n *Node) FetchBlob(ctx context.Context, c cid.Cid, progress func(done, tot
 			progress(int64(ref.Size), int64(ref.Size))
 		}
 		return &bi, nil
+	}
+	if err := n.space.writable(); err != nil {
+		return nil, err
 	}
 	peers := n.connectedKnown()
 	if len(peers) == 0 {
