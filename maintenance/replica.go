@@ -143,7 +143,7 @@ type GCStats struct {
 	BytesAfter   uint64
 	PrunedFacts  uint64
 	PrunedBytes  uint64
-	BlobsDeleted int
+	BlobsDeleted int // account blobs this GC deleted: their tombstones newly under the base frontier
 }
 
 // Replica is one device's view of its account. It is not safe for
