@@ -388,6 +388,7 @@ func (n *Node) apiHandler() http.Handler {
 	})
 	n.phase2Routes(mux)
 	n.blobRoutes(mux)
+	n.backupRoutes(mux)
 	return mux
 }
 

@@ -370,7 +370,7 @@ func (n *Node) Join(ctx context.Context, code string) (crdt.AccountID, error) {
 	if err != nil {
 		return crdt.AccountID{}, err
 	}
-	if a := n.Account(); !a.IsZero() {
+	if a := n.Account(); !a.IsZero() && !n.restoredGuest(c.Account) {
 		return crdt.AccountID{}, fmt.Errorf("%w (%s)", ErrHasAccount, a)
 	}
 	inviter, _ := peer.IDFromBytes(c.Admin)
@@ -413,7 +413,12 @@ func (n *Node) Join(ctx context.Context, code string) (crdt.AccountID, error) {
 	if resp.Account != c.Account {
 		return fail(fmt.Errorf("%w: inviter answered for account %s, the code names %s", ErrInvite, resp.Account, c.Account))
 	}
-	if err := n.withLock(func() error { return n.rep.Join(c.Account) }); err != nil {
+	if err := n.withLock(func() error {
+		if !n.rep.Account().IsZero() {
+			return nil // state restored from a backup: keep it
+		}
+		return n.rep.Join(c.Account)
+	}); err != nil {
 		return fail(err)
 	}
 	if err := n.nmeta.Put("inviter", []byte(inviter)); err != nil {

@@ -1,0 +1,542 @@
+package node
+
+import (
+	"archive/tar"
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"filippo.io/age"
+	"github.com/cockroachdb/pebble"
+	"github.com/ipfs/go-cid"
+
+	"aura/blobstore"
+	"aura/crdt"
+	"aura/crdt/pebblestore"
+	"aura/maintenance"
+)
+
+// Backup restore errors: each failure has its own kind (and its own exit
+// code in aura-cli), so "wrong passphrase" never stands for a damaged file.
+var (
+	// ErrBackupKey: no given identity or passphrase opens the file.
+	ErrBackupKey = errors.New("backup key does not match")
+	// ErrBackupTruncated: the file ends early.
+	ErrBackupTruncated = errors.New("backup file is truncated")
+	// ErrBackupCorrupted: bytes of the file changed (age authentication
+	// failed), or it is not an age file.
+	ErrBackupCorrupted = errors.New("backup file is corrupted")
+	// ErrBackupTampered: the file decrypts, but its content is not what the
+	// exporting node wrote (an entry differs from the manifest, a fact's
+	// signature fails, the archive is malformed).
+	ErrBackupTampered = errors.New("backup content was altered")
+	// ErrBackupUnverified: the snapshot's threshold signature or state
+	// digest does not verify.
+	ErrBackupUnverified = errors.New("backup snapshot does not verify")
+	// ErrHomeNotFresh: the target home already holds a journal.
+	ErrHomeNotFresh = errors.New("home already holds a journal")
+)
+
+// BackupRestoreOptions configure RestoreBackup.
+type BackupRestoreOptions struct {
+	Home       string
+	File       string
+	Identities []age.Identity // X25519 identities, or one scrypt identity
+	// Progress, when set, sees the encrypted bytes read and the file size.
+	Progress func(done, total int64)
+}
+
+// BackupRestoreResult reports a restore.
+type BackupRestoreResult struct {
+	Home        string         `json:"home"`
+	Device      string         `json:"device"`
+	Account     string         `json:"account"`
+	Member      bool           `json:"member"` // this device is a device of the account
+	Snapshot    BackupSnapshot `json:"snapshot"`
+	Facts       int            `json:"facts"`        // tail facts in the backup
+	Added       int            `json:"added"`        // of them, stored by the restore
+	StateDigest string         `json:"state_digest"` // after the tail
+	ExportedBy  string         `json:"exported_by"`
+	Created     string         `json:"created"`
+
+	account crdt.AccountID
+}
+
+// RestoreBackup brings up a node's state in o.Home from a backup file. It
+// needs no running node: o.Home must be initialised (`aura-node init`),
+// hold no journal yet (no data/), and no node may run there (it takes the
+// home's lock). It decrypts into a staging directory inside the home,
+// reads to the end, checks every entry against the manifest and every
+// fact's signature, then builds the store aside: the replica's Restore
+// verifies the threshold signature and the digest and hydrates, and the
+// tail goes through its Receive path. Only then is the staged store moved
+// to HOME/data (one rename). On any failure the home's files are as they
+// were.
+func RestoreBackup(ctx context.Context, o BackupRestoreOptions) (*BackupRestoreResult, error) {
+	home := o.Home
+	if _, err := os.Stat(filepath.Join(home, ConfigFile)); err != nil {
+		return nil, errorf(ErrBadRequest, "%s is not an aura home (no %s): run `aura-node init --home %s` first", home, ConfigFile, home)
+	}
+	cfg, err := LoadConfig(home)
+	if err != nil {
+		return nil, err
+	}
+	key, err := LoadKey(home)
+	if err != nil {
+		return nil, err
+	}
+	data := filepath.Join(home, DataDir)
+	if ents, err := os.ReadDir(data); err == nil && len(ents) > 0 {
+		return nil, errorf(ErrHomeNotFresh, "%s already holds a journal (%s): restore into a fresh home (`aura-node init --home NEW`), or move %s aside first", home, data, data)
+	}
+	unlock, err := lockHomeQuiet(home)
+	if err != nil {
+		return nil, err
+	}
+	restored := false
+	defer func() { unlock(restored) }()
+	if len(o.Identities) == 0 {
+		return nil, errorf(ErrBadRequest, "no key: give --identity FILE or --passphrase-file FILE")
+	}
+	stage, err := os.MkdirTemp(home, ".backup-restore-")
+	if err != nil {
+		return nil, fmt.Errorf("staging directory: %w", err)
+	}
+	defer os.RemoveAll(stage)
+	b, err := readBackup(ctx, o, stage)
+	if err != nil {
+		return nil, err
+	}
+	res, err := hydrateBackup(ctx, cfg, key, filepath.Join(stage, DataDir), b)
+	if err != nil {
+		return nil, err
+	}
+	if ents, err := os.ReadDir(data); err == nil && len(ents) == 0 {
+		_ = os.Remove(data)
+	}
+	if err := os.Rename(filepath.Join(stage, DataDir), data); err != nil {
+		return nil, fmt.Errorf("move the restored store into %s: %w", data, err)
+	}
+	restored = true
+	if err := syncDir(home); err != nil {
+		return nil, err
+	}
+	// The account record kept outside the store (for repair), as a join
+	// writes it.
+	if err := writeAccountFile(home, res.account); err != nil {
+		return nil, err
+	}
+	res.Home = home
+	return res, nil
+}
+
+// lockHomeQuiet takes the home's lock for an offline command and returns
+// its release. Unless keep, the lock file is left as it was found (its old
+// bytes, or no file), so a failed restore changes nothing in the home.
+func lockHomeQuiet(home string) (func(keep bool), error) {
+	path := filepath.Join(home, LockFile)
+	old, rerr := os.ReadFile(path)
+	existed := rerr == nil
+	l, err := lockHome(home)
+	if err != nil {
+		if !existed {
+			_ = os.Remove(path)
+		}
+		return nil, err
+	}
+	return func(keep bool) {
+		switch {
+		case !existed && !keep:
+			_ = os.Remove(path)
+			l.release()
+		case existed:
+			_ = l.f.Truncate(0)
+			_, _ = l.f.WriteAt(old, 0)
+			f := l.f
+			l.f = nil
+			_ = f.Close() // closing drops the flock
+		default:
+			l.release()
+		}
+	}, nil
+}
+
+// backupContent is a backup read, checked against its manifest and with
+// its facts' signatures verified.
+type backupContent struct {
+	manifest BackupManifest
+	blobPath string
+	comp     *crdt.Fact
+	snap     *crdt.SnapshotCompleted
+	facts    []*crdt.Fact
+}
+
+// srcErr remembers the first error of the decrypting reader, so a TAR
+// error can be told from an age one.
+type srcErr struct {
+	r   io.Reader
+	err error
+}
+
+func (s *srcErr) Read(p []byte) (int, error) {
+	k, err := s.r.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) && s.err == nil {
+		s.err = err
+	}
+	return k, err
+}
+
+type countReader struct {
+	r  io.Reader
+	n  int64
+	fn func(done, total int64)
+	t  int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	k, err := c.r.Read(p)
+	c.n += int64(k)
+	if c.fn != nil {
+		c.fn(c.n, c.t)
+	}
+	return k, err
+}
+
+// readBackup decrypts and checks the file, writing the snapshot blob into
+// stage. It classifies every failure (ErrBackupKey, …Truncated,
+// …Corrupted, …Tampered).
+func readBackup(ctx context.Context, o BackupRestoreOptions, stage string) (*backupContent, error) {
+	f, err := os.Open(o.File)
+	if err != nil {
+		return nil, errorf(ErrBadRequest, "open backup: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	file := o.File
+	hdr, err := age.ExtractHeader(bufio.NewReader(f))
+	if err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return nil, errorf(ErrBackupTruncated, "%s ends inside its age header (%d bytes): the file is truncated; use a complete copy", file, fi.Size())
+		}
+		return nil, errorf(ErrBackupCorrupted, "%s is not an age-encrypted backup or its header is damaged (%v)", file, err)
+	}
+	payload := fi.Size() - int64(len(hdr)) - ageNonceSize
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	cr := &countReader{r: f, fn: o.Progress, t: fi.Size()}
+	dec, err := age.Decrypt(bufio.NewReaderSize(cr, 1<<20), o.Identities...)
+	if err != nil {
+		return nil, classifyHeader(file, hdr, o.Identities, err)
+	}
+	se := &srcErr{r: dec}
+	body := func(err error) error {
+		if se.err == nil {
+			return nil
+		}
+		e := se.err
+		switch {
+		case errors.Is(e, io.ErrUnexpectedEOF):
+			return errorf(ErrBackupTruncated, "%s is truncated: its encrypted stream ends before the last chunk; use a complete copy", file)
+		case strings.Contains(e.Error(), "authenticate") && payload%ageChunkCipher != 0:
+			return errorf(ErrBackupTruncated, "%s is truncated: its last encrypted chunk is short (%d bytes of payload); use a complete copy", file, payload)
+		case strings.Contains(e.Error(), "authenticate"):
+			return errorf(ErrBackupCorrupted, "%s is corrupted: an encrypted chunk fails authentication (the file changed after it was written); use another copy", file)
+		}
+		return errorf(ErrBackupCorrupted, "%s is corrupted: %v", file, e)
+	}
+	tampered := func(format string, args ...any) error {
+		return errorf(ErrBackupTampered, "%s decrypts but its content was altered: %s; use another copy", file, fmt.Sprintf(format, args...))
+	}
+	tr := tar.NewReader(se)
+	c := &backupContent{blobPath: filepath.Join(stage, backupBlobEntry)}
+	seen := map[string]BackupEntry{}
+	var order []string
+	var manifest, compBytes []byte
+	facts := map[string][]byte{}
+	h := sha256.New()
+	buf := make([]byte, 256<<10)
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		th, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			if be := body(err); be != nil {
+				return nil, be
+			}
+			return nil, tampered("the archive is malformed (%v)", err)
+		}
+		if manifest != nil {
+			return nil, tampered("entry %q follows the manifest", th.Name)
+		}
+		if th.Typeflag != tar.TypeReg {
+			return nil, tampered("entry %q is not a regular file", th.Name)
+		}
+		if _, dup := seen[th.Name]; dup {
+			return nil, tampered("entry %q appears twice", th.Name)
+		}
+		var dst io.Writer
+		var mem *[]byte
+		switch {
+		case th.Name == backupManifest:
+			mem = &manifest
+		case th.Name == backupBlobEntry:
+			bf, err := os.OpenFile(c.blobPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+			if err != nil {
+				return nil, err
+			}
+			defer bf.Close()
+			dst = bf
+		case th.Name == backupCompEntry:
+			mem = &compBytes
+		case strings.HasPrefix(th.Name, backupFactsDir) && strings.HasSuffix(th.Name, ".fact"):
+			mem = new([]byte)
+		default:
+			return nil, tampered("unexpected entry %q", th.Name)
+		}
+		if mem != nil {
+			limit := int64(crdt.MaxFactSize)
+			if th.Name == backupManifest {
+				limit = backupMaxManifest
+			}
+			if th.Size > limit {
+				return nil, tampered("entry %q has %d bytes, over the limit of %d", th.Name, th.Size, limit)
+			}
+			*mem = make([]byte, 0, th.Size)
+			dst = &appendWriter{b: mem}
+		}
+		h.Reset()
+		k, err := io.CopyBuffer(io.MultiWriter(dst, h), tr, buf)
+		if err != nil {
+			if be := body(err); be != nil {
+				return nil, be
+			}
+			return nil, tampered("entry %q is cut short (%v)", th.Name, err)
+		}
+		if th.Name == backupManifest {
+			continue
+		}
+		seen[th.Name] = BackupEntry{Name: th.Name, Size: k, SHA256: hex.EncodeToString(h.Sum(nil))}
+		order = append(order, th.Name)
+		if mem != nil && strings.HasPrefix(th.Name, backupFactsDir) {
+			facts[th.Name] = *mem
+		}
+	}
+	// Read to the end: the padding after the archive is authenticated too,
+	// and a truncation there must not pass.
+	if _, err := io.CopyBuffer(io.Discard, se, buf); err != nil {
+		if be := body(err); be != nil {
+			return nil, be
+		}
+		return nil, err
+	}
+	if manifest == nil {
+		return nil, tampered("it has no manifest")
+	}
+	if err := json.Unmarshal(manifest, &c.manifest); err != nil {
+		return nil, tampered("the manifest is not valid JSON (%v)", err)
+	}
+	if c.manifest.Format != BackupFormat {
+		return nil, errorf(ErrBadRequest, "%s is a backup of format %q; this aura-cli reads %q: use a matching version", file, c.manifest.Format, BackupFormat)
+	}
+	if err := c.manifest.check(seen, len(order)); err != nil {
+		return nil, tampered("%v", err)
+	}
+	if compBytes == nil {
+		return nil, tampered("it has no %s", backupCompEntry)
+	}
+	if _, ok := seen[backupBlobEntry]; !ok {
+		return nil, tampered("it has no %s", backupBlobEntry)
+	}
+	if c.comp, err = crdt.DecodeVerifiedFact(compBytes); err != nil {
+		return nil, tampered("%s: %v", backupCompEntry, err)
+	}
+	bd, err := c.comp.DecodeBody()
+	snap, ok := bd.(*crdt.SnapshotCompleted)
+	if err != nil || !ok || c.comp.Kind != crdt.KindSnapshotCompleted {
+		return nil, tampered("%s is a %s fact, not a snapshot completion", backupCompEntry, c.comp.Kind)
+	}
+	c.snap = snap
+	if c.comp.Account.String() != c.manifest.Account {
+		return nil, tampered("the completion is of account %s, the manifest names %s", c.comp.Account, c.manifest.Account)
+	}
+	if hex.EncodeToString(snap.ProposalID[:]) != c.manifest.Snapshot.ID {
+		return nil, tampered("the completion is of snapshot %x, the manifest names %s", snap.ProposalID, c.manifest.Snapshot.ID)
+	}
+	for i := 1; i <= c.manifest.Facts; i++ {
+		name := backupFactName(i)
+		b, ok := facts[name]
+		if !ok {
+			return nil, tampered("journal facts are not numbered 1…%d (no %s)", c.manifest.Facts, name)
+		}
+		f, err := crdt.DecodeVerifiedFact(b)
+		if err != nil {
+			return nil, tampered("%s: %v", name, err)
+		}
+		if f.Account != c.comp.Account {
+			return nil, tampered("%s is of account %s, the backup of %s", name, f.Account, c.comp.Account)
+		}
+		c.facts = append(c.facts, f)
+	}
+	return c, nil
+}
+
+// classifyHeader tells a wrong key from a damaged or truncated header.
+func classifyHeader(file string, hdr []byte, ids []age.Identity, err error) error {
+	var nm *age.NoIdentityMatchError
+	if errors.As(err, &nm) {
+		scryptFile := strings.Contains(string(hdr), "\n-> scrypt ")
+		scryptKey := false
+		for _, id := range ids {
+			if _, ok := id.(*age.ScryptIdentity); ok {
+				scryptKey = true
+			}
+		}
+		switch {
+		case scryptFile && !scryptKey:
+			return errorf(ErrBackupKey, "%s is encrypted with a passphrase: pass --passphrase-file FILE instead of --identity", file)
+		case !scryptFile && scryptKey:
+			return errorf(ErrBackupKey, "%s is encrypted to age recipients, not a passphrase: pass --identity FILE with the matching secret key", file)
+		case scryptFile:
+			return errorf(ErrBackupKey, "wrong passphrase for %s: check the passphrase file (nothing was changed)", file)
+		}
+		return errorf(ErrBackupKey, "none of the given identities can decrypt %s: it was encrypted to other recipients; pass the matching --identity (nothing was changed)", file)
+	}
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "nonce") && (strings.Contains(msg, "EOF")):
+		return errorf(ErrBackupTruncated, "%s is truncated right after its header; use a complete copy", file)
+	case strings.Contains(msg, "header MAC"):
+		return errorf(ErrBackupCorrupted, "%s is corrupted: its age header fails authentication; use another copy", file)
+	}
+	return errorf(ErrBackupCorrupted, "%s cannot be decrypted: %v", file, err)
+}
+
+type appendWriter struct{ b *[]byte }
+
+func (w *appendWriter) Write(p []byte) (int, error) {
+	*w.b = append(*w.b, p...)
+	return len(p), nil
+}
+
+// hydrateBackup builds a store in dir from a checked backup: the replica's
+// Restore verifies the snapshot (threshold signature, digest, prefix hash)
+// and hydrates it; the tail goes through Receive like facts from a peer.
+func hydrateBackup(ctx context.Context, cfg Config, key ed25519.PrivateKey, dir string, b *backupContent) (res *BackupRestoreResult, err error) {
+	// quietLog turns a fatal storage error in the staging store into a
+	// panic; it becomes this error (the staging directory is dropped).
+	defer func() {
+		if p := recover(); p != nil {
+			res, err = nil, fmt.Errorf("%w: staging store in %s: %v", ErrStorageFatal, dir, p)
+		}
+	}()
+	store, err := pebblestore.Open(dir, pebblestore.Options{Pebble: &pebble.Options{Logger: quietLog{}}})
+	if err != nil {
+		return nil, fmt.Errorf("open the staging store: %w", err)
+	}
+	defer store.Close()
+	db := store.DB()
+	blobs, err := blobstore.New(db, prefixBlobs)
+	if err != nil {
+		return nil, err
+	}
+	defer blobs.Close()
+	rep, err := maintenance.Open(maintenance.Config{
+		Key: key, Store: store, Meta: &kvMeta{db: db, prefix: metaKeyPrefix}, Blobs: blobAdapter{blobs},
+		Watermark: -1, KeepSnapshots: cfg.Snapshot.Keep,
+	})
+	if err != nil {
+		return nil, err
+	}
+	blob, err := os.ReadFile(b.blobPath)
+	if err != nil {
+		return nil, err
+	}
+	_, err = rep.Restore(now(), b.snap, blob) // its blob plan: BlobPlan below, after the tail
+	if err != nil {
+		if errors.Is(err, maintenance.ErrBadSnapshot) || errors.Is(err, maintenance.ErrDigestMismatch) {
+			return nil, errorf(ErrBackupUnverified, "the backup's snapshot does not verify (%w): it is not a snapshot the account signed; nothing was changed", err)
+		}
+		return nil, fmt.Errorf("restore the snapshot: %w", err)
+	}
+	blob = nil
+	facts := append([]*crdt.Fact{b.comp}, b.facts...)
+	rr, _, err := rep.Receive(now(), facts)
+	if err != nil {
+		return nil, fmt.Errorf("replay the journal tail: %w", err)
+	}
+	// The core's blob plan (the restored snapshot's blob pinned); the node
+	// collects unreferenced blocks when it starts.
+	plan := rep.BlobPlan()
+	if err := plan.Apply(stagingBlobs{blobs}); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	st := rep.State()
+	return &BackupRestoreResult{
+		Device: rep.Device().String(), Account: st.Account.String(), Member: st.IsMember(rep.Device()),
+		Snapshot: b.manifest.Snapshot, Facts: len(b.facts), Added: len(rr.Added), StateDigest: st.Digest().String(),
+		ExportedBy: b.manifest.Device, Created: b.manifest.Created.Format("2006-01-02 15:04:05 MST"), account: st.Account,
+	}, nil
+}
+
+// restoredGuest reports whether this node holds account's state from a
+// backup restore without being one of its devices yet: it may join it.
+func (n *Node) restoredGuest(account crdt.AccountID) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.rep.Account() == account && !n.rep.State().IsMember(n.device)
+}
+
+// stagingBlobs is maintenance.BlobApplier over the staging blob store of a
+// restore (nodeBlobs without a running node: no background collection).
+type stagingBlobs struct{ s *blobstore.Store }
+
+func (a stagingBlobs) KeepNewest(roots [][]byte, k int) error {
+	var keep, release []cid.Cid
+	for i, r := range roots {
+		c, err := cid.Cast(r)
+		if err != nil {
+			continue
+		}
+		if i < k {
+			keep = append(keep, c)
+		} else {
+			release = append(release, c)
+		}
+	}
+	if len(keep) == 0 {
+		return a.s.UnpinAll(release)
+	}
+	return a.s.KeepNewest(append(keep, release...), len(keep))
+}
+
+func (a stagingBlobs) Delete(cids [][]byte) error {
+	var list []cid.Cid
+	for _, r := range cids {
+		if c, err := cid.Cast(r); err == nil {
+			list = append(list, c)
+		}
+	}
+	return a.s.UnpinAll(list)
+}
+
+func (a stagingBlobs) Collect() error { return nil }
