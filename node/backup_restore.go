@@ -94,16 +94,16 @@ func RestoreBackup(ctx context.Context, o BackupRestoreOptions) (*BackupRestoreR
 	if err != nil {
 		return nil, err
 	}
-	data := filepath.Join(home, DataDir)
-	if ents, err := os.ReadDir(data); err == nil && len(ents) > 0 {
-		return nil, errorf(ErrHomeNotFresh, "%s already holds a journal (%s): restore into a fresh home (`aura-node init --home NEW`), or move %s aside first", home, data, data)
-	}
 	unlock, err := lockHomeQuiet(home)
 	if err != nil {
 		return nil, err
 	}
 	restored := false
 	defer func() { unlock(restored) }()
+	data := filepath.Join(home, DataDir)
+	if ents, err := os.ReadDir(data); err == nil && len(ents) > 0 {
+		return nil, errorf(ErrHomeNotFresh, "%s already holds a journal (%s): restore into a fresh home (`aura-node init --home NEW`), or move %s aside first", home, data, data)
+	}
 	if len(o.Identities) == 0 {
 		return nil, errorf(ErrBadRequest, "no key: give --identity FILE or --passphrase-file FILE")
 	}
