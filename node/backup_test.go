@@ -1,0 +1,226 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"filippo.io/age"
+)
+
+// snapshotNode starts a one-device account with a group key, writes
+// facts values of size bytes, and completes a snapshot.
+func snapshotNode(t testing.TB, home string, facts, size int) *Node {
+	t.Helper()
+	n := startNode(t, home)
+	if _, err := n.CreateAccount("backup", 1); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := n.Keygen(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	val := make([]byte, size)
+	for i := range facts {
+		for j := range val {
+			val[j] = byte(i*31 + j*7)
+		}
+		if _, err := n.Put(fmt.Sprintf("k/%05d", i), val); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := n.Propose(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 120*time.Second, "the snapshot held locally", func() bool {
+		s := n.Status()
+		return s.NewestSnapshot != nil && s.NewestSnapshot.HeldLocally
+	})
+	return n
+}
+
+func TestBackupExportRestoreInProcess(t *testing.T) {
+	dir := t.TempDir()
+	n := snapshotNode(t, filepath.Join(dir, "a"), 20, 100)
+	for i := range 3 {
+		if _, err := n.Put(fmt.Sprintf("tail/%d", i), []byte("after the snapshot")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "b.age")
+	res, err := ExportBackupFile(context.Background(), n, file, []age.Recipient{id.Recipient()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Manifest.Facts == 0 || res.Bytes%ageChunkCipher == 0 {
+		t.Fatalf("export %+v", res)
+	}
+	fresh := filepath.Join(dir, "fresh")
+	cfg := TestConfig()
+	if _, err := Init(fresh, InitOptions{Config: &cfg}); err != nil {
+		t.Fatal(err)
+	}
+	// The wrong key first: an error of its kind, and no data/ after it.
+	other, _ := age.GenerateX25519Identity()
+	if _, err := RestoreBackup(context.Background(), BackupRestoreOptions{Home: fresh, File: file, Identities: []age.Identity{other}}); !errors.Is(err, ErrBackupKey) {
+		t.Fatalf("wrong key: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(fresh, DataDir)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a failed restore left %s: %v", DataDir, err)
+	}
+	rr, err := RestoreBackup(context.Background(), BackupRestoreOptions{Home: fresh, File: file, Identities: []age.Identity{id}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rr.StateDigest != n.Digest().String() || rr.Member {
+		t.Fatalf("restored digest %s, exporter's %s (member %v)", rr.StateDigest, n.Digest(), rr.Member)
+	}
+	m := startNode(t, fresh)
+	if m.Digest() != n.Digest() || m.Account() != n.Account() {
+		t.Fatalf("restored node: digest %s account %s; exporter %s %s", m.Digest(), m.Account(), n.Digest(), n.Account())
+	}
+	if v, ok := m.Get("tail/2"); !ok || string(v) != "after the snapshot" {
+		t.Fatalf("restored node reads tail/2 = %q %v", v, ok)
+	}
+	if _, err := RestoreBackup(context.Background(), BackupRestoreOptions{Home: fresh, File: file, Identities: []age.Identity{id}}); !errors.Is(err, ErrRunning) {
+		t.Fatalf("restore into a running home: %v", err)
+	}
+}
+
+// BenchmarkBackup100MB: export and restore of a backup whose snapshot blob
+// is about 100 MB, against age alone (file to file, fsynced) on the same
+// bytes in the same run. AURA_BENCH_HOME keeps the exporting home there
+// (to measure the binaries' RSS by hand).
+func BenchmarkBackup100MB(b *testing.B) {
+	dir := b.TempDir()
+	home := filepath.Join(dir, "a")
+	if h := os.Getenv("AURA_BENCH_HOME"); h != "" {
+		home = h
+	}
+	// 1600 values of 63 KiB: a ~100 MB state.
+	n := snapshotNode(b, home, 1600, 63<<10)
+	blobSize := int64(n.Status().NewestSnapshot.BlobSize)
+	b.Logf("snapshot blob: %d bytes", blobSize)
+	id, _ := age.GenerateX25519Identity()
+	rcp := []age.Recipient{id.Recipient()}
+	file := filepath.Join(dir, "b.age")
+	if _, err := ExportBackupFile(context.Background(), n, file, rcp); err != nil {
+		b.Fatal(err)
+	}
+	plain := filepath.Join(dir, "plain.tar")
+	if err := ageFile(file, plain, func(w io.Writer, r io.Reader) error {
+		d, err := age.Decrypt(r, id)
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(w, d)
+		return err
+	}); err != nil {
+		b.Fatal(err)
+	}
+	rate := map[string]float64{}
+	measure := func(name string, fn func(b *testing.B)) {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(blobSize)
+			start := time.Now()
+			fn(b)
+			el := time.Since(start)
+			r := float64(blobSize) * float64(b.N) / el.Seconds() / 1e6
+			rate[name] = r
+			b.ReportMetric(r, "MB/s")
+			switch name {
+			case "export":
+				b.ReportMetric(100*r/rate["age-encrypt"], "%age")
+			case "restore":
+				b.ReportMetric(100*r/rate["age-decrypt"], "%age")
+			}
+		})
+	}
+	measure("age-encrypt", func(b *testing.B) {
+		for range b.N {
+			if err := ageFile(plain, filepath.Join(dir, "enc.age"), func(w io.Writer, r io.Reader) error {
+				aw, err := age.Encrypt(w, rcp...)
+				if err != nil {
+					return err
+				}
+				if _, err := io.Copy(aw, r); err != nil {
+					return err
+				}
+				return aw.Close()
+			}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	measure("export", func(b *testing.B) {
+		for range b.N {
+			if _, err := ExportBackupFile(context.Background(), n, file, rcp); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	measure("age-decrypt", func(b *testing.B) {
+		for range b.N {
+			if err := ageFile(file, filepath.Join(dir, "dec.tar"), func(w io.Writer, r io.Reader) error {
+				d, err := age.Decrypt(r, id)
+				if err != nil {
+					return err
+				}
+				_, err = io.Copy(w, d)
+				return err
+			}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	cfg := TestConfig()
+	measure("restore", func(b *testing.B) {
+		for i := range b.N {
+			b.StopTimer()
+			h := filepath.Join(dir, fmt.Sprintf("r%d-%d", b.N, i))
+			if _, err := Init(h, InitOptions{Config: &cfg}); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			if _, err := RestoreBackup(context.Background(), BackupRestoreOptions{Home: h, File: file, Identities: []age.Identity{id}}); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			_ = os.RemoveAll(h)
+			b.StartTimer()
+		}
+	})
+}
+
+// ageFile runs fn from the file in to a new file out, buffered, fsynced.
+func ageFile(in, out string, fn func(w io.Writer, r io.Reader) error) error {
+	src, err := os.Open(in)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	dst, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	defer dst.Close()
+	bw := bufio.NewWriterSize(dst, 1<<20)
+	if err := fn(bw, bufio.NewReaderSize(src, 1<<20)); err != nil {
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	return dst.Sync()
+}
