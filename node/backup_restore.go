@@ -355,7 +355,7 @@ func readBackup(ctx context.Context, o BackupRestoreOptions, stage string) (*bac
 	if c.manifest.Format != BackupFormat {
 		return nil, errorf(ErrBadRequest, "%s is a backup of format %q; this aura-cli reads %q: use a matching version", file, c.manifest.Format, BackupFormat)
 	}
-	if err := c.manifest.check(seen, len(order)); err != nil {
+	if err := c.manifest.check(seen, len(order), true); err != nil {
 		return nil, tampered("%v", err)
 	}
 	if compBytes == nil {

@@ -141,9 +141,9 @@ func BenchmarkBackup100MB(b *testing.B) {
 			b.ReportMetric(r, "MB/s")
 			switch name {
 			case "export":
-				b.ReportMetric(100*r/rate["age-encrypt"], "%age")
+				b.ReportMetric(100*r/rate["age-encrypt"], "pct_of_age")
 			case "restore":
-				b.ReportMetric(100*r/rate["age-decrypt"], "%age")
+				b.ReportMetric(100*r/rate["age-decrypt"], "pct_of_age")
 			}
 		})
 	}
