@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -223,4 +224,21 @@ func ageFile(in, out string, fn func(w io.Writer, r io.Reader) error) error {
 		return err
 	}
 	return dst.Sync()
+}
+
+func TestDemoBackupFlow(t *testing.T) {
+	if testing.Short() {
+		t.Skip("demo")
+	}
+	var b strings.Builder
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	if err := RunDemo(ctx, &b, DemoOptions{Nodes: 3, Dir: t.TempDir(), Logger: testLogger(t)}); err != nil {
+		t.Fatalf("%v\n%s", err, b.String())
+	}
+	for _, want := range []string{"exported an encrypted backup", "restored offline from the backup", `node5 reads after/backup = "written after the backup"`} {
+		if !strings.Contains(b.String(), want) {
+			t.Fatalf("demo output lacks %q:\n%s", want, b.String())
+		}
+	}
 }

@@ -46,7 +46,8 @@ func TestConfig() Config {
 // RunDemo brings up a mesh of in-process nodes on 127.0.0.1 and runs every
 // flow built so far, narrating to w: account, invites, writes, a
 // partition and its healing, threshold keygen, a snapshot round with GC,
-// and the restore of a new device.
+// the restore of a new device, and a backup exported and restored into a
+// fresh home that joins and converges.
 func RunDemo(ctx context.Context, w io.Writer, o DemoOptions) (err error) {
 	if o.Nodes == 0 {
 		o.Nodes = 3
@@ -231,6 +232,9 @@ func RunDemo(ctx context.Context, w io.Writer, o DemoOptions) (err error) {
 	}
 	v, _ = fresh.Get("greeting/node1")
 	say("converged: digest %s on all %d nodes; node%d reads greeting/node1 = %q", short(fresh.Digest().String()), len(nodes), len(nodes), v)
+	if err := demoBackup(ctx, say, dir, &nodes, o); err != nil {
+		return err
+	}
 	say("demo finished in %.1fs", time.Since(start).Seconds())
 	return nil
 }
