@@ -103,10 +103,46 @@
 // join}, /v1/threshold, /v1/threshold/keygen, /v1/snapshots, /v1/restore
 // streaming NDJSON progress, /v1/blobs: POST raw bytes, GET the list,
 // POST {cid}/fetch streaming NDJSON progress, GET {cid}/data the bytes,
-// DELETE {cid}); Prometheus metrics use one registry per node
+// DELETE {cid}; /v1/backup streaming a TAR); Prometheus metrics use one
+// registry per node
 // so several nodes can run in one process (demo, tests); addresses of
 // connected devices are remembered so a restarted node finds its peers
 // without discovery.
+//
+// Backups (backup*.go; DESIGN §6, issue 12): GET /v1/backup streams a
+// plaintext TAR — snapshot.blob (the newest completed snapshot's blob, read
+// from the blob store in chunks, never whole in memory), completed.fact
+// (its SnapshotCompleted, signed bytes), facts/NNNNNN.fact (the last 1000
+// journal facts in causal order, signed bytes), manifest.json last (sha256
+// and size of every entry, counts, account, exporting device, software,
+// commit and protocol versions). The CLI, not the node, encrypts it with
+// age and writes FILE: the passphrase never reaches the daemon, the file
+// belongs to the invoking user and a relative path means what it means in
+// their shell, and a node running as another user or sandboxed need not be
+// able to write there; the plaintext crosses only the 0600 socket. The
+// file is written to a temporary file beside FILE, checked against the
+// manifest, padded with zeros to a multiple of age's 64 KiB chunk (TAR
+// readers ignore them), fsynced, renamed, and the directory fsynced: a
+// crash leaves no partial FILE (at most a .FILE.tmp-* beside it). The
+// padding makes every chunk of a good backup full-size, so restore can
+// tell a truncated file (short last chunk, missing final chunk) from a
+// corrupted one (a full chunk that fails authentication).
+//
+// Restore (RestoreBackup) is offline: the home must be initialised, hold
+// no journal (no data/; restoring never merges into an existing store),
+// and no node may run there (it takes HOME/aura.lock). It decrypts into a
+// staging directory in the home, reads to the end, checks every entry
+// against the manifest and every fact's signature, then builds the store
+// in the staging directory: maintenance.Replica.Restore verifies the
+// threshold signature, digest and prefix hash and hydrates, and the tail
+// goes through Replica.Receive. Only then is the staged store renamed to
+// HOME/data. Failures are of distinct kinds (ErrBackupKey, …Truncated,
+// …Corrupted, …Tampered, …Unverified, ErrRunning, ErrHomeNotFresh; aura-cli
+// exits 10–16) and leave the home's files byte for byte as they were. The
+// restored device keeps its own key: if that key is a device of the account
+// it syncs at start; otherwise it joins with an invite (Join accepts a
+// device holding the account's restored state and keeps that state) and
+// then syncs what the backup lacks.
 //
 // node imports every package of the module except sim; nothing imports
 // node but cmd/.
