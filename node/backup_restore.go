@@ -340,7 +340,7 @@ func readBackup(ctx context.Context, o BackupRestoreOptions, stage string) (*bac
 	}
 	// Read to the end: the padding after the archive is authenticated too,
 	// and a truncation there must not pass.
-	if _, err := io.CopyBuffer(io.Discard, se, buf); err != nil {
+	if _, err := io.CopyBuffer(struct{ io.Writer }{io.Discard}, se, buf); err != nil {
 		if be := body(err); be != nil {
 			return nil, be
 		}
