@@ -130,6 +130,15 @@ func RestoreBackup(ctx context.Context, o BackupRestoreOptions) (*BackupRestoreR
 	if err := syncDir(home); err != nil {
 		return nil, err
 	}
+	// Staging directories of restores killed midway (this one holds the
+	// lock, so none is in use).
+	if old, _ := filepath.Glob(filepath.Join(home, ".backup-restore-*")); len(old) > 0 {
+		for _, d := range old {
+			if d != stage {
+				_ = os.RemoveAll(d)
+			}
+		}
+	}
 	// The account record kept outside the store (for repair), as a join
 	// writes it.
 	if err := writeAccountFile(home, res.account); err != nil {
