@@ -16,6 +16,40 @@
 //     and buffered writes then commit, none lost (they are kept in Meta, so
 //     also across a restart).
 //
+// # The cover rule: no two completed snapshots with incomparable frontiers
+//
+// Every device rests its journal on one snapshot and prunes below it; sync
+// stops at pruned floors and Restore refuses a snapshot that does not cover
+// the base. Two completed snapshots whose frontiers are incomparable would
+// therefore split the account for good (each side pruned facts the other
+// lacks). The rule that makes that impossible:
+//
+//	A device votes for a proposal only if its frontier covers the
+//	frontier of every other proposal this device ever voted for.
+//
+// Two completed rounds each hold M valid partials; with 2M > N (the default
+// threshold N/2+1) some device signed both, and it signed the later one
+// only because its frontier covers the earlier one's: the two frontiers
+// are comparable. The record is the device's own vote facts in its state
+// (Proposals[id].Votes[device]), which are durable and survive restarts and
+// restores; the check runs at the moment of voting, and Propose applies it
+// to its own frontier too. Neither time nor an abandonment frees a voter:
+// a round may complete where the voter cannot see it (partitioned, crashed,
+// its lock timer expired, or a completer whose clock runs late finishing
+// after the proposer gave up). Liveness holds because a voter held the
+// whole frontier it voted for, and what of it a later snapshot does not
+// cover lies above that snapshot's floor, where nobody prunes it: sync
+// brings it to every later proposer, whose frontier then covers the vote.
+// Until then that voter refuses ("refused … this device voted for") and
+// the others may complete without it. The
+// one-open-round vote lock (lockedElsewhere) and the completion windows
+// only keep rounds from duelling; safety does not rest on clocks.
+// (Seed 149 of the simulator, 5 devices under chaos, completed two
+// incomparable snapshots before this rule: a voter of the first restarted,
+// lost its in-memory lock, and voted for the second.) The argument needs
+// the devices that sign both to be honest: with f share holders signing
+// arbitrarily, choose 2M > N + f.
+//
 // Inputs come in as method calls carrying the current time (unix ms) and
 // any randomness the driver drew; outputs come back as Output values (facts
 // to publish, a completion to restore from, the blob plan, events).

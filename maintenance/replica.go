@@ -440,6 +440,9 @@ func (r *Replica) Receive(now int64, facts []*crdt.Fact) (crdt.IngestResult, Out
 	if r.state.Account.IsZero() {
 		return crdt.IngestResult{}, Output{}, ErrNoAccount
 	}
+	if !r.resumed {
+		r.resume(now) // before observe can vote: the locks of votes cast before a restart hold
+	}
 	res, err := r.ingest(facts)
 	if err != nil {
 		return res, Output{}, err

@@ -126,6 +126,10 @@ func (r *Replica) Propose(now int64) (Output, error) {
 	if newest := r.state.NewestSnapshot(); newest != nil && (!frontier.Covers(newest.Snapshot.Frontier) || frontier.Equal(newest.Snapshot.Frontier)) {
 		return Output{}, fmt.Errorf("propose snapshot: nothing new since the newest snapshot: %w", ErrStaleProposal)
 	}
+	id := r.proposalID(now)
+	if other, ok := r.uncoveredVote(&crdt.SnapshotProposed{ProposalID: id, Frontier: frontier}); ok {
+		return Output{}, fmt.Errorf("propose snapshot: this journal does not cover proposal %x this device voted for (sync first): %w", other[:4], ErrStaleProposal)
+	}
 	enc, err := r.encodedAt(frontier)
 	if err != nil {
 		return Output{}, fmt.Errorf("propose snapshot: %w", err)
@@ -134,7 +138,6 @@ func (r *Replica) Propose(now int64) (Output, error) {
 	if err != nil {
 		return Output{}, fmt.Errorf("propose snapshot: %w", err)
 	}
-	id := r.proposalID(now)
 	p := &crdt.SnapshotProposed{ProposalID: id, Proposer: r.device, TargetEpoch: r.state.Epoch, Frontier: frontier,
 		StateDigest: crdt.DigestOf(enc), Deadline: uint64(now + r.cfg.SnapshotTimeout), PrefixHash: prefix}
 	r.fence = &fenceRecord{Proposal: id, Deadline: now + r.cfg.SnapshotTimeout}
@@ -244,6 +247,20 @@ func (r *Replica) progress(now int64, id [16]byte) Output {
 		rd.verdict = -1
 		out.Events = append(out.Events, Event{Kind: "refused", Proposal: id, Device: p.Proposer, Detail: "superseded by a completed snapshot"})
 	}
+	if ref := r.state.Proposals[id]; ref != nil && !rd.voted {
+		_, rd.voted = ref.Votes[r.device] // a vote in the journal counts, also one cast before a restart
+	}
+	if rd.verdict > 0 && !rd.voted {
+		if other, ok := r.uncoveredVote(p); ok {
+			// The cover rule (doc.go): this device signed a round whose
+			// frontier this one does not cover. That round may have
+			// completed where this device cannot see it; a vote here could
+			// complete a second, incomparable snapshot.
+			rd.verdict = -1
+			out.Events = append(out.Events, Event{Kind: "refused", Proposal: id, Device: p.Proposer,
+				Detail: fmt.Sprintf("frontier does not cover proposal %x this device voted for", other[:4])})
+		}
+	}
 	if rd.verdict > 0 && !rd.voted && r.share != nil && r.state.Holds(r.device, crdt.CapSnapshotVote, r.state.Epoch) && !r.lockedElsewhere(now, id) {
 		msg := crdt.SnapshotMessage(r.state.Account, id, p.TargetEpoch, p.Frontier, p.PrefixHash, p.StateDigest)
 		partial, err := threshold.SignPartial(r.share, msg)
@@ -281,6 +298,28 @@ func (r *Replica) lockedElsewhere(now int64, id [16]byte) bool {
 		}
 	}
 	return false
+}
+
+// uncoveredVote returns a proposal other than p that this device voted for
+// (its vote is in the journal, so the record survives crashes and
+// restores) and whose frontier p's does not cover: the lowest such id.
+// A vote is permanent and a round may complete unseen, so neither time
+// nor an abandonment frees a voter from it; only frontiers that cover it.
+func (r *Replica) uncoveredVote(p *crdt.SnapshotProposed) ([16]byte, bool) {
+	var found [16]byte
+	ok := false
+	for oid, ref := range r.state.Proposals {
+		if oid == p.ProposalID || ref.Stamp == (crdt.Stamp{}) {
+			continue
+		}
+		if _, voted := ref.Votes[r.device]; !voted || p.Frontier.Covers(ref.Proposal.Frontier) {
+			continue
+		}
+		if !ok || bytes.Compare(oid[:], found[:]) < 0 {
+			found, ok = oid, true
+		}
+	}
+	return found, ok
 }
 
 // superseded reports whether a completed snapshot other than p's exists
