@@ -113,7 +113,7 @@ func TestRegressionSeeds(t *testing.T) {
 // count (fewer with -short). The budget: the whole sim package under
 // -race in about 4 minutes on 2 cores; sim/doc.go gives the long sweep to
 // run before a release.
-const sweepSeeds, sweepSeedsShort = 20, 4
+const sweepSeeds, sweepSeedsShort = 15, 3
 
 // TestSeedSweep runs every fault mix on 5 and on 7 devices over a range
 // of seeds, plus a few full-length runs of the presets, and fails on any
@@ -142,7 +142,7 @@ func TestSeedSweep(t *testing.T) {
 	for _, p := range []string{"chaos", "all"} {
 		for _, nodes := range []int{5, 7} {
 			cfg := Config{Nodes: nodes, Seed: uint64(500_000 + 1000*nodes), Events: 2000, Faults: mustFaults(t, p)}
-			cells = append(cells, cell{fmt.Sprintf("long-%s/n%d", p, nodes), cfg, max(1, perCell/10)})
+			cells = append(cells, cell{fmt.Sprintf("long-%s/n%d", p, nodes), cfg, max(1, perCell/7)})
 		}
 	}
 	for _, c := range cells {
