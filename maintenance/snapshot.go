@@ -113,6 +113,9 @@ func (r *Replica) Propose(now int64) (Output, error) {
 	if r.state.Account.IsZero() {
 		return Output{}, ErrNoAccount
 	}
+	if !r.resumed {
+		r.resume(now)
+	}
 	if !r.state.Holds(r.device, crdt.CapSnapshotPropose, r.state.Epoch) {
 		return Output{}, fmt.Errorf("propose snapshot: %w %q", ErrNotPermitted, crdt.CapSnapshotPropose)
 	}
@@ -275,8 +278,8 @@ func (r *Replica) progress(now int64, id [16]byte) Output {
 	}
 	// The proposer completes while its fence is up; anyone else only in a
 	// window after the grace and before the round could have expired
-	// anywhere, so a round nobody completed in time cannot complete after
-	// its voters moved on to another (two incomparable snapshots).
+	// anywhere. (That keeps late completions rare; it is not what keeps
+	// snapshots comparable, which the cover rule does: clocks are skewed.)
 	ownOpen := mine && r.fence != nil && r.fence.Proposal == id
 	othersWindow := !mine && now >= rd.seenAt+r.cfg.CompleteGrace && now <= r.completeBy(rd)
 	if rd.verdict > 0 && (ownOpen || othersWindow) {
@@ -286,8 +289,9 @@ func (r *Replica) progress(now int64, id [16]byte) Output {
 }
 
 // lockedElsewhere reports whether this device voted for another round that
-// is still open: a device votes for one open round at a time, so with
-// 2M > N two rounds cannot both complete with incomparable frontiers.
+// is still open: a device votes for one open round at a time, so rounds
+// do not duel. The lock is in memory and expires; safety does not rest on
+// it but on the cover rule (uncoveredVote, doc.go).
 func (r *Replica) lockedElsewhere(now int64, id [16]byte) bool {
 	for oid, o := range r.rounds {
 		if oid != id && o.voted && !o.completed && now <= r.lockExpiry(o) {
