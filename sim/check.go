@@ -39,6 +39,7 @@ func (s *sim) checkCompletion(holder string, c *crdt.SnapshotCompleted) {
 		s.violate("snapshot-signature", holder, "completion %x holds no valid group signature: %v", c.ProposalID[:4], err)
 		return
 	}
+	s.checkComparable(holder, c)
 	if crdt.PrefixHash(sn.Frontier, sn.Heads) != sn.PrefixHash {
 		s.violate("snapshot-frontier", holder, "completion %s: chain heads do not hash to its prefix hash", id)
 		return
@@ -56,6 +57,32 @@ func (s *sim) checkCompletion(holder string, c *crdt.SnapshotCompleted) {
 		s.violate("snapshot-digest", holder, "completion %s signs digest %s, but the %d facts under its frontier reduce to %s",
 			id, sn.StateDigest.String()[:12], n, got.String()[:12])
 	}
+}
+
+// signedSnapshot is a completion that carries a valid group signature.
+type signedSnapshot struct {
+	id       [16]byte
+	frontier crdt.VersionVector
+}
+
+// checkComparable: no two completed snapshots (valid group signatures)
+// have incomparable frontiers, whether or not any device rests on both
+// (maintenance's cover rule). Checked as each completion is first seen.
+func (s *sim) checkComparable(holder string, c *crdt.SnapshotCompleted) {
+	f := c.Snapshot.Frontier
+	for _, o := range s.signed {
+		if o.id == c.ProposalID {
+			return
+		}
+	}
+	for _, o := range s.signed {
+		if !f.Covers(o.frontier) && !o.frontier.Covers(f) {
+			s.violate("snapshot-fork", holder, "snapshots %x and %x both completed with valid group signatures, and their frontiers are incomparable (%d and %d facts)",
+				o.id[:4], c.ProposalID[:4], o.frontier.Total(), f.Total())
+			break
+		}
+	}
+	s.signed = append(s.signed, signedSnapshot{id: c.ProposalID, frontier: f.Clone()})
 }
 
 // checkPruned: GC never prunes above a verified frontier.

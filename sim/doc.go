@@ -71,9 +71,10 @@
 //     seq; honest-fact-refused: honest devices never refuse each other's
 //     facts as unauthorized or forged.
 //   - gc-frontier: GC never prunes above the frontier of the verified
-//     snapshot the journal rests on; snapshot-fork: honest devices never
-//     rest on snapshots whose frontiers are incomparable (neither could
-//     catch up with the other).
+//     snapshot the journal rests on; snapshot-fork: no two snapshots
+//     complete (valid group signatures) with incomparable frontiers,
+//     checked as each completion is first seen, and honest devices never
+//     rest on such (neither could catch up with the other).
 //   - blob-deleted-early: a blob a device held is gone after a blob plan
 //     (or anything the driver did) only when a tombstone fact of it is under
 //     the frontier of the snapshot that device rests on; blob-not-freed:

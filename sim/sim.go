@@ -86,6 +86,7 @@ type sim struct {
 	completed  map[[16]byte]bool // proposals seen completed
 	violated   map[string]bool   // de-duplicates violations
 	checked    map[[32]byte]bool // completions already checked
+	signed     []signedSnapshot  // completions with a valid group signature, in the order first seen
 	proposedBy map[int]int       // "proposed" events per device
 	bcast      []pending         // synchronous delivery queue (converge and probe phases)
 	syncMode   bool
