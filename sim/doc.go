@@ -151,10 +151,10 @@
 //	  go run ./cmd/aura-cli sim --nodes $n --seeds 2000 --events 2000 --faults chaos --serial-proposals --parallel 8 || break
 //	done
 //
-// Measured without -race, one core: about 150 seeds a minute at 5 devices
-// and 120-140 at 7 (2000 events, chaos), so the long sweep is some 22
-// lines × 2000 seeds ≈ 5 core-hours: under an hour on 8 cores. A failing
-// seed becomes an entry of sim_test.go's regressions once fixed.
+// Measured without -race: about 200 seeds per CPU-minute at 5 and at 7
+// devices (2000 events, chaos), so the long sweep, 22 lines × 2000 seeds,
+// takes some 4 CPU-hours: about half an hour on 8 cores. A failing seed
+// becomes an entry of sim_test.go's regressions once fixed.
 //
 // The package is deterministic: it never reads the wall clock, never
 // sleeps, never starts goroutines inside a run and never lets map order
