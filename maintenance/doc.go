@@ -88,6 +88,10 @@
 //   - A proposal's id is derived, not drawn: sha2-256(device ‖ seq ‖ now).
 //   - Non-proposers complete a round too when they hold M valid votes and no
 //     completion appeared within CompleteGrace of first seeing the proposal.
+//   - A device completes a round only if its own chain heads and state at
+//     the frontier are still the signed ones (an equivocator's slot may
+//     have re-chained since it voted); otherwise it leaves the completion
+//     to a device on the signed branch (sim regression seed 211003).
 //   - A fresh device restoring with no state of its own trusts the group key
 //     inside the snapshot state, whose genesis must self-certify the account
 //     id (crdt.AccountIDFor). A device with state verifies against its own.

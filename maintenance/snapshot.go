@@ -464,13 +464,24 @@ func (r *Replica) tryComplete(now int64, rd *round) Output {
 			return out
 		}
 	}
+	// The journal may have changed branch under the frontier since this
+	// device judged the round (an equivocator's slot re-chained): its heads
+	// and state then differ from what the partials signed, and a completion
+	// built from them would name chains the signature does not cover.
+	// Judge again; a device on the signed branch completes instead.
+	heads, prefix, err := r.heads(p.Frontier)
+	if err != nil {
+		return out
+	}
+	if prefix != p.PrefixHash || crdt.DigestOf(enc) != p.StateDigest {
+		rd.verdict = 0
+		out.Events = append(out.Events, Event{Kind: "refused", Proposal: rd.id, Device: p.Proposer,
+			Detail: "not completing: this journal's prefix under the frontier is no longer the signed one (equivocation)"})
+		return out
+	}
 	cid, err := r.cfg.Blobs.Put(enc)
 	if err != nil {
 		out.Events = append(out.Events, Event{Kind: "error", Proposal: rd.id, Detail: "store state blob: " + err.Error()})
-		return out
-	}
-	heads, _, err := r.heads(p.Frontier)
-	if err != nil {
 		return out
 	}
 	var participants []crdt.DeviceID

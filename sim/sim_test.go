@@ -17,6 +17,7 @@ import (
 var mixes = []struct {
 	name, spec string
 	serial     bool // Workload.SerialProposals
+	keygen     bool // Workload.Keygen: the key comes from the key generation session (dearer: a third of the seeds)
 }{
 	// The runs are short (a few hundred events, 10-20 virtual seconds),
 	// so the schedule faults come at higher rates than the presets'.
@@ -34,6 +35,9 @@ var mixes = []struct {
 	{name: "byz2", spec: "net,partition=0.1,crash=0.04,offline=0.04,skew=500ms,byz=2:all"},
 	// Operators who wait for the open round before proposing.
 	{name: "chaos-serial", spec: "net,partition=0.1,crash=0.04,offline=0.04,skew=500ms", serial: true},
+	// The group key from the product's key generation session under the
+	// faults, then the usual run (keygen_test.go checks the session itself).
+	{name: "chaos-keygen", spec: "net,partition=0.1,crash=0.04,offline=0.04,skew=500ms,byz=1:all", keygen: true},
 }
 
 // regressions are seeds that once failed, each with the exact command
@@ -44,11 +48,16 @@ var regressions = []struct {
 	events  int
 	spec    string
 	seed    uint64
+	wm      int64  // Workload.Watermark (0: the default)
+	keygen  bool   // Workload.Keygen
 	failure string // what it reported, and what fixed it
 }{
-	{"snapshot-fork", 5, 2000, "loss=0.05,dup=0.02,reorder=0.1,delay=50ms,partition=0.02,crash=0.01,midcall=0.5,offline=0.01,skew=500ms", 149,
+	{"snapshot-fork", 5, 2000, "loss=0.05,dup=0.02,reorder=0.1,delay=50ms,partition=0.02,crash=0.01,midcall=0.5,offline=0.01,skew=500ms", 149, 0, false,
 		"issue 10: snapshot-fork (two completed snapshots with incomparable frontiers: a voter of the first restarted, " +
 			"lost its in-memory vote lock and voted for the second), then divergence and lost writes; fixed by the cover rule (maintenance/doc.go)"},
+	{"completion-heads", 7, 400, "loss=0.05,dup=0.02,reorder=0.1,delay=50ms,partition=0.1,crash=0.04,midcall=0.5,offline=0.04,skew=500ms,byz=1:all", 211003, 12 << 10, true,
+		"snapshot-frontier (a completion whose chain heads do not hash to its signed prefix hash: the completer's journal had re-chained an " +
+			"equivocator's slot after it voted); fixed by tryComplete judging its heads and digest against the signed ones"},
 }
 
 func mustFaults(t testing.TB, spec string) Faults {
@@ -73,7 +82,7 @@ func TestMixesQuick(t *testing.T) {
 			t.Parallel()
 			for seed := uint64(1); seed <= 2; seed++ {
 				cfg := small(t, m.spec, seed)
-				cfg.Workload.SerialProposals = m.serial
+				cfg.Workload.SerialProposals, cfg.Workload.Keygen = m.serial, m.keygen
 				r, err := Run(cfg)
 				if err != nil {
 					t.Fatal(err)
@@ -95,7 +104,8 @@ func TestRegressionSeeds(t *testing.T) {
 	for _, c := range regressions {
 		t.Run(fmt.Sprintf("%s-%d", c.name, c.seed), func(t *testing.T) {
 			t.Parallel()
-			r, err := Run(Config{Nodes: c.nodes, Seed: c.seed, Events: c.events, Faults: mustFaults(t, c.spec)})
+			r, err := Run(Config{Nodes: c.nodes, Seed: c.seed, Events: c.events, Faults: mustFaults(t, c.spec),
+				Workload: Workload{Watermark: c.wm, Keygen: c.keygen}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -133,8 +143,12 @@ func TestSeedSweep(t *testing.T) {
 		for _, nodes := range []int{5, 7} {
 			cfg := small(t, m.spec, uint64(1000*(i+1)+100_000*(nodes-5)))
 			cfg.Nodes = nodes
-			cfg.Workload.SerialProposals = m.serial
-			cells = append(cells, cell{fmt.Sprintf("%s/n%d", m.name, nodes), cfg, perCell})
+			cfg.Workload.SerialProposals, cfg.Workload.Keygen = m.serial, m.keygen
+			n := perCell
+			if m.keygen {
+				n = max(1, perCell/3)
+			}
+			cells = append(cells, cell{fmt.Sprintf("%s/n%d", m.name, nodes), cfg, n})
 		}
 	}
 	// Full-length runs as `aura-cli sim` makes them (2000 events, default
