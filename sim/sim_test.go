@@ -17,7 +17,7 @@ import (
 var mixes = []struct {
 	name, spec string
 	serial     bool // Workload.SerialProposals
-	keygen     bool // Workload.Keygen: the key comes from the key generation session (dearer: a third of the seeds)
+	keygen     bool // Workload.Keygen: the key comes from the key generation session (dearer: a fifth of the seeds)
 }{
 	// The runs are short (a few hundred events, 10-20 virtual seconds),
 	// so the schedule faults come at higher rates than the presets'.
@@ -146,7 +146,7 @@ func TestSeedSweep(t *testing.T) {
 			cfg.Workload.SerialProposals, cfg.Workload.Keygen = m.serial, m.keygen
 			n := perCell
 			if m.keygen {
-				n = max(1, perCell/3)
+				n = max(1, perCell/5)
 			}
 			cells = append(cells, cell{fmt.Sprintf("%s/n%d", m.name, nodes), cfg, n})
 		}
