@@ -111,6 +111,9 @@ func OpenJournal(kv KV, account AccountID) (*Journal, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open journal: read heads: %w", err)
 	}
+	if err := j.settleEvidence(); err != nil {
+		return nil, fmt.Errorf("open journal: settle equivocation: %w", err)
+	}
 	return j, nil
 }
 

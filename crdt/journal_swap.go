@@ -6,6 +6,39 @@ import (
 	"sort"
 )
 
+// settleEvidence finishes the settlements a crash cut off: Ingest commits
+// a conflicting fact as evidence first and moves the lower id into the
+// slot (applySwaps) in a second batch, so evidence whose id is lower than
+// the id it names as kept is a swap that never happened. Without this the
+// replica would keep the higher id for good (later deliveries of the fact
+// are duplicates) and disagree with every replica that saw both.
+func (j *Journal) settleEvidence() error {
+	var swaps []swap
+	p := tagKey(tagEvidence)
+	err := j.kv.Scan(p, prefixEnd(p), func(k, v []byte) error {
+		if len(k) != 2+32+8+32 || len(v) < 32 {
+			return fmt.Errorf("evidence record: %w", errCorrupt)
+		}
+		var id, kept FactID
+		copy(id[:], k[42:])
+		copy(kept[:], v[:32])
+		if bytes.Compare(id[:], kept[:]) >= 0 {
+			return nil
+		}
+		f, err := decodeStored(v[32:])
+		if err != nil {
+			return err
+		}
+		swaps = append(swaps, swap{f: f, kept: kept})
+		return nil
+	})
+	if err != nil || len(swaps) == 0 {
+		return err
+	}
+	_, err = j.applySwaps(swaps)
+	return err
+}
+
 // applySwaps settles equivocations deterministically: at each (author, seq)
 // the fact with the lowest id holds the slot (chain or pending) and the
 // other becomes evidence. "Keep the first" (DESIGN §3) would let two

@@ -58,6 +58,9 @@ var regressions = []struct {
 	{"completion-heads", 7, 400, "loss=0.05,dup=0.02,reorder=0.1,delay=50ms,partition=0.1,crash=0.04,midcall=0.5,offline=0.04,skew=500ms,byz=1:all", 211003, 12 << 10, true,
 		"snapshot-frontier (a completion whose chain heads do not hash to its signed prefix hash: the completer's journal had re-chained an " +
 			"equivocator's slot after it voted); fixed by tryComplete judging its heads and digest against the signed ones"},
+	{"equivocation-settle", 7, 400, "loss=0.05,dup=0.02,reorder=0.1,delay=50ms,partition=0.1,crash=0.04,midcall=0.5,offline=0.04,skew=500ms,byz=1:all", 20032, 12 << 10, false,
+		"convergence (a device kept the higher id of a Byzantine equivocation for good: a crash inside Receive fell between the ingest " +
+			"commit and the batch that moves the lower id into the slot); fixed by crdt.OpenJournal settling such evidence"},
 }
 
 func mustFaults(t testing.TB, spec string) Faults {
