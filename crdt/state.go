@@ -890,20 +890,25 @@ func (s *State) dropCollected() {
 	}
 }
 
-// NewestSnapshot returns the verified completed snapshot with the highest
-// epoch, then largest frontier total, then lowest proposal id; nil if none.
+// NewestSnapshot returns the verified completed snapshot that is newest by
+// NewerSnapshot; nil if none.
 func (s *State) NewestSnapshot() *SnapshotCompleted {
 	var best *SnapshotCompleted
 	for _, c := range s.Completed {
 		cc := c.Completed
-		if best == nil || snapshotNewer(&cc, best) {
+		if best == nil || NewerSnapshot(&cc, best) {
 			best = &cc
 		}
 	}
 	return best
 }
 
-func snapshotNewer(a, b *SnapshotCompleted) bool {
+// NewerSnapshot is the one order of completed snapshots, newest first,
+// that every package uses: the higher identity epoch, then the larger
+// frontier (its total), then the lower proposal id. It is total: of two
+// completions of different rounds exactly one is newer, whatever order
+// they are met in, so every device names the same newest snapshot.
+func NewerSnapshot(a, b *SnapshotCompleted) bool {
 	if a.Snapshot.Epoch != b.Snapshot.Epoch {
 		return a.Snapshot.Epoch > b.Snapshot.Epoch
 	}

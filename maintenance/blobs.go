@@ -88,12 +88,7 @@ func (r *Replica) BlobPlan() BlobPlan {
 		cc := c.Completed
 		list = append(list, &cc)
 	}
-	sort.Slice(list, func(i, j int) bool {
-		if newer(list[i], list[j]) != newer(list[j], list[i]) {
-			return newer(list[i], list[j])
-		}
-		return string(list[i].ProposalID[:]) < string(list[j].ProposalID[:])
-	})
+	sort.Slice(list, func(i, j int) bool { return crdt.NewerSnapshot(list[i], list[j]) })
 	if r.base != nil {
 		k := r.base.Snapshot.BlobCID
 		p.Keep = append(p.Keep, k)

@@ -49,6 +49,38 @@
 // lost its in-memory lock, and voted for the second.) The argument needs
 // the devices that sign both to be honest: with f share holders signing
 // arbitrarily, choose 2M > N + f.
+// Restore (DESIGN §5) is decided here as well, never by a driver
+// (restore.go):
+//   - Output.Restore is a RestoreRequest: a completed snapshot this device
+//     cannot reach by sync (or whose prefix its journal contradicts), its
+//     blob CID and size, and From, the device that reported it (zero when
+//     the completion came from this replica's own journal). Should sync
+//     bring the facts under it after all, Tick collects it and nothing is
+//     left to restore.
+//   - RestoreTarget(offers) is the one function that picks what to
+//     restore: among the offers (peers' newest completions, the request)
+//     and the completions in the replica's state, it drops what does not
+//     verify, keeps what NeedsRestore says is needed, and names the newest
+//     by crdt.NewerSnapshot, or nil when nothing is needed.
+//   - Restore(now, completion, blob) verifies the blob against the signed
+//     digest and the threshold signature, hydrates, rests the journal on
+//     the snapshot and keeps every fact above it (the device's own offline
+//     writes among them). A snapshot no longer needed changes nothing (a
+//     "restore-skipped" event); one older than the base is refused.
+//
+// A driver carries out an Output in this order: Publish (the facts are
+// already durable: gossip them), Events, Collected, Blobs (the plan),
+// then Restore last, which is slow and may be overtaken:
+//  1. sync with the devices it can reach: the facts may still be there, and
+//     the completions then enter the replica's state;
+//  2. ask each of them for its newest completion (node: /aura/snapshot/1;
+//     simulator: the sync reply carries it) and pass those offers, with the
+//     request, to RestoreTarget; nil means nothing to restore;
+//  3. fetch the blob it names (held locally, else From first, then any
+//     device), hand it to Restore, carry out that Output, sync the tail;
+//  4. again from 2 while RestoreTarget names a target: a restore is
+//     reported done only when none remains, so a device never settles for
+//     an older snapshot than one a peer offered.
 //
 // Inputs come in as method calls carrying the current time (unix ms) and
 // any randomness the driver drew; outputs come back as Output values (facts
@@ -95,6 +127,13 @@
 //   - A fresh device restoring with no state of its own trusts the group key
 //     inside the snapshot state, whose genesis must self-certify the account
 //     id (crdt.AccountIDFor). A device with state verifies against its own.
+//     RestoreTarget on a fresh device therefore cannot check an offer's
+//     signature before the fetch; Restore checks it after, and a driver
+//     drops an offer Restore refused with ErrBadSnapshot and asks
+//     RestoreTarget again.
+//   - Offers are checked against the group keys this replica knows: a
+//     snapshot signed under a key generated while this device was away
+//     does not verify and is not picked (its older snapshots still are).
 //
 // It imports crdt and threshold only; never libp2p, Pebble, or time.Now.
 package maintenance

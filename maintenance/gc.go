@@ -74,17 +74,17 @@ func (r *Replica) collect(c *crdt.SnapshotCompleted) Output {
 		if r.store.PrunedTo().Covers(snap.Frontier) {
 			return out // already below what we collected
 		}
-		// Behind: sync may still deliver the facts; if peers collected them
-		// the driver restores from the blob.
+		// Behind: sync may still deliver the facts (Tick then collects);
+		// if peers collected them the driver restores from the blob.
 		cc := *c
-		out.Restore = &cc
+		r.uncollected = &cc
+		out.Restore = restoreRequest(c)
 		return out
 	}
 	if _, prefix, err := r.heads(snap.Frontier); err == nil && prefix != snap.PrefixHash {
 		// This journal holds another fact than the snapshot for some
 		// equivocator's seq: the signed snapshot decides. Restore from it.
-		cc := *c
-		out.Restore = &cc
+		out.Restore = restoreRequest(c)
 		out.Events = append(out.Events, Event{Kind: "restore-needed", Proposal: c.ProposalID, Detail: "journal prefix differs from the snapshot's (equivocation)"})
 		return out
 	}
@@ -149,99 +149,4 @@ func (r *Replica) rebase(c *crdt.SnapshotCompleted, st *crdt.State) (Output, err
 	out.Events = append(out.Events, Event{Kind: "gc", Proposal: c.ProposalID,
 		Detail: fmt.Sprintf("pruned %d facts (%d bytes); journal %d→%d facts", facts, bytes, before.Facts, after.Facts)})
 	return out, nil
-}
-
-func newer(a, b *crdt.SnapshotCompleted) bool {
-	if a.Snapshot.Epoch != b.Snapshot.Epoch {
-		return a.Snapshot.Epoch > b.Snapshot.Epoch
-	}
-	return a.Snapshot.Frontier.Total() > b.Snapshot.Frontier.Total()
-}
-
-// NeedsRestore returns the newest completed snapshot this replica knows of
-// but cannot reach by sync (its frontier is above what it holds), or nil.
-func (r *Replica) NewestSnapshot() *crdt.SnapshotCompleted { return r.state.NewestSnapshot() }
-
-// VerifyCompletion checks a completion's threshold signature under the
-// group key this replica trusts (its own state's; or, with no state, the
-// one inside the snapshot state).
-func (r *Replica) verifyCompletion(c *crdt.SnapshotCompleted, st *crdt.State) error {
-	keys := r.state.GroupKeys
-	if len(keys) == 0 {
-		if st.Genesis == nil || crdt.AccountIDFor(st.Genesis.Admin, st.Genesis.Nonce) != st.Account {
-			return fmt.Errorf("%w: snapshot state's genesis does not found its account", ErrBadSnapshot)
-		}
-		keys = st.GroupKeys
-	}
-	msg := crdt.SnapshotMessage(st.Account, c.ProposalID, c.Snapshot.Epoch, c.Snapshot.Frontier, c.Snapshot.PrefixHash, c.Snapshot.StateDigest)
-	for _, g := range keys {
-		if r.sigs.verify(g.Key.PublicKey, msg, c.ThresholdSignature) == nil {
-			return nil
-		}
-	}
-	return fmt.Errorf("%w: threshold signature", ErrBadSnapshot)
-}
-
-// Restore rebuilds this replica from a completed snapshot and its blob
-// (fetched from any peer by the driver): it verifies the threshold
-// signature and the digest, hydrates the state, and rests the journal on
-// the snapshot. Facts this device holds above the frontier (its own offline
-// writes among them) stay and are folded on top; the tail arrives by sync.
-func (r *Replica) Restore(now int64, c *crdt.SnapshotCompleted, blob []byte) (Output, error) {
-	snap := &c.Snapshot
-	if crdt.DigestOf(blob) != snap.StateDigest {
-		return Output{}, fmt.Errorf("restore: %w: blob digest differs from the signed digest", ErrBadSnapshot)
-	}
-	st, err := crdt.DecodeState(blob)
-	if err != nil {
-		return Output{}, fmt.Errorf("restore: %w: %v", ErrBadSnapshot, err)
-	}
-	if !r.state.Account.IsZero() && st.Account != r.state.Account {
-		return Output{}, fmt.Errorf("restore: %w: snapshot of account %s, this device is in %s", ErrBadSnapshot, st.Account, r.state.Account)
-	}
-	if err := r.verifyCompletion(c, st); err != nil {
-		return Output{}, fmt.Errorf("restore: %w", err)
-	}
-	if crdt.PrefixHash(snap.Frontier, snap.Heads) != snap.PrefixHash {
-		return Output{}, fmt.Errorf("restore: %w: chain heads do not match the signed prefix hash", ErrBadSnapshot)
-	}
-	if r.base != nil && !snap.Frontier.Covers(r.base.Snapshot.Frontier) {
-		return Output{}, fmt.Errorf("restore: %w: the snapshot does not cover the one this device rests on", ErrStaleProposal)
-	}
-	if _, err := r.cfg.Blobs.Put(blob); err != nil {
-		return Output{}, fmt.Errorf("restore: keep blob: %w", err)
-	}
-	if r.state.Account.IsZero() {
-		r.state = crdt.NewState(st.Account, r.verifyGroup)
-	}
-	// The base record is saved before the journal is rebased, so a crash in
-	// between is finished on the next Open.
-	out, err := r.rebase(c, st)
-	if err != nil {
-		return Output{}, fmt.Errorf("restore: %w", err)
-	}
-	if err := r.rebuild(); err != nil {
-		return Output{}, fmt.Errorf("restore: fold tail: %w", err)
-	}
-	r.writer = crdt.NewWriter(r.cfg.Key, st.Account, max(r.writer.Seq(), r.store.VersionVector()[r.device]), max(r.writer.Lamport(), r.state.MaxLamport()))
-	out.Events = append(out.Events, Event{Kind: "restored", Proposal: c.ProposalID,
-		Detail: fmt.Sprintf("snapshot of %d facts at epoch %d", snap.Frontier.Total(), snap.Epoch)})
-	return out, nil
-}
-
-// NeedsRestore reports whether this device must restore from completed
-// snapshot c: it lacks part of c's frontier that sync can no longer bring
-// (or that c collected), or its journal holds another fact than c for some
-// equivocator's seq. A snapshot that does not succeed the one this device
-// rests on is never restored from. Drivers ask this; they do not decide.
-func (r *Replica) NeedsRestore(c *crdt.SnapshotCompleted) bool {
-	snap := &c.Snapshot
-	if r.base != nil && (r.base.Proposal == c.ProposalID || !snap.Frontier.Covers(r.base.Snapshot.Frontier)) {
-		return false
-	}
-	if !r.store.VersionVector().Covers(snap.Frontier) {
-		return true
-	}
-	_, prefix, err := r.heads(snap.Frontier)
-	return err == nil && prefix != snap.PrefixHash
 }

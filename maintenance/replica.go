@@ -110,9 +110,12 @@ func (e Event) String() string {
 type Output struct {
 	Publish []*crdt.Fact // facts written locally (already durable): gossip them
 	Events  []Event
-	// Restore names a completed snapshot this device cannot reach by sync:
-	// fetch its blob from peers and call Restore.
-	Restore *crdt.SnapshotCompleted
+	// Restore asks for a restore: a completed snapshot this device cannot
+	// reach by sync (or whose prefix differs from its journal's). The
+	// driver does not restore it as named: after a sync with its peers had
+	// its chance, it passes it, with what peers report on the snapshot
+	// protocol, to RestoreTarget, and fetches the blob that names.
+	Restore *RestoreRequest
 	// Blobs, after a GC or a restore, is the plan for this device's blob
 	// storage: the driver applies it with BlobPlan.Apply.
 	Blobs *BlobPlan
@@ -123,7 +126,7 @@ type Output struct {
 func (o *Output) merge(p Output) {
 	o.Publish = append(o.Publish, p.Publish...)
 	o.Events = append(o.Events, p.Events...)
-	if p.Restore != nil {
+	if p.Restore != nil && (o.Restore == nil || crdt.NewerSnapshot(&p.Restore.Completion, &o.Restore.Completion)) {
 		o.Restore = p.Restore
 	}
 	if p.Blobs != nil {
@@ -170,6 +173,10 @@ type Replica struct {
 		enc              []byte
 	}
 	sigs sigCache // this replica's parsed group keys and checked signatures
+
+	// uncollected is the newest completion, met before this journal held
+	// its frontier: collected by Tick once sync brought the facts.
+	uncollected *crdt.SnapshotCompleted
 }
 
 // Open builds a replica over its storage, rebuilding the state from the
@@ -207,6 +214,9 @@ func Open(cfg Config) (*Replica, error) {
 	r.writer = crdt.NewWriter(cfg.Key, account, r.store.VersionVector()[r.device], lamport)
 	if err := r.loadFence(); err != nil {
 		return nil, err
+	}
+	if c := r.state.NewestSnapshot(); c != nil && (r.base == nil || r.base.Proposal != c.ProposalID) {
+		r.uncollected = c // checked by the next Tick
 	}
 	return r, nil
 }
@@ -466,6 +476,7 @@ func (r *Replica) Tick(now int64) Output {
 	if r.fence != nil && now >= r.fence.Deadline {
 		out.merge(r.abandon(now, "deadline passed"))
 	}
+	out.merge(r.collectCaughtUp())
 	ids := make([][16]byte, 0, len(r.rounds))
 	for id := range r.rounds {
 		ids = append(ids, id)

@@ -413,7 +413,8 @@ func (n *Node) onSync(ev gossip.SyncEvent) {
 		return
 	}
 	if errors.Is(ev.Err, gossip.ErrNeedsRestore) {
-		n.log.Info("behind a peer's pruned frontier: restoring from the newest snapshot", "peer", ev.Peer)
+		// The replica picks the target from what the peers report.
+		n.log.Info("behind a peer's pruned frontier: restoring from the newest snapshot a peer offers", "peer", ev.Peer)
 		n.restoreAsync()
 		return
 	}
@@ -442,7 +443,10 @@ func (n *Node) handle(out maintenance.Output) {
 	}
 	n.applyBlobPlan(out.Blobs)
 	if out.Restore != nil {
-		n.restoreAsync()
+		// Last: the facts are published and the blobs pinned first. The
+		// restore syncs before it fetches, and fetches what the replica's
+		// RestoreTarget picks from this request and the peers' offers.
+		n.restoreAsync(maintenance.Offer{From: out.Restore.From, Completion: &out.Restore.Completion})
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -20,8 +21,10 @@ import (
 	"aura/maintenance"
 )
 
-// restoreAsync starts a restore in the background unless one runs.
-func (n *Node) restoreAsync() {
+// restoreAsync starts a restore in the background unless one runs. hints
+// are offers the caller already has (the completion an Output.Restore
+// named); the restore asks the connected devices for theirs as well.
+func (n *Node) restoreAsync(hints ...maintenance.Offer) {
 	n.mu.Lock()
 	if n.restoring || n.closed.Load() {
 		n.mu.Unlock()
@@ -39,101 +42,187 @@ func (n *Node) restoreAsync() {
 		}()
 		ctx, cancel := context.WithTimeout(n.ctx, 5*time.Minute)
 		defer cancel()
-		if _, err := n.Restore(ctx, nil); err != nil && n.ctx.Err() == nil {
+		res, err := n.restore(ctx, hints, nil)
+		switch {
+		case err != nil && n.ctx.Err() == nil:
 			n.log.Warn("restore", "err", err)
+		case err == nil && !res.UpToDate:
+			n.log.Info("restored", "snapshot", res.Snapshot.ID, "epoch", res.Snapshot.Epoch, "bytes", res.Bytes, "facts", res.Facts)
 		}
 	}()
 }
 
 // RestoreResult reports a restore.
 type RestoreResult struct {
-	Snapshot SnapshotInfo `json:"snapshot"`
-	Bytes    int64        `json:"bytes"`
+	Snapshot SnapshotInfo `json:"snapshot"` // the snapshot the node now rests on
+	Bytes    int64        `json:"bytes"`    // snapshot blob bytes restored
 	Peers    int          `json:"peers"`
 	Facts    uint64       `json:"facts"` // journal facts after the restore
+	// UpToDate: no peer offered a snapshot this node lacks, so nothing was
+	// restored; Snapshot is the newest one it already holds.
+	UpToDate bool `json:"up_to_date,omitempty"`
 }
 
 // ErrNoSnapshot: no completed snapshot is known to this node or its peers.
 var ErrNoSnapshot = errors.New("no completed snapshot is known: run `aura-cli snapshot propose` on a device of the account first")
 
-// Restore rebuilds this node from the newest completed snapshot: it finds
-// the completion (its own state's, or a peer's by sync), fetches the blob
-// by CID from the connected devices, and hands it to the replica, which
-// verifies the threshold signature and digest before it hydrates.
+// maxRestores bounds the restores of one call: a newer snapshot may
+// complete while the previous one is fetched.
+const maxRestores = 3
+
+// Restore rebuilds this node from the newest completed snapshot any
+// connected device holds (DESIGN §5), keeping the facts it holds above it
+// (its own offline writes among them), and replays the tail by sync.
 func (n *Node) Restore(ctx context.Context, progress func(done, total int64)) (*RestoreResult, error) {
+	return n.restore(ctx, nil, progress)
+}
+
+// restore drives the replica's restore: sync with the connected devices,
+// ask each for its newest completion (SnapshotProtocol), let the replica
+// pick the target (Replica.RestoreTarget), fetch that blob by CID and hand
+// it back (Replica.Restore), replay the tail by sync; again while the
+// replica names a newer target. It never reports success while a target
+// remains.
+func (n *Node) restore(ctx context.Context, hints []maintenance.Offer, progress func(done, total int64)) (*RestoreResult, error) {
 	n.restoreMu.Lock()
 	defer n.restoreMu.Unlock()
 	if n.Account().IsZero() {
 		return nil, ErrNoAccount
 	}
+	// A device must be reachable to ask and fetch from.
 	if err := n.waitForDevices(ctx); err != nil {
 		return nil, err
 	}
-	peers := n.connectedKnown()
-	n.mu.Lock()
-	c := n.rep.NewestSnapshot()
-	n.mu.Unlock()
-	if c == nil {
-		// Sync with the peers first: the completion may not have reached us.
-		for _, p := range peers {
-			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			_ = n.SyncWith(sctx, p)
-			cancel()
+	// Sync first: the completions may reach the replica, and facts it
+	// lacks may still be around.
+	n.syncConnected(ctx, 10*time.Second)
+	res := &RestoreResult{UpToDate: true}
+	var last *crdt.SnapshotCompleted
+	refused := map[[16]byte]bool{} // offers whose blob Restore refused as forged
+	for i := 0; ; {
+		peers := n.connectedKnown()
+		res.Peers = len(peers)
+		var offers []maintenance.Offer
+		for _, o := range append(append([]maintenance.Offer(nil), hints...), n.askSnapshots(ctx, peers)...) {
+			if o.Completion != nil && !refused[o.Completion.ProposalID] {
+				offers = append(offers, o)
+			}
 		}
 		n.mu.Lock()
-		c = n.rep.NewestSnapshot()
+		req := n.rep.RestoreTarget(offers)
 		n.mu.Unlock()
+		if req == nil {
+			break
+		}
+		if i == maxRestores {
+			return nil, fmt.Errorf("%w: still behind snapshot %x after %d restores (snapshots complete faster than this device restores them); try again",
+				ErrUnavailable, req.Completion.ProposalID[:4], maxRestores)
+		}
+		got, err := n.restoreFrom(ctx, req, peers, progress)
+		if errors.Is(err, maintenance.ErrBadSnapshot) && !refused[req.Completion.ProposalID] && len(refused) < 8 {
+			// A device offered a snapshot that does not verify (a fresh
+			// device cannot check the signature before the fetch): drop it
+			// and ask the replica again.
+			n.log.Warn("restore: offered snapshot refused", "snapshot", fmt.Sprintf("%x", req.Completion.ProposalID[:4]), "from", req.From.Short(), "err", err)
+			refused[req.Completion.ProposalID] = true
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		i++
+		res.Bytes += got
+		res.UpToDate = false
+		last = &req.Completion
+		n.syncConnected(ctx, 20*time.Second) // replay the tail
 	}
-	if c == nil {
-		c = n.askSnapshot(ctx, peers)
+	n.mu.Lock()
+	var id [16]byte
+	if last != nil {
+		id = last.ProposalID
+	} else if pid, base := n.rep.Base(); base != nil {
+		id = pid
+	} else if c := n.rep.NewestSnapshot(); c != nil {
+		id = c.ProposalID
 	}
-	if c == nil {
+	info := n.snapshotInfoLocked(id, false)
+	n.mu.Unlock()
+	switch {
+	case info != nil:
+		res.Snapshot = *info
+	case last != nil:
+		res.Snapshot = completionInfo(last)
+	default:
 		return nil, ErrNoSnapshot
 	}
-	root, err := cid.Cast(c.Snapshot.BlobCID)
+	res.Facts = n.store.Stats().Facts
+	return res, nil
+}
+
+// restoreFrom fetches the blob req names (req.From among the first asked)
+// and hands it to the replica. It returns the blob's size.
+func (n *Node) restoreFrom(ctx context.Context, req *maintenance.RestoreRequest, peers []peer.ID, progress func(done, total int64)) (int64, error) {
+	root, err := cid.Cast(req.BlobCID)
 	if err != nil {
-		return nil, fmt.Errorf("snapshot blob CID: %w", err)
+		return 0, fmt.Errorf("snapshot blob CID: %w", err)
 	}
 	if err := n.blobs.Pin(root); err != nil {
-		return nil, err
+		return 0, fmt.Errorf("pin snapshot blob %s: %w", root, err)
 	}
 	held, _ := n.blobs.Has(ctx, root)
 	if !held {
 		if len(peers) == 0 {
-			return nil, errorf(ErrUnavailable, "no device of the account is connected to fetch snapshot %s from", root)
+			return 0, errorf(ErrUnavailable, "no device of the account is connected to fetch snapshot %s from", root)
+		}
+		if req.From != (crdt.DeviceID{}) {
+			first := PeerID(req.From)
+			order := []peer.ID{first}
+			for _, p := range peers {
+				if p != first {
+					order = append(order, p)
+				}
+			}
+			peers = order
 		}
 		if _, err := n.blobs.Fetch(ctx, root, peers, progress); err != nil {
-			return nil, fmt.Errorf("fetch snapshot blob %s: %w", root, err)
+			return 0, fmt.Errorf("fetch snapshot blob %s: %w", root, err)
 		}
 	} else if progress != nil {
-		progress(int64(c.Snapshot.BlobSize), int64(c.Snapshot.BlobSize))
+		progress(int64(req.BlobSize), int64(req.BlobSize))
 	}
 	blob, err := n.blobs.Get(ctx, root)
 	if err != nil {
-		return nil, err
+		return 0, fmt.Errorf("read snapshot blob %s: %w", root, err)
 	}
 	n.mu.Lock()
-	out, err := n.rep.Restore(now(), c, blob)
+	out, err := n.rep.Restore(now(), &req.Completion, blob)
 	n.invalidateLocked(out, nil)
 	n.refreshMembersLocked()
-	info := n.snapshotInfoLocked(c.ProposalID, false)
 	n.mu.Unlock()
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	n.handle(out)
-	// Replay the tail.
+	return int64(len(blob)), nil
+}
+
+// syncConnected runs one sync session with every connected device.
+func (n *Node) syncConnected(ctx context.Context, each time.Duration) {
 	for _, p := range n.connectedKnown() {
-		sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		sctx, cancel := context.WithTimeout(ctx, each)
 		_ = n.SyncWith(sctx, p)
 		cancel()
 	}
-	if info == nil {
-		info = &SnapshotInfo{ID: hex.EncodeToString(c.ProposalID[:]), Status: "completed", Epoch: c.Snapshot.Epoch,
-			Facts: c.Snapshot.Frontier.Total(), StateDigest: c.Snapshot.StateDigest.String(), BlobCID: root.String(),
-			BlobSize: c.Snapshot.BlobSize, HeldLocally: true}
+}
+
+func completionInfo(c *crdt.SnapshotCompleted) SnapshotInfo {
+	info := SnapshotInfo{ID: hex.EncodeToString(c.ProposalID[:]), Status: "completed", Epoch: c.Snapshot.Epoch,
+		Facts: c.Snapshot.Frontier.Total(), StateDigest: c.Snapshot.StateDigest.String(),
+		BlobSize: c.Snapshot.BlobSize, HeldLocally: true}
+	if cc, err := cid.Cast(c.Snapshot.BlobCID); err == nil {
+		info.BlobCID = cc.String()
 	}
-	return &RestoreResult{Snapshot: *info, Bytes: int64(len(blob)), Peers: len(peers), Facts: n.store.Stats().Facts}, nil
+	return info
 }
 
 // snapshotInfoLocked describes a proposal or completion; n.mu is held.
@@ -228,6 +317,8 @@ func (n *Node) snapshotsLocked() []SnapshotInfo {
 			out = append(out, *info)
 		}
 	}
+	// crdt.NewerSnapshot's order (epoch, frontier total, lower id), over
+	// proposals and completions alike.
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Epoch != out[j].Epoch {
 			return out[i].Epoch > out[j].Epoch
@@ -409,45 +500,53 @@ type snapshotAnswer struct {
 	Fact []byte `cbor:"1,keyasint,omitempty"`
 }
 
-// askSnapshot asks the peers for their newest completion.
-func (n *Node) askSnapshot(ctx context.Context, peers []peer.ID) *crdt.SnapshotCompleted {
-	var best *crdt.SnapshotCompleted
+// askSnapshots asks each peer for its newest completion, at once. The
+// answers are unverified offers: the replica checks them.
+func (n *Node) askSnapshots(ctx context.Context, peers []peer.ID) []maintenance.Offer {
 	acct := n.Account()
-	for _, p := range peers {
-		c := func() *crdt.SnapshotCompleted {
-			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			defer cancel()
-			s, err := n.host.NewStream(ctx, p, SnapshotProtocol)
-			if err != nil {
-				return nil
-			}
-			defer s.Close()
-			_ = s.SetDeadline(time.Now().Add(5 * time.Second))
-			var a snapshotAnswer
-			if err := readMsg(bufio.NewReader(s), &a, crdt.MaxFactSize+16); err != nil || a.Fact == nil {
-				return nil
-			}
-			f, err := crdt.DecodeVerifiedFact(a.Fact)
-			if err != nil || f.Kind != crdt.KindSnapshotCompleted || f.Account != acct {
-				return nil
-			}
-			b, err := f.DecodeBody()
-			if err != nil {
-				return nil
-			}
-			c, _ := b.(*crdt.SnapshotCompleted)
-			return c
-		}()
-		if c != nil && (best == nil || newerSnapshot(c, best)) {
-			best = c
-		}
+	answers := make([]*crdt.SnapshotCompleted, len(peers))
+	var wg sync.WaitGroup
+	for i, p := range peers {
+		wg.Go(func() { answers[i] = n.askSnapshot(ctx, p, acct) })
 	}
-	return best
+	wg.Wait()
+	var offers []maintenance.Offer
+	for i, c := range answers {
+		if c == nil {
+			continue
+		}
+		o := maintenance.Offer{Completion: c}
+		if d, ok := DeviceOf(peers[i]); ok {
+			o.From = d
+		}
+		offers = append(offers, o)
+	}
+	return offers
 }
 
-func newerSnapshot(a, b *crdt.SnapshotCompleted) bool {
-	if a.Snapshot.Epoch != b.Snapshot.Epoch {
-		return a.Snapshot.Epoch > b.Snapshot.Epoch
+// askSnapshot asks one peer for its newest completion (nil: none, or no
+// answer).
+func (n *Node) askSnapshot(ctx context.Context, p peer.ID, acct crdt.AccountID) *crdt.SnapshotCompleted {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	s, err := n.host.NewStream(ctx, p, SnapshotProtocol)
+	if err != nil {
+		return nil
 	}
-	return a.Snapshot.Frontier.Total() > b.Snapshot.Frontier.Total()
+	defer s.Close()
+	_ = s.SetDeadline(time.Now().Add(5 * time.Second))
+	var a snapshotAnswer
+	if err := readMsg(bufio.NewReader(s), &a, crdt.MaxFactSize+16); err != nil || a.Fact == nil {
+		return nil
+	}
+	f, err := crdt.DecodeVerifiedFact(a.Fact)
+	if err != nil || f.Kind != crdt.KindSnapshotCompleted || f.Account != acct {
+		return nil
+	}
+	b, err := f.DecodeBody()
+	if err != nil {
+		return nil
+	}
+	c, _ := b.(*crdt.SnapshotCompleted)
+	return c
 }

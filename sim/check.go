@@ -357,3 +357,28 @@ func (s *sim) checkForks(hs []*device, label string) {
 		}
 	}
 }
+
+// checkRestored is restore-newest: a device that reports a restore done
+// holds the newest completed snapshot any device it synced with held at
+// the time (what their sync replies and snapshot answers carried, this
+// incarnation), unless that one forks from the snapshot it rests on
+// (snapshot-fork's concern). Holding it means its journal reaches the
+// snapshot's frontier, so nothing under it is left to restore.
+func (s *sim) checkRestored(d *device, restored *crdt.SnapshotCompleted) {
+	s.res.Stats.RestoresChecked++
+	n := d.heard
+	if !d.honest() || n == nil || d.rep == nil {
+		return
+	}
+	if _, base := d.rep.Base(); base != nil && !n.Snapshot.Frontier.Covers(base.Frontier) {
+		return
+	}
+	if d.rep.Store().VersionVector().Covers(n.Snapshot.Frontier) {
+		return
+	}
+	if s.gk.Verify(snapshotMessage(s.account, n), n.ThresholdSignature) != nil {
+		return // a forgery a doctored replica accepted: snapshot-signature's concern
+	}
+	s.violate("restore-newest", d.name, "restore of %x (epoch %d, %d facts) reported done, yet a device it synced with held %x (epoch %d, %d facts), which its journal does not reach",
+		restored.ProposalID[:4], restored.Snapshot.Epoch, restored.Snapshot.Frontier.Total(), n.ProposalID[:4], n.Snapshot.Epoch, n.Snapshot.Frontier.Total())
+}

@@ -44,6 +44,9 @@ type Config struct {
 // defaultWatermark is Workload.Watermark's default.
 const defaultWatermark = 24 << 10
 
+// defaultProposeEvery is Workload.ProposeEvery's default (ms).
+const defaultProposeEvery = 6000
+
 // Workload is what the simulated users do.
 type Workload struct {
 	// WriteEvery is the mean time between application writes on each
@@ -86,6 +89,9 @@ type Workload struct {
 	// blobs are one block; some sit at the 1 MiB chunk boundary and some
 	// span three chunks.
 	BlobEvery int64
+	// Absence takes one device away while the others complete snapshots
+	// (off by default).
+	Absence Absence
 }
 
 // Defects are deliberate bugs for the tests that prove the invariants can
@@ -113,10 +119,16 @@ type Defects struct {
 	DeleteOnTombstone bool
 	// KeepTombstoned makes the driver ignore BlobPlan.Delete.
 	KeepTombstoned bool
+	// RestoreOwnNewest makes the restore driver restore the newest
+	// completion in the device's own state instead of the target
+	// RestoreTarget picks from what peers offered, and report it done
+	// (issue 10's node bug: a device back after two snapshots restored the
+	// stale one it rested on).
+	RestoreOwnNewest bool
 }
 
 func (d Defects) any() bool {
-	return d.PruneAboveFrontier || d.SkipThresholdVerify || d.LoseMetaOnCrash || d.KeygenUnsealed || d.DeleteOnTombstone || d.KeepTombstoned
+	return d.PruneAboveFrontier || d.SkipThresholdVerify || d.LoseMetaOnCrash || d.KeygenUnsealed || d.DeleteOnTombstone || d.KeepTombstoned || d.RestoreOwnNewest
 }
 
 func (d Defects) String() string {
@@ -139,11 +151,14 @@ func (d Defects) String() string {
 	if d.KeepTombstoned {
 		s = append(s, "keep-tombstoned")
 	}
+	if d.RestoreOwnNewest {
+		s = append(s, "restore-own-newest")
+	}
 	return strings.Join(s, ",")
 }
 
 // defectNames lists the defects ParseDefects knows.
-const defectNames = "prune-above-frontier, skip-threshold-verify, lose-meta-on-crash, keygen-unsealed, delete-on-tombstone, keep-tombstoned"
+const defectNames = "prune-above-frontier, skip-threshold-verify, lose-meta-on-crash, keygen-unsealed, delete-on-tombstone, keep-tombstoned, restore-own-newest"
 
 // ParseDefects parses a comma-separated list of defect names (see
 // Defects.String).
@@ -164,6 +179,8 @@ func ParseDefects(spec string) (Defects, error) {
 			d.DeleteOnTombstone = true
 		case "keep-tombstoned":
 			d.KeepTombstoned = true
+		case "restore-own-newest":
+			d.RestoreOwnNewest = true
 		default:
 			return d, fmt.Errorf("unknown defect %q (%s)", name, defectNames)
 		}
@@ -476,7 +493,7 @@ func (c Config) withDefaults() (Config, error) {
 		w.Overwrite = 0.2
 	}
 	if w.ProposeEvery == 0 {
-		w.ProposeEvery = 6000
+		w.ProposeEvery = defaultProposeEvery
 	}
 	if w.Watermark == 0 {
 		w.Watermark = defaultWatermark
@@ -516,6 +533,9 @@ func (c Config) withDefaults() (Config, error) {
 	if f.Byzantine < 0 || c.Nodes-f.Byzantine < c.Threshold || f.Byzantine >= c.Nodes {
 		errs = append(errs, fmt.Errorf("faults: byz=%d: the %d honest devices must hold at least threshold (%d) shares, and device 0 (the admin) stays honest",
 			f.Byzantine, c.Nodes-f.Byzantine, c.Threshold))
+	}
+	if err := w.Absence.check(c); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Events < 0 || c.Duration < 0 {
 		errs = append(errs, errors.New("events and duration must not be negative"))

@@ -26,8 +26,17 @@
 //     the anti-entropy exchange the node's sync runs, planned by the same
 //     code (crdt.Summarize for the HELLO, crdt.PlanSync for the facts the
 //     other side lacks, crdt.Behind for a restore when below a peer's
-//     pruned floor). Output.Restore is served by fetching the blob from a
-//     reachable device that holds it (after a sync had its chance).
+//     pruned floor). The sync reply also carries the sender's newest
+//     completion, as the node's /aura/snapshot/1 answers it; each device
+//     keeps the newest offer of every peer until it crashes.
+//   - Restores, driven as the node drives them (maintenance/doc.go gives the
+//     order): when a sync finds the device below a peer's pruned floor, or
+//     after Output.Restore and a sync that had its chance, the device asks
+//     every reachable device for its newest completion, hands those and the
+//     offers it kept to Replica.RestoreTarget, and fetches exactly the blob
+//     that names (held already, else from the device that offered it, else
+//     any reachable holder; retried while none is reachable), then calls
+//     Replica.Restore. The driver never picks a snapshot itself.
 //   - Faults, each with a rate or schedule (Faults, FaultSyntax): message
 //     loss, duplication, reordering and delay; partitions that form and
 //     heal; crash and restart; offline periods; clock skew; Byzantine
@@ -38,7 +47,11 @@
 //     and append BlobStored; fetch a live blob from a reachable device; append
 //     BlobTombstoned), operator proposals (overlapping rounds unless
 //     Workload.SerialProposals), watermark proposals, GC (the replicas
-//     collect on completion), restores of fresh devices.
+//     collect on completion), restores of fresh devices, and
+//     Workload.Absence (--absent): one device away, cut off from all
+//     others, from its first collected snapshot while the others complete
+//     K more, writing offline unless quiet, restarting R times meanwhile;
+//     then back, it must restore from the newest and bring its writes in.
 //   - Ground truth: every fact any device signed, every application
 //     write a replica acknowledged, and every blob the workload stored with
 //     the (author, seq) of every tombstone fact naming it.
@@ -88,6 +101,10 @@
 //   - byzantine-named: a Byzantine device whose bad partial reached the
 //     liveness probe's proposer (its vote is in the proposer's state) is
 //     named ("bad-partial" event), and honest devices never are.
+//   - restore-newest: a device that reports a restore done holds the newest
+//     completed snapshot that any device it synced with held at that time
+//     (what their sync replies and snapshot answers carried since the
+//     device last started): its journal reaches that snapshot's frontier.
 //   - restart, restore, internal: a device cannot reopen its storage, a
 //     restore from a valid snapshot fails, or a core call fails.
 //   - keygen, keygen-blame, keygen-share (with Workload.Keygen): an attempt
@@ -126,7 +143,9 @@
 //     acknowledging a key generation's final without keeping the share,
 //     deleting a blob as soon as its tombstone arrives
 //     (delete-on-tombstone), ignoring the plan's deletions
-//     (keep-tombstoned).
+//     (keep-tombstoned), restoring the newest completion in the device's
+//     own state instead of what RestoreTarget picks (restore-own-newest,
+//     issue 10's node bug; restore-newest catches it).
 //
 // # Sweeps: CI's and the one before a release
 //

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 )
 
 // Main is `aura-cli sim`: it parses args (without the command name),
@@ -42,6 +43,23 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&cfg.Workload.SerialProposals, "serial-proposals", false, "operators propose only while no snapshot round is open anywhere")
 	fs.Int64Var(&cfg.Workload.Watermark, "watermark", defaultWatermark, "journal `BYTES` past which devices propose a snapshot by themselves (negative: off)")
 	fs.BoolVar(&cfg.Workload.Keygen, "keygen", false, "run the key generation session under the faults (retried until it succeeds) instead of a trusted dealer")
+	fs.Func("propose-every", "mean `DURATION` between operator snapshot proposals (default 6s; negative: none)", func(v string) error {
+		if strings.HasPrefix(v, "-") {
+			cfg.Workload.ProposeEvery = -1
+			return nil
+		}
+		ms, err := parseMillis(v)
+		if err == nil && ms == 0 {
+			err = errors.New("want a positive duration, or a negative one for none")
+		}
+		cfg.Workload.ProposeEvery = ms
+		return err
+	})
+	fs.Func("absent", "take one device away while the others complete K snapshots; `SPEC` is K[:quiet][:restarts=R] (quiet: it writes nothing offline; it restarts R times while away)", func(v string) error {
+		a, err := ParseAbsence(v)
+		cfg.Workload.Absence = a
+		return err
+	})
 	fs.String("home", "", "ignored: the simulator touches no node")
 	fs.BoolVar(&asJSON, "json", false, "print one JSON document instead of the table")
 	fs.Usage = func() {

@@ -10,7 +10,7 @@ import (
 
 // linkUp reports whether a and b can talk now.
 func (s *sim) linkUp(a, b *device) bool {
-	if !a.up || !b.up || a.rep == nil || b.rep == nil || !a.admitted || !b.admitted || a.offline || b.offline {
+	if !a.up || !b.up || a.rep == nil || b.rep == nil || !a.admitted || !b.admitted || a.offline || b.offline || a.absent || b.absent {
 		return false
 	}
 	return s.partition == nil || s.partition[a.idx] == s.partition[b.idx]
@@ -215,11 +215,12 @@ func (s *sim) onHello(d, opener *device, theirs *hello) {
 	if d.rep.Account().IsZero() {
 		return
 	}
-	s.send(d, opener, &message{kind: msgSyncReply, hello: s.hello(d), facts: s.missing(d, theirs)})
+	s.send(d, opener, &message{kind: msgSyncReply, hello: s.hello(d), facts: s.missing(d, theirs), offer: d.rep.NewestSnapshot()})
 }
 
 func (s *sim) onSyncReply(d, peer *device, m *message) {
 	mine := s.hello(d)
+	s.learn(d, peer, m.offer)
 	s.receive(d, peer, m.facts, "sync")
 	if d.rep == nil {
 		return
@@ -229,77 +230,102 @@ func (s *sim) onSyncReply(d, peer *device, m *message) {
 	}
 	if b := behind(mine, m.hello); len(b) > 0 {
 		s.trace("%s behind %s's pruned floor for %d authors: restore", d.name, peer.name, len(b))
-		s.restoreFrom(d, peer, 1+s.netRng.Int64N(s.cfg.Faults.Delay))
+		s.at(1+s.netRng.Int64N(s.cfg.Faults.Delay), &event{kind: evRestore, dev: d.idx, inc: d.inc})
 	}
 }
 
-// restoreFrom schedules a restore of d from peer's base snapshot.
-func (s *sim) restoreFrom(d, peer *device, delay int64) {
-	pid, snap := peer.rep.Base()
-	if snap == nil {
+// learn records the completion a peer reported: its newest, as the node's
+// snapshot protocol answers (the sync reply carries it here). The device
+// keeps the newest offer of each peer until it crashes, and the
+// restore-newest invariant the newest of all.
+func (s *sim) learn(d, from *device, c *crdt.SnapshotCompleted) {
+	if c == nil {
 		return
 	}
-	ref := peer.rep.State().Completed[pid]
-	if ref == nil {
-		return
+	if d.heard == nil || crdt.NewerSnapshot(c, d.heard) {
+		d.heard = c
 	}
-	c := ref.Completed
-	s.at(delay, &event{kind: evRestore, dev: d.idx, inc: d.inc, completion: &c, source: peer.idx})
+	for i := range d.offers {
+		if d.offers[i].From == from.id {
+			if crdt.NewerSnapshot(c, d.offers[i].Completion) {
+				d.offers[i].Completion = c
+			}
+			return
+		}
+	}
+	d.offers = append(d.offers, maintenance.Offer{From: from.id, Completion: c})
 }
 
 // restoreWanted handles Output.Restore: sync first (the facts may still be
-// around), restore from the blob if that did not help.
-func (s *sim) restoreWanted(d *device, c *crdt.SnapshotCompleted) {
+// around), then restore what RestoreTarget picks, from the request and
+// what peers offer, if that did not help.
+func (s *sim) restoreWanted(d *device, req *maintenance.RestoreRequest) {
+	from := s.byID[req.From]
+	if from == nil {
+		from = d // its own journal
+	}
+	s.learn(d, from, &req.Completion)
 	if s.syncMode {
-		s.restoreNow(d, c, -1)
+		_ = s.restoreNow(d)
 		return
 	}
 	s.at(1, &event{kind: evSync, dev: d.idx, inc: d.inc, tries: -1})
-	s.at(2*s.cfg.Workload.SyncEvery, &event{kind: evRestore, dev: d.idx, inc: d.inc, completion: c, source: -1})
-}
-
-// needsRestore: d lacks part of c's frontier, and c is not older than
-// what d already rests on.
-func (s *sim) needsRestore(d *device, c *crdt.SnapshotCompleted) bool {
-	return d.rep.NeedsRestore(c)
+	s.at(2*s.cfg.Workload.SyncEvery, &event{kind: evRestore, dev: d.idx, inc: d.inc})
 }
 
 func (s *sim) onRestore(e *event) {
 	d := s.devs[e.dev]
-	if !s.alive(d, e.inc) || !s.needsRestore(d, e.completion) {
+	if !s.alive(d, e.inc) {
 		return
 	}
 	s.res.Stats.DeviceEvents++
-	if err := s.restoreNow(d, e.completion, e.source); errors.Is(err, errNoSource) && e.tries < 5 {
-		s.at(s.cfg.Workload.SyncEvery, &event{kind: evRestore, dev: d.idx, inc: d.inc, completion: e.completion,
-			source: -1, tries: e.tries + 1})
+	if err := s.restoreNow(d); errors.Is(err, errNoSource) && e.tries < 5 {
+		s.at(s.cfg.Workload.SyncEvery, &event{kind: evRestore, dev: d.idx, inc: d.inc, tries: e.tries + 1})
 	}
 }
 
-// restoreNow fetches c's blob from a reachable device that holds it
-// (source first) and restores d from it.
-func (s *sim) restoreNow(d *device, c *crdt.SnapshotCompleted, source int) error {
-	if !s.needsRestore(d, c) {
+// restoreNow asks every reachable device for its newest completion (the
+// node's snapshot protocol), lets the replica pick the target from those
+// and the offers it learned (RestoreTarget), fetches that blob from a
+// reachable device that holds it (itself, then the one that offered it,
+// then any) and hands it back. Nothing to restore is not an error.
+func (s *sim) restoreNow(d *device) error {
+	for _, p := range s.devs {
+		if p != d && s.linkUp(d, p) {
+			s.learn(d, p, p.rep.NewestSnapshot())
+		}
+	}
+	var req *maintenance.RestoreRequest
+	if s.cfg.Defects.RestoreOwnNewest && d.honest() {
+		if c := d.rep.NewestSnapshot(); c != nil {
+			req = &maintenance.RestoreRequest{Completion: *c, BlobCID: c.Snapshot.BlobCID, BlobSize: c.Snapshot.BlobSize}
+		}
+	} else {
+		req = d.rep.RestoreTarget(d.offers)
+	}
+	if req == nil {
 		return nil
 	}
-	cid := c.Snapshot.BlobCID
+	c := &req.Completion
 	var blob []byte
 	from := ""
 	try := func(p *device) bool {
-		if p == d || !s.linkUp(d, p) {
+		if p == nil || p == d || !s.linkUp(d, p) {
 			return false
 		}
-		if _, err := d.blobs.fetch(p.blobs, cid); err != nil { // block by block, each checked
+		if _, err := d.blobs.fetch(p.blobs, req.BlobCID); err != nil { // block by block, each checked
 			return false
 		}
-		b, err := d.blobs.Get(cid)
+		b, err := d.blobs.Get(req.BlobCID)
 		if err != nil {
 			return false
 		}
 		blob, from = b, p.name
 		return true
 	}
-	if source < 0 || !try(s.devs[source]) {
+	if b, err := d.blobs.Get(req.BlobCID); err == nil {
+		blob, from = b, "itself" // held already, as the node checks first
+	} else if !try(s.byID[req.From]) {
 		off := s.netRng.IntN(len(s.devs))
 		for i := range s.devs {
 			if try(s.devs[(off+i)%len(s.devs)]) {
@@ -326,6 +352,10 @@ func (s *sim) restoreNow(d *device, c *crdt.SnapshotCompleted, source int) error
 		return err
 	}
 	s.trace("%s restored %x from %s", d.name, c.ProposalID[:4], from)
+	if d == s.absence.dev && s.absence.returned {
+		s.res.Stats.AbsentRestores++
+	}
+	s.checkRestored(d, c)
 	s.handleOutput(d, out, "restore")
 	if !s.syncMode {
 		s.at(1, &event{kind: evSync, dev: d.idx, inc: d.inc, tries: -1})

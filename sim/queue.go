@@ -28,6 +28,7 @@ const (
 	evAdmit                        // the admin adds a fresh device
 	evBlob                         // a device stores, fetches or tombstones a blob
 	evFaultClock                   // once a virtual second: draw schedule faults
+	evBack                         // the absent device (Workload.Absence) comes back
 )
 
 // msgKind is what a message carries.
@@ -62,6 +63,7 @@ type message struct {
 	kind  msgKind
 	facts []*crdt.Fact
 	hello *hello
+	offer *crdt.SnapshotCompleted // sync reply: the sender's newest completion (the node's snapshot protocol answer)
 }
 
 // event is one entry of the virtual timeline. Events are ordered by
@@ -77,10 +79,8 @@ type event struct {
 	from    int
 	fromInc int
 	msg     *message
-	// restores
-	completion *crdt.SnapshotCompleted
-	source     int
-	tries      int
+	// restores and syncs
+	tries int
 	// partitions and down times
 	dur int64
 }

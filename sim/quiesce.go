@@ -29,6 +29,7 @@ func (s *sim) quiesce() {
 			s.schedule("online %s (quiesce)", d.name)
 		}
 	}
+	s.absenceEnd("quiesce")
 	for _, d := range s.devs {
 		if !d.up && d.admitted && !d.dead {
 			s.restart(d)
@@ -121,17 +122,13 @@ func (s *sim) syncPair(a, b *device) int {
 	n := s.receive(a, b, s.missing(b, ha), "sync")
 	n += s.receive(b, a, s.missing(a, hb), "sync")
 	s.flush()
+	s.learn(a, b, b.rep.NewestSnapshot())
+	s.learn(b, a, a.rep.NewestSnapshot())
 	if len(behind(ha, hb)) > 0 {
-		if pid, _ := b.rep.Base(); b.rep.State().Completed[pid] != nil {
-			c := b.rep.State().Completed[pid].Completed
-			_ = s.restoreNow(a, &c, b.idx)
-		}
+		_ = s.restoreNow(a)
 	}
-	if len(behind(hb, ha)) > 0 {
-		if pid, _ := a.rep.Base(); a.rep.State().Completed[pid] != nil {
-			c := a.rep.State().Completed[pid].Completed
-			_ = s.restoreNow(b, &c, a.idx)
-		}
+	if len(behind(hb, ha)) > 0 && b.rep != nil {
+		_ = s.restoreNow(b)
 	}
 	s.flush()
 	return n

@@ -63,6 +63,12 @@ type Stats struct {
 	BlobsTombstoned int `json:"blobs_tombstoned"` // `blob rm`s acknowledged
 	BlobsFreed      int `json:"blobs_freed"`      // blobs gone from a device's store after a plan (deletions checked)
 	BlocksCollected int `json:"blocks_collected"` // blocks the plans' collections dropped
+	RestoresChecked int `json:"restores_checked"` // restores restore-newest checked
+
+	// Workload.Absence: snapshots completed while the device was away,
+	// and its restores after it came back.
+	AbsentSnapshots int `json:"absent_snapshots"`
+	AbsentRestores  int `json:"absent_restores"`
 }
 
 func (s *Stats) add(o Stats) {
@@ -101,6 +107,9 @@ func (s *Stats) add(o Stats) {
 	s.BlobsTombstoned += o.BlobsTombstoned
 	s.BlobsFreed += o.BlobsFreed
 	s.BlocksCollected += o.BlocksCollected
+	s.RestoresChecked += o.RestoresChecked
+	s.AbsentSnapshots += o.AbsentSnapshots
+	s.AbsentRestores += o.AbsentRestores
 }
 
 // Result is the outcome of one seed.
@@ -112,9 +121,12 @@ type Result struct {
 	Duration  int64
 	Faults    Faults
 	Defects   Defects
-	Serial    bool  // Workload.SerialProposals
-	Watermark int64 // Workload.Watermark
-	Keygen    bool  // Workload.Keygen
+	Serial    bool    // Workload.SerialProposals
+	Watermark int64   // Workload.Watermark
+	Keygen    bool    // Workload.Keygen
+	Absence   Absence // Workload.Absence
+	// ProposeEvery is Workload.ProposeEvery (ms).
+	ProposeEvery int64
 	// Schedule is the fault schedule as it happened: partitions, crashes,
 	// restarts, offline periods, admissions (network faults are drawn per
 	// message from the seed at the rates in Faults).
@@ -148,6 +160,12 @@ func (r Result) Command() string {
 	}
 	if r.Keygen {
 		b.WriteString(" --keygen")
+	}
+	if r.ProposeEvery != 0 && r.ProposeEvery != defaultProposeEvery {
+		fmt.Fprintf(&b, " --propose-every %dms", r.ProposeEvery)
+	}
+	if r.Absence.Snapshots > 0 {
+		fmt.Fprintf(&b, " --absent %s", r.Absence)
 	}
 	if r.Defects.any() {
 		fmt.Fprintf(&b, " --defects %s", r.Defects)

@@ -56,6 +56,13 @@ type device struct {
 
 	writes  int      // application writes issued (for key names)
 	ownKeys []string // keys this device wrote
+
+	// The restore driver's memory, lost on a crash: the newest completion
+	// each peer reported. heard is the newest of all, for restore-newest.
+	offers []maintenance.Offer
+	heard  *crdt.SnapshotCompleted
+
+	absent bool // taken away by Workload.Absence
 }
 
 func (d *device) honest() bool { return d.byz == nil }
@@ -90,6 +97,7 @@ type sim struct {
 	proposedBy map[int]int       // "proposed" events per device
 	bcast      []pending         // synchronous delivery queue (converge and probe phases)
 	syncMode   bool
+	absence    absence
 }
 
 type pending struct {
@@ -109,7 +117,8 @@ func Run(cfg Config) (Result, error) {
 		violated: map[string]bool{}, checked: map[[32]byte]bool{}, proposedBy: map[int]int{}}
 	s.res = &Result{Seed: cfg.Seed, Nodes: cfg.Nodes, Threshold: cfg.Threshold, Faults: cfg.Faults,
 		Events: cfg.Events, Duration: cfg.Duration, Defects: cfg.Defects, Serial: cfg.Workload.SerialProposals,
-		Watermark: cfg.Workload.Watermark, Keygen: cfg.Workload.Keygen}
+		Watermark: cfg.Workload.Watermark, Keygen: cfg.Workload.Keygen, Absence: cfg.Workload.Absence,
+		ProposeEvery: cfg.Workload.ProposeEvery}
 	s.netRng = rand.New(rand.NewPCG(cfg.Seed, 0x6e6574))    // "net"
 	s.workRng = rand.New(rand.NewPCG(cfg.Seed, 0x776f726b)) // "work"
 	s.faultRng = rand.New(rand.NewPCG(cfg.Seed, 0x666c74))  // "flt"
@@ -163,6 +172,7 @@ func (s *sim) setup() error {
 		s.byID[d.id] = d
 	}
 	s.stranger = ed25519.NewKeyFromSeed(s.seedBytes("stranger", 0))
+	s.absence.dev = s.absentDevice()
 	s.truth = newTruth(s)
 	for _, d := range s.devs[:n] {
 		if err := s.open(d); err != nil {
@@ -409,6 +419,8 @@ func (s *sim) step(e *event) {
 		s.onAdmit(e)
 	case evBlob:
 		s.onBlob(e)
+	case evBack:
+		s.absenceEnd("its snapshots completed")
 	}
 }
 
@@ -443,6 +455,9 @@ func (s *sim) onWrite(e *event) {
 	if s.phase == phaseActive {
 		s.at(s.expDelay(s.workRng, s.cfg.Workload.WriteEvery), &event{kind: evWrite, dev: d.idx, inc: d.inc})
 	} else {
+		return
+	}
+	if d.absent && s.cfg.Workload.Absence.Quiet {
 		return
 	}
 	s.res.Stats.DeviceEvents++
@@ -492,7 +507,7 @@ func (s *sim) onPropose(e *event) {
 	s.at(s.expDelay(s.workRng, s.cfg.Workload.ProposeEvery), &event{kind: evPropose})
 	var cands []*device
 	for _, d := range s.devs {
-		if d.up && d.honest() && d.admitted && d.rep != nil {
+		if d.up && d.honest() && d.admitted && d.rep != nil && !d.absent {
 			cands = append(cands, d)
 		}
 	}
@@ -550,6 +565,7 @@ func (s *sim) handleOutput(d *device, out maintenance.Output, via string) {
 			}
 		}
 		s.checkPruned(d)
+		s.absenceAfterGC(d)
 	}
 	if out.Blobs != nil || s.cfg.Defects.DeleteOnTombstone {
 		s.applyBlobs(d, out.Blobs, via)
@@ -584,6 +600,7 @@ func (s *sim) onCoreEvent(d *device, ev maintenance.Event) {
 			s.completed[ev.Proposal] = true
 			s.res.Stats.Completed++
 			s.onFirstCompletion()
+			s.absenceOnCompletion(d)
 		}
 	case "proposed":
 		if t := s.byID[ev.Device]; t != nil && t == d {
@@ -608,6 +625,7 @@ func (s *sim) crash(d *device, dur int64, why string) {
 	d.inc++
 	d.rep = nil
 	d.armed = -1
+	d.offers, d.heard = nil, nil
 	s.res.Stats.Crashes++
 	s.schedule("crash %s for %dms (%s)", d.name, dur, why)
 	if s.cfg.Defects.LoseMetaOnCrash {

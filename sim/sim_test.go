@@ -245,12 +245,14 @@ func TestDefectsAreCaught(t *testing.T) {
 		defect Defects
 		faults string
 		want   string // the invariant that must fire
+		absent Absence
 	}{
-		{"prune-above-frontier", Defects{PruneAboveFrontier: true}, "net", "gc-frontier"},
-		{"skip-threshold-verify", Defects{SkipThresholdVerify: true}, "byz=1:unauth", "snapshot-signature"},
-		{"lose-meta-on-crash", Defects{LoseMetaOnCrash: true}, "churn,crash=0.03", "no-write-lost"},
-		{"delete-on-tombstone", Defects{DeleteOnTombstone: true}, "net", "blob-deleted-early"},
-		{"keep-tombstoned", Defects{KeepTombstoned: true}, "net", "blob-not-freed"},
+		{"prune-above-frontier", Defects{PruneAboveFrontier: true}, "net", "gc-frontier", Absence{}},
+		{"skip-threshold-verify", Defects{SkipThresholdVerify: true}, "byz=1:unauth", "snapshot-signature", Absence{}},
+		{"lose-meta-on-crash", Defects{LoseMetaOnCrash: true}, "churn,crash=0.03", "no-write-lost", Absence{}},
+		{"delete-on-tombstone", Defects{DeleteOnTombstone: true}, "net", "blob-deleted-early", Absence{}},
+		{"keep-tombstoned", Defects{KeepTombstoned: true}, "net", "blob-not-freed", Absence{}},
+		{"restore-own-newest", Defects{RestoreOwnNewest: true}, "net", "restore-newest", Absence{Snapshots: 2}},
 	}
 	const maxSeeds = 10
 	for _, c := range cases {
@@ -258,6 +260,9 @@ func TestDefectsAreCaught(t *testing.T) {
 			t.Parallel()
 			for seed := uint64(1); seed <= maxSeeds; seed++ {
 				cfg := small(t, c.faults, seed)
+				if c.absent.Snapshots > 0 {
+					cfg = absentRun(t, c.faults, seed, c.absent)
+				}
 				cfg.Defects = c.defect
 				r, err := Run(cfg)
 				if err != nil {
