@@ -59,9 +59,11 @@
 //     the operator to retry. The frame bytes are those of the earlier
 //     node-side implementation (keygen_wire_test.go checks both ways).
 //   - /aura/snapshot/1: answers with the fact of the newest completed
-//     snapshot. A new device cannot take that fact from sync (its guards
-//     need the genesis, which peers collected), so restore asks peers for it;
-//     Replica.Restore verifies the threshold signature and digest.
+//     snapshot. Restore asks every connected device at once and hands the
+//     answers to Replica.RestoreTarget, which picks (the node never
+//     chooses); a new device cannot take the completion from sync (its
+//     guards need the genesis, which peers collected), and the replica
+//     verifies the threshold signature and digest before it hydrates.
 //   - /aura/peers/1: answers a device of the account with the addresses
 //     this node knows for the account's other devices (CBOR list of peer id
 //     and multiaddrs, bounded). The reconnect loop asks each connected

@@ -284,8 +284,8 @@ func Repair(ctx context.Context, home string, o RepairOptions) (*RepairReport, e
 	if err := n.waitForDevices(rctx); err != nil {
 		return rep, fmt.Errorf("%w (run repair again once one is online, or give one with --peer MULTIADDR)", err)
 	}
-	if _, err := n.Restore(rctx, nil); err == nil {
-		rep.Restored = true
+	if res, err := n.Restore(rctx, nil); err == nil {
+		rep.Restored = !res.UpToDate
 		say("restored from the newest snapshot")
 	} else if errors.Is(err, ErrNoSnapshot) {
 		say("no snapshot yet: rebuilding by sync")

@@ -200,6 +200,10 @@ func restoreCmd(a *app) *cobra.Command {
 				return err
 			}
 			return a.out(cmd, r, func(w io.Writer) {
+				if r.UpToDate {
+					fmt.Fprintf(w, "already up to date: no device offers a snapshot newer than %s (epoch %d); journal holds %d facts\n", r.Snapshot.ID, r.Snapshot.Epoch, r.Facts)
+					return
+				}
 				peers := "peers"
 				if r.Peers == 1 {
 					peers = "peer"
