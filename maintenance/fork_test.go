@@ -131,7 +131,7 @@ func TestNoForkAfterUnseenCompletion(t *testing.T) {
 				t.Fatal("B completed: two completed snapshots with incomparable frontiers")
 			}
 			refused := slices.ContainsFunc(c.events, func(e Event) bool {
-				return e.Kind == "refused" && e.Proposal == idB && strings.Contains(e.Detail, "voted for")
+				return e.Kind == EventRefused && e.Proposal == idB && strings.Contains(e.Detail, "voted for")
 			})
 			if !refused {
 				t.Fatal("no refusal event naming the vote that B does not cover")

@@ -67,7 +67,7 @@ func (r *Replica) collect(c *crdt.SnapshotCompleted) Output {
 		// Not a successor of the snapshot this journal rests on (two rounds
 		// completed with incomparable frontiers): collecting it would leave
 		// this device unable to sync or restore.
-		out.Events = append(out.Events, Event{Kind: "gc-skipped", Proposal: c.ProposalID, Detail: "frontier does not cover this device's base snapshot"})
+		out.Events = append(out.Events, Event{Kind: EventGcSkipped, Proposal: c.ProposalID, Detail: "frontier does not cover this device's base snapshot"})
 		return out
 	}
 	if !r.store.VersionVector().Covers(snap.Frontier) {
@@ -85,35 +85,35 @@ func (r *Replica) collect(c *crdt.SnapshotCompleted) Output {
 		// This journal holds another fact than the snapshot for some
 		// equivocator's seq: the signed snapshot decides. Restore from it.
 		out.Restore = restoreRequest(c)
-		out.Events = append(out.Events, Event{Kind: "restore-needed", Proposal: c.ProposalID, Detail: "journal prefix differs from the snapshot's (equivocation)"})
+		out.Events = append(out.Events, Event{Kind: EventRestoreNeeded, Proposal: c.ProposalID, Detail: "journal prefix differs from the snapshot's (equivocation)"})
 		return out
 	}
 	enc, err := r.encodedAt(snap.Frontier)
 	if err != nil {
-		out.Events = append(out.Events, Event{Kind: "gc-skipped", Proposal: c.ProposalID, Detail: err.Error()})
+		out.Events = append(out.Events, Event{Kind: EventGcSkipped, Proposal: c.ProposalID, Detail: err.Error()})
 		return out
 	}
 	if crdt.DigestOf(enc) != snap.StateDigest {
-		out.Events = append(out.Events, Event{Kind: "gc-refused", Proposal: c.ProposalID, Detail: "signed digest differs from this journal's state at the frontier"})
+		out.Events = append(out.Events, Event{Kind: EventGcRefused, Proposal: c.ProposalID, Detail: "signed digest differs from this journal's state at the frontier"})
 		return out
 	}
 	cid, err := r.cfg.Blobs.Put(enc)
 	if err != nil {
-		out.Events = append(out.Events, Event{Kind: "error", Proposal: c.ProposalID, Detail: "store state blob: " + err.Error()})
+		out.Events = append(out.Events, Event{Kind: EventError, Proposal: c.ProposalID, Detail: "store state blob: " + err.Error()})
 		return out
 	}
 	if !bytes.Equal(cid, snap.BlobCID) {
-		out.Events = append(out.Events, Event{Kind: "warning", Proposal: c.ProposalID, Detail: "state blob CID differs from the completion's (chunking?)"})
+		out.Events = append(out.Events, Event{Kind: EventWarning, Proposal: c.ProposalID, Detail: "state blob CID differs from the completion's (chunking?)"})
 	}
 	st, err := crdt.DecodeState(enc)
 	if err != nil {
-		out.Events = append(out.Events, Event{Kind: "error", Proposal: c.ProposalID, Detail: "decode own state: " + err.Error()})
+		out.Events = append(out.Events, Event{Kind: EventError, Proposal: c.ProposalID, Detail: "decode own state: " + err.Error()})
 		return out
 	}
 	o, err := r.rebase(c, st)
 	out.merge(o)
 	if err != nil {
-		out.Events = append(out.Events, Event{Kind: "error", Proposal: c.ProposalID, Detail: err.Error()})
+		out.Events = append(out.Events, Event{Kind: EventError, Proposal: c.ProposalID, Detail: err.Error()})
 	}
 	return out
 }
@@ -146,7 +146,7 @@ func (r *Replica) rebase(c *crdt.SnapshotCompleted, st *crdt.State) (Output, err
 	r.lastGC = gc
 	out.Collected = gc
 	out.Blobs = &plan
-	out.Events = append(out.Events, Event{Kind: "gc", Proposal: c.ProposalID,
+	out.Events = append(out.Events, Event{Kind: EventGc, Proposal: c.ProposalID,
 		Detail: fmt.Sprintf("pruned %d facts (%d bytes); journal %d→%d facts", facts, bytes, before.Facts, after.Facts)})
 	return out, nil
 }

@@ -123,7 +123,7 @@ func (c *cluster) write(i int, key, val string) Output {
 	return out
 }
 
-func (c *cluster) hasEvent(kind string, dev *crdt.DeviceID) bool {
+func (c *cluster) hasEvent(kind EventKind, dev *crdt.DeviceID) bool {
 	for _, e := range c.events {
 		if e.Kind == kind && (dev == nil || e.Device == *dev) {
 			return true

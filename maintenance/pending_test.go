@@ -38,3 +38,17 @@ func TestPendingListsBufferedWritesAndRefusesOversized(t *testing.T) {
 		t.Fatalf("pending[1] = %#v, want the delete", p[1])
 	}
 }
+
+// Propose returns the id of the round it opened; event kinds are typed
+// and print their names.
+func TestProposeReturnsItsIDAndEventsAreTyped(t *testing.T) {
+	c := newCluster(t, 3, 2)
+	out, err := c.reps[0].Propose(c.now)
+	c.must(err)
+	if out.Proposed == ([16]byte{}) || c.reps[0].State().Proposals[out.Proposed] == nil {
+		t.Fatalf("Propose returned id %x, not the round it opened", out.Proposed)
+	}
+	if EventProposed.String() != "proposed" || EventGcRefused.String() != "gc-refused" || !EventMismatch.Warning() || EventVoted.Warning() {
+		t.Fatal("event kinds lost their names")
+	}
+}

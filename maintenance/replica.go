@@ -84,16 +84,61 @@ func (c *Config) defaults() {
 	}
 }
 
+// EventKind is what an Event reports: a typed kind drivers switch on
+// (String gives the name logs and traces print).
+type EventKind uint8
+
+// The kinds of Event.
+const (
+	EventUnknown EventKind = iota
+	EventError
+	EventRefused
+	EventWatermark
+	EventGcSkipped
+	EventBadPartial
+	EventWarning
+	EventVoted
+	EventRestored
+	EventRestoreSkipped
+	EventRestoreNeeded
+	EventProposed
+	EventMismatch
+	EventGcRefused
+	EventGc
+	EventFenceReleased
+	EventCompleted
+	EventBuffered
+	EventAbandoned
+)
+
+var eventNames = [...]string{"unknown", "error", "refused", "watermark", "gc-skipped", "bad-partial", "warning", "voted", "restored", "restore-skipped", "restore-needed", "proposed", "mismatch", "gc-refused", "gc", "fence-released", "completed", "buffered", "abandoned"}
+
+func (k EventKind) String() string {
+	if int(k) < len(eventNames) {
+		return eventNames[k]
+	}
+	return fmt.Sprintf("event(%d)", uint8(k))
+}
+
+// Warning reports whether a driver should log the event as a warning.
+func (k EventKind) Warning() bool {
+	switch k {
+	case EventError, EventGcRefused, EventBadPartial, EventMismatch, EventWarning:
+		return true
+	}
+	return false
+}
+
 // Event is something worth logging or tracing.
 type Event struct {
-	Kind     string // e.g. "proposed", "voted", "completed", "abandoned", "bad-partial", "gc", "restored", "mismatch"
+	Kind     EventKind
 	Proposal [16]byte
 	Device   crdt.DeviceID // whom it concerns, if anyone
 	Detail   string
 }
 
 func (e Event) String() string {
-	s := e.Kind
+	s := e.Kind.String()
 	if e.Proposal != ([16]byte{}) {
 		s += fmt.Sprintf(" proposal=%x", e.Proposal[:4])
 	}
@@ -110,6 +155,8 @@ func (e Event) String() string {
 type Output struct {
 	Publish []*crdt.Fact // facts written locally (already durable): gossip them
 	Events  []Event
+	// Proposed is the id of the round Propose opened (zero otherwise).
+	Proposed [16]byte
 	// Restore asks for a restore: a completed snapshot this device cannot
 	// reach by sync (or whose prefix differs from its journal's). The
 	// driver does not restore it as named: after a sync with its peers had
@@ -126,6 +173,9 @@ type Output struct {
 func (o *Output) merge(p Output) {
 	o.Publish = append(o.Publish, p.Publish...)
 	o.Events = append(o.Events, p.Events...)
+	if p.Proposed != ([16]byte{}) {
+		o.Proposed = p.Proposed
+	}
 	if p.Restore != nil && (o.Restore == nil || crdt.NewerSnapshot(&p.Restore.Completion, &o.Restore.Completion)) {
 		o.Restore = p.Restore
 	}
@@ -430,7 +480,7 @@ func (r *Replica) Write(now int64, body crdt.Body) (Output, error) {
 	}
 	if fenced(body.Kind()) {
 		if r.fence != nil {
-			return Output{Events: []Event{{Kind: "buffered", Proposal: r.fence.Proposal, Detail: body.Kind().String()}}}, r.buffer(body)
+			return Output{Events: []Event{{Kind: EventBuffered, Proposal: r.fence.Proposal, Detail: body.Kind().String()}}}, r.buffer(body)
 		}
 		if need := crdt.CapWrite; !r.state.Holds(r.device, need, r.state.Epoch) {
 			return Output{}, fmt.Errorf("%s: %w %q", body.Kind(), ErrNotPermitted, need)

@@ -179,7 +179,7 @@ func (r *Replica) Restore(now int64, c *crdt.SnapshotCompleted, blob []byte) (Ou
 		return Output{}, fmt.Errorf("restore: %w: the snapshot does not cover the one this device rests on", ErrStaleProposal)
 	}
 	if !r.NeedsRestore(c) {
-		return Output{Events: []Event{{Kind: "restore-skipped", Proposal: c.ProposalID,
+		return Output{Events: []Event{{Kind: EventRestoreSkipped, Proposal: c.ProposalID,
 			Detail: "this device already holds the snapshot's prefix"}}}, nil
 	}
 	if crdt.DigestOf(blob) != snap.StateDigest {
@@ -214,7 +214,7 @@ func (r *Replica) Restore(now int64, c *crdt.SnapshotCompleted, blob []byte) (Ou
 		return Output{}, fmt.Errorf("restore: fold tail: %w", err)
 	}
 	r.writer = crdt.NewWriter(r.cfg.Key, st.Account, max(r.writer.Seq(), r.store.VersionVector()[r.device]), max(r.writer.Lamport(), r.state.MaxLamport()))
-	out.Events = append(out.Events, Event{Kind: "restored", Proposal: c.ProposalID,
+	out.Events = append(out.Events, Event{Kind: EventRestored, Proposal: c.ProposalID,
 		Detail: fmt.Sprintf("snapshot of %d facts at epoch %d", snap.Frontier.Total(), snap.Epoch)})
 	return out, nil
 }

@@ -131,7 +131,7 @@ func TestRestoreFromTargetKeepsOfflineWriteAndCatchesUp(t *testing.T) {
 	c.must(err)
 	restored := false
 	for _, e := range out.Events {
-		restored = restored || (e.Kind == "restored" && e.Proposal == s3.ProposalID)
+		restored = restored || (e.Kind == EventRestored && e.Proposal == s3.ProposalID)
 	}
 	if !restored {
 		t.Fatalf("no restored event: %v", out.Events)
@@ -155,7 +155,7 @@ func TestRestoreFromTargetKeepsOfflineWriteAndCatchesUp(t *testing.T) {
 	// Restoring what it no longer needs changes nothing and says so; an
 	// older snapshot than its base is refused.
 	out, err = r.Restore(c.now, s3, blob)
-	if err != nil || len(out.Events) != 1 || out.Events[0].Kind != "restore-skipped" || out.Collected != nil {
+	if err != nil || len(out.Events) != 1 || out.Events[0].Kind != EventRestoreSkipped || out.Collected != nil {
 		t.Fatalf("restore of the snapshot it rests on: %v %v", out.Events, err)
 	}
 	blob1, err := c.blobs[2].Get(s1.Snapshot.BlobCID)

@@ -156,9 +156,10 @@ func (r *Replica) Propose(now int64) (Output, error) {
 	}
 	rd := r.roundFor(now, p)
 	rd.verdict, rd.encoded = +1, enc
-	out.Events = append(out.Events, Event{Kind: "proposed", Proposal: id, Device: r.device,
+	out.Events = append(out.Events, Event{Kind: EventProposed, Proposal: id, Device: r.device,
 		Detail: fmt.Sprintf("frontier=%d facts digest=%s", frontier.Total(), p.StateDigest.String()[:12])})
 	out.merge(r.progress(now, id))
+	out.Proposed = id
 	return out, nil
 }
 
@@ -248,7 +249,7 @@ func (r *Replica) progress(now int64, id [16]byte) Output {
 		// Another round completed meanwhile and this one's frontier does not
 		// cover it: voting or completing now would fork the snapshot history.
 		rd.verdict = -1
-		out.Events = append(out.Events, Event{Kind: "refused", Proposal: id, Device: p.Proposer, Detail: "superseded by a completed snapshot"})
+		out.Events = append(out.Events, Event{Kind: EventRefused, Proposal: id, Device: p.Proposer, Detail: "superseded by a completed snapshot"})
 	}
 	if ref := r.state.Proposals[id]; ref != nil && !rd.voted {
 		_, rd.voted = ref.Votes[r.device] // a vote in the journal counts, also one cast before a restart
@@ -260,7 +261,7 @@ func (r *Replica) progress(now int64, id [16]byte) Output {
 			// completed where this device cannot see it; a vote here could
 			// complete a second, incomparable snapshot.
 			rd.verdict = -1
-			out.Events = append(out.Events, Event{Kind: "refused", Proposal: id, Device: p.Proposer,
+			out.Events = append(out.Events, Event{Kind: EventRefused, Proposal: id, Device: p.Proposer,
 				Detail: fmt.Sprintf("frontier does not cover proposal %x this device voted for", other[:4])})
 		}
 	}
@@ -272,7 +273,7 @@ func (r *Replica) progress(now int64, id [16]byte) Output {
 			if err == nil {
 				rd.voted = true
 				out.merge(o)
-				out.Events = append(out.Events, Event{Kind: "voted", Proposal: id, Device: r.device})
+				out.Events = append(out.Events, Event{Kind: EventVoted, Proposal: id, Device: r.device})
 			}
 		}
 	}
@@ -374,7 +375,7 @@ func (r *Replica) resume(now int64) {
 // when the frontier is not held yet (sync first).
 func (r *Replica) judge(p *crdt.SnapshotProposed, out *Output) int {
 	refuse := func(why string) int {
-		out.Events = append(out.Events, Event{Kind: "refused", Proposal: p.ProposalID, Device: p.Proposer, Detail: why})
+		out.Events = append(out.Events, Event{Kind: EventRefused, Proposal: p.ProposalID, Device: p.Proposer, Detail: why})
 		return -1
 	}
 	if p.TargetEpoch < r.state.Epoch {
@@ -401,7 +402,7 @@ func (r *Replica) judge(p *crdt.SnapshotProposed, out *Output) int {
 		return refuse(err.Error())
 	}
 	if crdt.DigestOf(enc) != p.StateDigest {
-		out.Events = append(out.Events, Event{Kind: "mismatch", Proposal: p.ProposalID, Device: p.Proposer, Detail: "state digest differs: no vote"})
+		out.Events = append(out.Events, Event{Kind: EventMismatch, Proposal: p.ProposalID, Device: p.Proposer, Detail: "state digest differs: no vote"})
 		return -1
 	}
 	return +1
@@ -475,13 +476,13 @@ func (r *Replica) tryComplete(now int64, rd *round) Output {
 	}
 	if prefix != p.PrefixHash || crdt.DigestOf(enc) != p.StateDigest {
 		rd.verdict = 0
-		out.Events = append(out.Events, Event{Kind: "refused", Proposal: rd.id, Device: p.Proposer,
+		out.Events = append(out.Events, Event{Kind: EventRefused, Proposal: rd.id, Device: p.Proposer,
 			Detail: "not completing: this journal's prefix under the frontier is no longer the signed one (equivocation)"})
 		return out
 	}
 	cid, err := r.cfg.Blobs.Put(enc)
 	if err != nil {
-		out.Events = append(out.Events, Event{Kind: "error", Proposal: rd.id, Detail: "store state blob: " + err.Error()})
+		out.Events = append(out.Events, Event{Kind: EventError, Proposal: rd.id, Detail: "store state blob: " + err.Error()})
 		return out
 	}
 	var participants []crdt.DeviceID
@@ -493,11 +494,11 @@ func (r *Replica) tryComplete(now int64, rd *round) Output {
 			BlobCID: cid, BlobSize: uint64(len(enc)), PrefixHash: p.PrefixHash, Heads: heads}}
 	o, err := r.write(done)
 	if err != nil {
-		out.Events = append(out.Events, Event{Kind: "error", Proposal: rd.id, Detail: "write completion: " + err.Error()})
+		out.Events = append(out.Events, Event{Kind: EventError, Proposal: rd.id, Detail: "write completion: " + err.Error()})
 		return out
 	}
 	out.merge(o)
-	out.Events = append(out.Events, Event{Kind: "completed", Proposal: rd.id, Device: r.device,
+	out.Events = append(out.Events, Event{Kind: EventCompleted, Proposal: rd.id, Device: r.device,
 		Detail: fmt.Sprintf("signers=%d", len(participants))})
 	for _, d := range voters { // the votes recovery did not need: name any bad one
 		if !rd.badNamed[d] {
@@ -538,7 +539,7 @@ func (r *Replica) checkLateVote(voter crdt.DeviceID, v *crdt.SnapshotVote) Outpu
 		err = ver.VerifyPartial(msg, v.Partial)
 	}
 	if err != nil {
-		return Output{Events: []Event{{Kind: "bad-partial", Proposal: v.ProposalID, Device: voter, Detail: "late vote: " + err.Error()}}}
+		return Output{Events: []Event{{Kind: EventBadPartial, Proposal: v.ProposalID, Device: voter, Detail: "late vote: " + err.Error()}}}
 	}
 	return Output{}
 }
@@ -548,7 +549,7 @@ func (r *Replica) nameBad(rd *round, d crdt.DeviceID, why string) Output {
 		return Output{}
 	}
 	rd.badNamed[d] = true
-	return Output{Events: []Event{{Kind: "bad-partial", Proposal: rd.id, Device: d, Detail: why}}}
+	return Output{Events: []Event{{Kind: EventBadPartial, Proposal: rd.id, Device: d, Detail: why}}}
 }
 
 // BadSigners lists the devices named for bad partials in a round.
@@ -592,7 +593,7 @@ func (r *Replica) abandon(now int64, why string) Output {
 		out.merge(o)
 	}
 	delete(r.rounds, id)
-	out.Events = append(out.Events, Event{Kind: "abandoned", Proposal: id, Device: r.device, Detail: why})
+	out.Events = append(out.Events, Event{Kind: EventAbandoned, Proposal: id, Device: r.device, Detail: why})
 	out.merge(r.release(now, "abandoned"))
 	return out
 }
@@ -639,9 +640,9 @@ func (r *Replica) watermark(now int64) Output {
 	r.autoAt = now + r.cfg.SnapshotTimeout + r.cfg.WatermarkJitter
 	out, err := r.Propose(now)
 	if err != nil {
-		return Output{Events: []Event{{Kind: "watermark", Detail: "proposal failed: " + err.Error()}}}
+		return Output{Events: []Event{{Kind: EventWatermark, Detail: "proposal failed: " + err.Error()}}}
 	}
-	out.Events = append(out.Events, Event{Kind: "watermark", Detail: fmt.Sprintf("journal %d bytes", r.store.Stats().Bytes)})
+	out.Events = append(out.Events, Event{Kind: EventWatermark, Detail: fmt.Sprintf("journal %d bytes", r.store.Stats().Bytes)})
 	return out
 }
 
@@ -724,7 +725,7 @@ func (r *Replica) Buffered() int {
 
 // release drops the fence and commits the buffered writes in order.
 func (r *Replica) release(now int64, why string) Output {
-	out := Output{Events: []Event{{Kind: "fence-released", Proposal: r.fence.Proposal, Detail: why}}}
+	out := Output{Events: []Event{{Kind: EventFenceReleased, Proposal: r.fence.Proposal, Detail: why}}}
 	r.fence = nil
 	type entry struct {
 		key string
@@ -734,14 +735,14 @@ func (r *Replica) release(now int64, why string) Output {
 	_ = r.cfg.Meta.Scan(metaBuffer, func(k string, v []byte) error {
 		var w bufferedWrite
 		if err := crdt.Unmarshal(v, &w); err != nil {
-			out.Events = append(out.Events, Event{Kind: "error", Detail: "unreadable buffered write " + k + ": " + err.Error()})
+			out.Events = append(out.Events, Event{Kind: EventError, Detail: "unreadable buffered write " + k + ": " + err.Error()})
 		}
 		entries = append(entries, entry{k, w})
 		return nil
 	})
 	for _, e := range entries {
 		if err := r.commitBuffered(e.key, e.w, &out); err != nil {
-			out.Events = append(out.Events, Event{Kind: "error", Detail: "commit buffered write: " + err.Error()})
+			out.Events = append(out.Events, Event{Kind: EventError, Detail: "commit buffered write: " + err.Error()})
 		}
 		_ = r.cfg.Meta.Delete(e.key)
 	}

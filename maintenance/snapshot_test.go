@@ -66,7 +66,7 @@ func TestSnapshotAbandonedWithThreeDownKeepsBufferedWrites(t *testing.T) {
 	if _, _, open := c.reps[0].Fence(); open {
 		t.Fatal("fence still up after the deadline")
 	}
-	if !c.hasEvent("abandoned", nil) {
+	if !c.hasEvent(EventAbandoned, nil) {
 		t.Fatal("no abandon event")
 	}
 	for i := 0; i < 3; i++ {
@@ -219,7 +219,7 @@ func TestBadPartialIsNamedAndExcluded(t *testing.T) {
 		t.Fatal("completed with a forged partial")
 	}
 	dev := bad.Device()
-	if !c.hasEvent("bad-partial", &dev) {
+	if !c.hasEvent(EventBadPartial, &dev) {
 		t.Fatalf("forger not named; events: %v", c.events)
 	}
 	c.down[1] = false
@@ -264,7 +264,7 @@ func TestDigestMismatchGetsNoVote(t *testing.T) {
 			t.Fatalf("a lying proposal got %d votes", len(v.Votes))
 		}
 	}
-	if !c.hasEvent("mismatch", nil) {
+	if !c.hasEvent(EventMismatch, nil) {
 		t.Fatal("no mismatch event")
 	}
 }
@@ -294,7 +294,7 @@ func TestStaleProposalRefused(t *testing.T) {
 	if v := c.reps[0].State().Proposals[below.ProposalID]; v == nil || len(v.Votes) != 0 {
 		t.Fatal("stale proposal got votes (or was lost)")
 	}
-	if !c.hasEvent("refused", nil) {
+	if !c.hasEvent(EventRefused, nil) {
 		t.Fatal("no refusal event")
 	}
 	// And this device cannot propose while its own round is open.

@@ -19,7 +19,7 @@ func (n *Node) invalidateLocked(out maintenance.Output, received []*crdt.Fact) {
 	invs := maintenance.InvalidationsOf(out.Publish)
 	invs = append(invs, maintenance.InvalidationsOf(received)...)
 	for _, e := range out.Events {
-		if e.Kind == "restored" {
+		if e.Kind == maintenance.EventRestored {
 			invs = append(invs, maintenance.Invalidation{Keys: []string{maintenance.AllKeys}, Floor: n.rep.State().Epoch})
 		}
 	}

@@ -429,11 +429,10 @@ func (n *Node) handle(out maintenance.Output) {
 		}
 	}
 	for _, e := range out.Events {
-		n.m.events.WithLabelValues(e.Kind).Inc()
-		switch e.Kind {
-		case "error", "gc-refused", "bad-partial", "mismatch":
+		n.m.events.WithLabelValues(e.Kind.String()).Inc()
+		if e.Kind.Warning() {
 			n.log.Warn("maintenance", "event", e.String())
-		default:
+		} else {
 			n.log.Info("maintenance", "event", e.String())
 		}
 	}

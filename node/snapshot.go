@@ -275,14 +275,8 @@ func (n *Node) Propose() (*SnapshotInfo, error) {
 	n.invalidateLocked(out, nil)
 	var info *SnapshotInfo
 	if err == nil {
-		// The round's id is in the "proposed" event: with M=1 the round
-		// completes (and the fence drops) inside Propose.
-		for _, e := range out.Events {
-			if e.Kind == "proposed" && e.Device == n.device {
-				info = n.snapshotInfoLocked(e.Proposal, true)
-				break
-			}
-		}
+		// With M=1 the round completes (and the fence drops) inside Propose.
+		info = n.snapshotInfoLocked(out.Proposed, true)
 	}
 	n.mu.Unlock()
 	if err != nil {

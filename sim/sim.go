@@ -587,7 +587,7 @@ func (s *sim) onCoreEvent(d *device, ev maintenance.Event) {
 	}
 	s.trace("%s event %s%s%s %s", d.name, ev.Kind, prop, who, ev.Detail)
 	switch ev.Kind {
-	case "bad-partial":
+	case maintenance.EventBadPartial:
 		if t := s.byID[ev.Device]; t != nil && d.honest() {
 			if t.honest() {
 				s.violate("byzantine-named", d.name, "honest device %s named for a bad partial in proposal %x: %s", t.name, ev.Proposal[:4], ev.Detail)
@@ -595,22 +595,22 @@ func (s *sim) onCoreEvent(d *device, ev maintenance.Event) {
 				s.named[t.idx] = true
 			}
 		}
-	case "completed":
+	case maintenance.EventCompleted:
 		if !s.completed[ev.Proposal] {
 			s.completed[ev.Proposal] = true
 			s.res.Stats.Completed++
 			s.onFirstCompletion()
 			s.absenceOnCompletion(d)
 		}
-	case "proposed":
+	case maintenance.EventProposed:
 		if t := s.byID[ev.Device]; t != nil && t == d {
 			s.proposedBy[d.idx]++
 		}
-	case "abandoned":
+	case maintenance.EventAbandoned:
 		s.res.Stats.Abandoned++
-	case "restored":
+	case maintenance.EventRestored:
 		s.res.Stats.Restores++
-	case "error":
+	case maintenance.EventError:
 		s.res.Stats.CoreErrors++
 	}
 }
