@@ -127,7 +127,9 @@ type lab struct {
 	devs      []*dev
 }
 
-func (l *lab) ns(short string) string { return fmt.Sprintf("%s%d%s-%s", nsPrefix, os.Getpid(), l.name, short) }
+func (l *lab) ns(short string) string {
+	return fmt.Sprintf("%s%d%s-%s", nsPrefix, os.Getpid(), l.name, short)
+}
 
 var namespaces = []string{"inet", "pub", "ra", "rb", "ha", "hb"}
 
@@ -158,7 +160,7 @@ func newLab(t *testing.T, name string, symmetric bool) *lab {
 	}
 	for _, h := range []struct {
 		router, home, net string
-		random           bool
+		random            bool
 	}{{"ra", "ha", "10.1.0", false}, {"rb", "hb", "10.2.0", symmetric}} {
 		r, hm := l.ns(h.router), l.ns(h.home)
 		must(t, "ip", "-n", r, "link", "add", "lan", "type", "veth", "peer", "name", "eth0", "netns", hm)

@@ -143,7 +143,7 @@ func natOptions(cfg Config, g *gater) ([]libp2p.Option, error) {
 			// admission reached it.
 			autorelay.WithMinCandidates(1),
 			autorelay.WithBootDelay(0),
-			autorelay.WithBackoff(20*time.Second),
+			autorelay.WithBackoff(5*time.Second),
 			autorelay.WithMinInterval(5*time.Second),
 		))
 	}

@@ -3,7 +3,6 @@ package node
 import (
 	"strings"
 	"testing"
-
 )
 
 func TestMergeRelaysByPeer(t *testing.T) {
