@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
@@ -46,6 +47,11 @@ const (
 	// default of 2 KiB costs a syscall per 2 KiB relayed).
 	relayBuffer = 32 << 10
 )
+
+// natState is the node's NAT traversal state.
+type natState struct {
+	retiring sync.Map // peer.ID → true while retireRelayed runs for it
+}
 
 // auraHost is the libp2p host the node, gossip and the blob store use: it
 // opens streams over limited (relayed) connections when no better one
@@ -218,8 +224,14 @@ func (n *Node) natConnected(_ network.Network, c network.Conn) {
 		return
 	}
 	n.log.Info("device connected", "peer", p, "path", pathOf(c), "addr", c.RemoteMultiaddr(), "direction", strings.ToLower(c.Stat().Direction.String()))
-	if !isRelayed(c) {
-		go n.retireRelayed(p)
+	conns := n.host.Network().ConnsToPeer(p)
+	if slices.ContainsFunc(conns, isRelayed) && slices.ContainsFunc(conns, func(c network.Conn) bool { return !isRelayed(c) }) {
+		if _, busy := n.nat.retiring.LoadOrStore(p, true); !busy {
+			go func() {
+				defer n.nat.retiring.Delete(p)
+				n.retireRelayed(p)
+			}()
+		}
 	}
 }
 

@@ -112,6 +112,7 @@ type Node struct {
 
 	kick chan struct{} // wakes reconnectLoop (see kickReconnect)
 	asks peerAsks      // when each device was last asked for peers
+	nat  natState      // NAT traversal (nat.go)
 }
 
 // New starts a node in o.Home. Every startup failure returns one error
