@@ -200,6 +200,14 @@ func (l *lab) teardown() {
 			l.t.Logf("ip netns del %s: %v %s", ns, err, out)
 		}
 	}
+	// NATLAB_LOGS=DIR keeps every node's log (DIR/LAB-DEVICE.log).
+	if keep := os.Getenv("NATLAB_LOGS"); keep != "" {
+		for _, d := range devs {
+			if b, err := os.ReadFile(d.logPath()); err == nil {
+				_ = os.WriteFile(filepath.Join(keep, l.name+"-"+d.name+".log"), b, 0o644)
+			}
+		}
+	}
 	if l.t.Failed() {
 		for _, d := range devs {
 			b, _ := os.ReadFile(d.logPath())
@@ -232,6 +240,9 @@ func (l *lab) config(name string) node.Config {
 	c.NAT.PortMap = new(bool)
 	c.Metrics.Address = "off"
 	c.Log.Format = "json"
+	if lvl := os.Getenv("NATLAB_LOG_LEVEL"); lvl != "" {
+		c.Log.Level = lvl // debug, info…
+	}
 	return c
 }
 

@@ -172,7 +172,12 @@ func newHost(cfg Config, key []byte, g *gater, reg prometheus.Registerer) (host.
 	if *cfg.NAT.AutoNAT {
 		opts = append(opts, libp2p.EnableNATService())
 	}
-	nat, err := natOptions(cfg, g)
+	self, err := peer.IDFromPrivateKey(priv)
+	if err != nil {
+		cm.Close()
+		return nil, fmt.Errorf("device key: %w", err)
+	}
+	nat, err := natOptions(cfg, g, self)
 	if err != nil {
 		cm.Close()
 		return nil, err

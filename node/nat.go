@@ -126,7 +126,7 @@ func mergeRelays(static []string) ([]peer.AddrInfo, error) {
 }
 
 // natOptions are the libp2p options of [nat] reachability and [relay] static.
-func natOptions(cfg Config, g *gater) ([]libp2p.Option, error) {
+func natOptions(cfg Config, g *gater, self peer.ID) ([]libp2p.Option, error) {
 	var opts []libp2p.Option
 	switch cfg.NAT.Reachability {
 	case ReachPublic:
@@ -142,18 +142,37 @@ func natOptions(cfg Config, g *gater) ([]libp2p.Option, error) {
 		for _, ai := range relays {
 			g.trust(ai.ID, true)
 		}
-		opts = append(opts, libp2p.EnableAutoRelayWithStaticRelays(relays,
+		opts = append(opts, libp2p.EnableAutoRelayWithPeerSource(relaySource(relays, g, self),
 			// Reserve on the first relay that answers (the others follow);
 			// retry a refused or lost reservation within seconds, not after
-			// libp2p's hour: the account's relay refuses a device until its
-			// admission reached it.
+			// libp2p's hour.
+			autorelay.WithMaxCandidates(len(relays)),
 			autorelay.WithMinCandidates(1),
+			autorelay.WithNumRelays(len(relays)),
 			autorelay.WithBootDelay(0),
 			autorelay.WithBackoff(5*time.Second),
 			autorelay.WithMinInterval(5*time.Second),
 		))
 	}
 	return opts, nil
+}
+
+// relaySource offers the static relays to autorelay once this device
+// belongs to an account: the account's relay admits devices of the account
+// only, and a device that tried before its join would be held up by the
+// refused attempt (autorelay waits 20 s for an identify that never comes).
+func relaySource(relays []peer.AddrInfo, g *gater, self peer.ID) autorelay.PeerSource {
+	return func(ctx context.Context, num int) <-chan peer.AddrInfo {
+		out := make(chan peer.AddrInfo, len(relays))
+		defer close(out)
+		if !g.isMember(self) {
+			return out
+		}
+		for _, ai := range relays[:min(num, len(relays))] {
+			out <- ai
+		}
+		return out
+	}
 }
 
 // relayACL lets devices of the account, and only them, reserve a slot and
