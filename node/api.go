@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -106,8 +107,20 @@ type PeerInfo struct {
 	Peer   string   `json:"peer"`
 	Device bool     `json:"device"`         // a device of the account
 	Name   string   `json:"name,omitempty"` // its name in the account
-	Via    string   `json:"via"`            // direct or relayed
+	Via    string   `json:"via"`            // direct when a direct connection exists, else relayed
 	Addrs  []string `json:"addrs"`
+	// Paths are the connections to the peer, direct ones first.
+	Paths []PathInfo `json:"paths,omitempty"`
+}
+
+// PathInfo is one connection to a peer.
+type PathInfo struct {
+	Via       string    `json:"via"` // direct or relayed
+	Addr      string    `json:"addr"`
+	Direction string    `json:"direction"` // inbound or outbound
+	Opened    time.Time `json:"opened"`
+	// Limited: the relay limits the connection's time and data.
+	Limited bool `json:"limited,omitempty"`
 }
 
 // FactInfo is one journal fact, or (Pending) a write of this device
@@ -192,15 +205,21 @@ func (n *Node) Peers() []PeerInfo {
 	names := n.deviceNames()
 	var out []PeerInfo
 	for _, p := range n.host.Network().Peers() {
-		pi := PeerInfo{Peer: p.String(), Device: n.gater.isMember(p), Name: names[p], Via: "direct"}
+		pi := PeerInfo{Peer: p.String(), Device: n.gater.isMember(p), Name: names[p], Via: "relayed"}
 		for _, c := range n.host.Network().ConnsToPeer(p) {
 			if a := c.RemoteMultiaddr().String(); !slices.Contains(pi.Addrs, a) {
 				pi.Addrs = append(pi.Addrs, a)
 			}
-			if isRelayed(c) {
-				pi.Via = "relayed"
+			st := c.Stat()
+			pi.Paths = append(pi.Paths, PathInfo{Via: pathOf(c), Addr: c.RemoteMultiaddr().String(), Direction: strings.ToLower(st.Direction.String()), Opened: st.Opened, Limited: st.Limited})
+			if !isRelayed(c) {
+				pi.Via = "direct"
 			}
 		}
+		if len(pi.Paths) == 0 {
+			continue // gone since Peers() was read
+		}
+		sort.SliceStable(pi.Paths, func(i, j int) bool { return pi.Paths[i].Via == "direct" && pi.Paths[j].Via != "direct" })
 		out = append(out, pi)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Peer < out[j].Peer })
@@ -389,6 +408,9 @@ func (n *Node) apiHandler() http.Handler {
 	n.phase2Routes(mux)
 	n.blobRoutes(mux)
 	n.backupRoutes(mux)
+	if labRoutes != nil {
+		labRoutes(n, mux)
+	}
 	return mux
 }
 

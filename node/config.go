@@ -81,6 +81,10 @@ type NATConfig struct {
 	PortMap      *bool `toml:"port_map"`
 	HolePunching *bool `toml:"hole_punching"`
 	AutoNAT      *bool `toml:"autonat"`
+	// Reachability is auto (AutoNAT decides), public (this device is
+	// reachable from the internet: a relay) or private (behind NAT: reserve
+	// a relay slot at once instead of after AutoNAT's probes).
+	Reachability string `toml:"reachability"`
 }
 
 // RelayConfig configures circuit relays.
@@ -88,8 +92,13 @@ type RelayConfig struct {
 	// Static are multiaddrs (with /p2p/) of relays to use when this node is
 	// not reachable directly.
 	Static []string `toml:"static"`
-	// Service makes this node a relay for others.
+	// Service makes this node a relay for the devices of the account.
 	Service bool `toml:"service"`
+	// CircuitDuration and CircuitDataMB limit one relayed connection
+	// through this device's relay (libp2p's defaults, 2 minutes and 128 KiB,
+	// carry no real traffic).
+	CircuitDuration Duration `toml:"circuit_duration"`
+	CircuitDataMB   int64    `toml:"circuit_data_mb"`
 }
 
 // ConnConfig bounds connections.
@@ -155,7 +164,8 @@ func DefaultConfig() Config {
 		Name:      host,
 		Listen:    defaultListen(DefaultPort),
 		Discovery: DiscoveryConfig{MDNS: boolp(true)},
-		NAT:       NATConfig{PortMap: boolp(true), HolePunching: boolp(true), AutoNAT: boolp(true)},
+		NAT:       NATConfig{PortMap: boolp(true), HolePunching: boolp(true), AutoNAT: boolp(true), Reachability: ReachAuto},
+		Relay:     RelayConfig{CircuitDuration: Duration(defaultCircuitDuration), CircuitDataMB: defaultCircuitDataMB},
 		Conn:      ConnConfig{Low: 32, High: 128, MaxMemoryMB: 256, MaxFDs: 512},
 		Metrics:   MetricsConfig{Address: fmt.Sprintf("127.0.0.1:%d", DefaultMetricsPort)},
 		Log:       LogConfig{Level: "info", Format: "text"},
@@ -186,6 +196,15 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.NAT.AutoNAT == nil {
 		c.NAT.AutoNAT = d.NAT.AutoNAT
+	}
+	if c.NAT.Reachability == "" {
+		c.NAT.Reachability = d.NAT.Reachability
+	}
+	if c.Relay.CircuitDuration == 0 {
+		c.Relay.CircuitDuration = d.Relay.CircuitDuration
+	}
+	if c.Relay.CircuitDataMB == 0 {
+		c.Relay.CircuitDataMB = d.Relay.CircuitDataMB
 	}
 	if c.Conn.Low == 0 {
 		c.Conn.Low = d.Conn.Low
@@ -260,6 +279,17 @@ func (c Config) Validate() error {
 		if _, err := parseAddrInfo(a); err != nil {
 			bad(fmt.Sprintf("relay.static[%d]", i), "%v", err)
 		}
+	}
+	switch c.NAT.Reachability {
+	case ReachAuto, ReachPublic, ReachPrivate:
+	default:
+		bad("nat.reachability", "%q is not auto, public or private", c.NAT.Reachability)
+	}
+	if c.Relay.CircuitDuration < Duration(time.Minute) {
+		bad("relay.circuit_duration", "%s is below 1m", time.Duration(c.Relay.CircuitDuration))
+	}
+	if c.Relay.CircuitDataMB < 1 {
+		bad("relay.circuit_data_mb", "%d must be at least 1", c.Relay.CircuitDataMB)
 	}
 	if c.Conn.Low < 0 || c.Conn.High < 0 || c.Conn.Low > c.Conn.High {
 		bad("connections.low_water", "%d must be ≥ 0 and ≤ connections.high_water (%d)", c.Conn.Low, c.Conn.High)
@@ -385,9 +415,11 @@ func (c Config) Render() []byte {
 	p("[discovery]\n# Find the account's devices on the LAN with mDNS.\nmdns = %t\n\n", *c.Discovery.MDNS)
 	p("[nat]\n# Ask the router for a port mapping (UPnP / NAT-PMP).\nport_map = %t\n", *c.NAT.PortMap)
 	p("# Direct connections through NATs (DCUtR).\nhole_punching = %t\n", *c.NAT.HolePunching)
-	p("# Answer reachability probes of peers (AutoNAT service).\nautonat = %t\n\n", *c.NAT.AutoNAT)
-	p("[relay]\n# Relays (multiaddrs with /p2p/) to reserve a slot on when not reachable directly.\nstatic = %s\n", quoteList(c.Relay.Static))
-	p("# Act as a circuit relay for other peers.\nservice = %t\n\n", c.Relay.Service)
+	p("# Answer reachability probes of peers (AutoNAT service).\nautonat = %t\n", *c.NAT.AutoNAT)
+	p("# auto: AutoNAT finds out whether this device is reachable from the internet;\n# public: it is (the device that runs the relay); private: it is behind NAT\n# (with relay.static, reserve a relay slot at once instead of after AutoNAT's\n# probes).\nreachability = %s\n\n", quote(c.NAT.Reachability))
+	p("[relay]\n# Relays of the account to reserve a slot on, so that devices behind NAT reach\n# this one (then hole punching makes the connection direct, or, behind a\n# symmetric NAT, it stays relayed): multiaddrs ending in /p2p/<relay's peer id>.\n# List the relay's TCP and QUIC addresses; entries of one relay count once.\nstatic = %s\n", quoteList(c.Relay.Static))
+	p("# Relay for the devices of the account (only for them): turn on on a device\n# reachable from the internet, with nat.reachability = \"public\".\nservice = %t\n", c.Relay.Service)
+	p("# Limits of one relayed connection through this device's relay: after this\n# long, or this many MB in one direction, the circuit is reset and redialed.\ncircuit_duration = %s\ncircuit_data_mb = %d\n\n", quote(time.Duration(c.Relay.CircuitDuration).String()), c.Relay.CircuitDataMB)
 	p("[connections]\n# Connection manager watermarks.\nlow_water = %d\nhigh_water = %d\n", c.Conn.Low, c.Conn.High)
 	p("# Resource manager limits.\nmax_memory_mb = %d\nmax_fds = %d\n\n", c.Conn.MaxMemoryMB, c.Conn.MaxFDs)
 	p("[metrics]\n# Prometheus metrics at http://ADDRESS/metrics; \"\" or \"off\" turns them off.\naddress = %s\n\n", quote(c.Metrics.Address))

@@ -58,7 +58,7 @@ func (n *Node) rememberAddrs(p peer.ID) error {
 // clearBackoff forgets failed dials of p, so a dial the user asks for now
 // is not refused with "dial backoff" because of an attempt before.
 func (n *Node) clearBackoff(p peer.ID) {
-	if sw, ok := n.host.Network().(*swarm.Swarm); ok {
+	if sw, ok := unwrapNet(n.host.Network()).(*swarm.Swarm); ok {
 		sw.Backoff().Clear(p)
 	}
 }

@@ -172,27 +172,30 @@ func newHost(cfg Config, key []byte, g *gater, reg prometheus.Registerer) (host.
 	if *cfg.NAT.AutoNAT {
 		opts = append(opts, libp2p.EnableNATService())
 	}
-	if cfg.Relay.Service {
-		opts = append(opts, libp2p.EnableRelayService())
+	self, err := peer.IDFromPrivateKey(priv)
+	if err != nil {
+		cm.Close()
+		return nil, fmt.Errorf("device key: %w", err)
 	}
-	if len(cfg.Relay.Static) > 0 {
-		var relays []peer.AddrInfo
-		for _, s := range cfg.Relay.Static {
-			ai, err := parseAddrInfo(s)
-			if err != nil {
-				return nil, fmt.Errorf("relay.static: %w", err)
-			}
-			relays = append(relays, *ai)
-			g.trust(ai.ID, true)
-		}
-		opts = append(opts, libp2p.EnableAutoRelayWithStaticRelays(relays))
+	nat, err := natOptions(cfg, g, self)
+	if err != nil {
+		cm.Close()
+		return nil, err
 	}
+	opts = append(opts, nat...)
 	h, err := libp2p.New(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("start libp2p host: %w", err)
 	}
 	g.self = h.ID()
-	return h, nil
+	ah := &auraHost{Host: h}
+	if cfg.Relay.Service {
+		if ah.relay, err = startRelay(h, cfg, g, reg); err != nil {
+			_ = h.Close()
+			return nil, err
+		}
+	}
+	return ah, nil
 }
 
 // isRelayed reports whether a connection goes through a circuit relay.

@@ -388,12 +388,9 @@ func (n *Node) Join(ctx context.Context, code string) (crdt.AccountID, error) {
 		n.gater.trust(inviter, false)
 		return crdt.AccountID{}, err
 	}
-	if err := n.host.Connect(ctx, ai); err != nil {
-		return fail(errorf(ErrUnavailable, "cannot reach the inviter %s: %v (is its node running and reachable?)", inviter, err))
-	}
-	s, err := n.host.NewStream(ctx, inviter, JoinProtocol)
+	s, err := n.openJoin(ctx, ai)
 	if err != nil {
-		return fail(errorf(ErrUnavailable, "inviter %s does not accept joins: %v", inviter, err))
+		return fail(err)
 	}
 	defer s.Close()
 	if dl, ok := ctx.Deadline(); ok {

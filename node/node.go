@@ -112,6 +112,7 @@ type Node struct {
 
 	kick chan struct{} // wakes reconnectLoop (see kickReconnect)
 	asks peerAsks      // when each device was last asked for peers
+	nat  natState      // NAT traversal (nat.go)
 }
 
 // New starts a node in o.Home. Every startup failure returns one error
@@ -229,6 +230,9 @@ func (n *Node) start(o Options) (err error) {
 	n.host.SetStreamHandler(PeersProtocol, n.guardStream(n.handlePeers))
 	n.loadSeen()
 	n.host.Network().Notify(&network.NotifyBundle{ConnectedF: n.onConnected, DisconnectedF: n.onDisconnected})
+	if err := n.startNAT(); err != nil {
+		return err
+	}
 	if !n.rep.Account().IsZero() {
 		if err := n.startGossip(); err != nil {
 			return err
@@ -546,6 +550,9 @@ func (n *Node) reconnectLoop() {
 				defer wg.Done()
 				ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
 				defer cancel()
+				// This loop paces the redials; a swarm backoff left by a
+				// relay or NAT that was down would only delay the return.
+				n.clearBackoff(ai.ID)
 				if err := n.host.Connect(ctx, ai); err != nil {
 					n.log.Debug("dial failed", "peer", ai.ID, "err", err)
 				}

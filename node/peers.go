@@ -43,13 +43,45 @@ type peerRecord struct {
 	Addrs [][]byte
 }
 
-// handlePeers answers with the addresses of the account's devices other
-// than the asker and this node.
+// peerPush is what an asker may send before it half-closes the stream:
+// addresses it wants the answering device to know (its own, when they just
+// changed). Forward asks the receiver to pass the records on to the
+// devices it is connected to (one hop). An asker that sends nothing just
+// asks; a device of an older version answers without reading.
+type peerPush struct {
+	_       struct{} `cbor:",toarray"`
+	Records []peerRecord
+	Forward bool
+}
+
+// handlePeers learns what the asker pushed, if anything, and answers with
+// the addresses of the account's devices other than the asker and this
+// node.
 func (n *Node) handlePeers(s network.Stream) {
 	defer s.Close()
 	_ = s.SetDeadline(time.Now().Add(peersTimeout))
-	recs := n.peerRecords(s.Conn().RemotePeer(), maxPeerRecords)
-	b, err := crdt.Marshal(recs)
+	from := s.Conn().RemotePeer()
+	b, err := io.ReadAll(io.LimitReader(s, maxPeersReply+1))
+	if err != nil || len(b) > maxPeersReply {
+		_ = s.Reset()
+		return
+	}
+	if len(b) > 0 {
+		var push peerPush
+		if err := crdt.Unmarshal(b, &push); err != nil {
+			_ = s.Reset()
+			return
+		}
+		recs := push.Records[:min(len(push.Records), maxPeerRecords)]
+		if n.learnPeers(recs, false) > 0 {
+			n.kickReconnect()
+			if push.Forward {
+				n.pushPeers(peerPush{Records: recs}, from)
+			}
+		}
+	}
+	recs := n.peerRecords(from, maxPeerRecords)
+	b, err = crdt.Marshal(recs)
 	if err != nil || len(b) > maxPeersReply {
 		_ = s.Reset()
 		return
@@ -113,6 +145,12 @@ func (n *Node) learnPeers(recs []peerRecord, joined bool) int {
 // of members to the peerstore. It returns how many devices it learned
 // addresses for.
 func (n *Node) askPeers(ctx context.Context, p peer.ID) (int, error) {
+	return n.exchangePeers(ctx, p, peerPush{})
+}
+
+// exchangePeers sends push to p (nothing when it is empty), then reads and
+// learns p's answer.
+func (n *Node) exchangePeers(ctx context.Context, p peer.ID, push peerPush) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, peersTimeout)
 	defer cancel()
 	s, err := n.host.NewStream(ctx, p, PeersProtocol)
@@ -121,6 +159,15 @@ func (n *Node) askPeers(ctx context.Context, p peer.ID) (int, error) {
 	}
 	defer s.Close()
 	_ = s.SetDeadline(time.Now().Add(peersTimeout))
+	if len(push.Records) > 0 {
+		b, err := crdt.Marshal(&push)
+		if err != nil {
+			return 0, fmt.Errorf("push addresses to %s: %w", p, err)
+		}
+		if _, err := s.Write(b); err != nil {
+			return 0, fmt.Errorf("push addresses to %s: %w", p, err)
+		}
+	}
 	_ = s.CloseWrite()
 	b, err := io.ReadAll(io.LimitReader(s, maxPeersReply+1))
 	if err != nil {

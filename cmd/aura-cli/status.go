@@ -104,7 +104,7 @@ func peersCmd(a *app) *cobra.Command {
 					return
 				}
 				tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-				fmt.Fprintln(tw, "PEER\tNAME\tVIA\tADDRESS")
+				fmt.Fprintln(tw, "PEER\tNAME\tVIA\tPATHS")
 				for _, p := range ps {
 					name := esc(p.Name)
 					if !p.Device {
@@ -112,7 +112,14 @@ func peersCmd(a *app) *cobra.Command {
 					} else if name == "" {
 						name = "-"
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Peer, name, p.Via, strings.Join(p.Addrs, ","))
+					paths := make([]string, 0, len(p.Paths))
+					for _, pa := range p.Paths {
+						paths = append(paths, pa.Via+" "+pa.Addr)
+					}
+					if len(paths) == 0 {
+						paths = p.Addrs
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Peer, name, p.Via, strings.Join(paths, ", "))
 				}
 				tw.Flush()
 			})
