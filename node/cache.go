@@ -15,9 +15,17 @@ import (
 
 // invalidateLocked applies what facts just applied (written or received)
 // invalidate, and everything after a restore. n.mu is held.
-func (n *Node) invalidateLocked(out maintenance.Output, received []*crdt.Fact) {
+func (n *Node) invalidateLocked(out maintenance.Output, res *crdt.IngestResult) {
 	invs := maintenance.InvalidationsOf(out.Publish)
-	invs = append(invs, maintenance.InvalidationsOf(received)...)
+	if res != nil {
+		// What the state folded: new facts and pending ones whose gap
+		// filled; a chain moved by an equivocation may change anything.
+		invs = append(invs, maintenance.InvalidationsOf(res.Added)...)
+		invs = append(invs, maintenance.InvalidationsOf(res.Chained)...)
+		if len(res.Rechained) > 0 {
+			invs = append(invs, maintenance.Invalidation{Keys: []string{maintenance.AllKeys}, Floor: n.rep.State().Epoch})
+		}
+	}
 	for _, e := range out.Events {
 		if e.Kind == maintenance.EventRestored {
 			invs = append(invs, maintenance.Invalidation{Keys: []string{maintenance.AllKeys}, Floor: n.rep.State().Epoch})

@@ -370,7 +370,7 @@ func (n *Node) receive(facts []*crdt.Fact) (crdt.IngestResult, error) {
 		n.mu.Lock()
 		defer n.mu.Unlock()
 		res, out, err := n.rep.Receive(now(), facts)
-		n.invalidateLocked(out, res.Added)
+		n.invalidateLocked(out, &res)
 		n.refreshMembersLocked()
 		return res, out, err
 	}()

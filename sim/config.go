@@ -117,6 +117,9 @@ type Defects struct {
 	// device's state holds a tombstone for it, before a snapshot covers
 	// the tombstone.
 	DeleteOnTombstone bool
+	// CacheNoInvalidate makes the driver skip the core's cache
+	// invalidations, so the cached views go stale.
+	CacheNoInvalidate bool
 	// KeepTombstoned makes the driver ignore BlobPlan.Delete.
 	KeepTombstoned bool
 	// RestoreOwnNewest makes the restore driver restore the newest
@@ -154,11 +157,14 @@ func (d Defects) String() string {
 	if d.RestoreOwnNewest {
 		s = append(s, "restore-own-newest")
 	}
+	if d.CacheNoInvalidate {
+		s = append(s, "cache-no-invalidate")
+	}
 	return strings.Join(s, ",")
 }
 
 // defectNames lists the defects ParseDefects knows.
-const defectNames = "prune-above-frontier, skip-threshold-verify, lose-meta-on-crash, keygen-unsealed, delete-on-tombstone, keep-tombstoned, restore-own-newest"
+const defectNames = "prune-above-frontier, skip-threshold-verify, lose-meta-on-crash, keygen-unsealed, delete-on-tombstone, keep-tombstoned, restore-own-newest, cache-no-invalidate"
 
 // ParseDefects parses a comma-separated list of defect names (see
 // Defects.String).
@@ -181,6 +187,8 @@ func ParseDefects(spec string) (Defects, error) {
 			d.KeepTombstoned = true
 		case "restore-own-newest":
 			d.RestoreOwnNewest = true
+		case "cache-no-invalidate":
+			d.CacheNoInvalidate = true
 		default:
 			return d, fmt.Errorf("unknown defect %q (%s)", name, defectNames)
 		}

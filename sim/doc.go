@@ -93,6 +93,12 @@
 //     the frontier of the snapshot that device rests on; blob-not-freed:
 //     after every plan, after restarts and at the end, a device holds no
 //     block of a blob one of whose tombstones its base snapshot covers.
+//   - cache-stale, cache-floor: each device reads its "members" and
+//     "snapshots" views through the node's cache (maintenance.Cache, the
+//     core's invalidations applied by the driver) after every tick; a
+//     served entry must equal a fresh recomputation, and a hit happens only
+//     while the device's identity epoch exceeds the key's floor (cache.go;
+//     the cache-no-invalidate defect proves the check fires).
 //   - fence-released: no fence outlives its deadline on a running device;
 //     at the end no fence is up and no write is left buffered.
 //   - liveness: with N−M devices down or Byzantine, an operator's snapshot

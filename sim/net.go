@@ -104,6 +104,7 @@ func (s *sim) receive(d, src *device, facts []*crdt.Fact, via string) int {
 			return added
 		}
 		added += len(res.Added)
+		s.cacheInvalidate(d, maintenance.Output{}, changedBy(res), len(res.Rechained) > 0)
 		for _, f := range res.Added {
 			s.truth.add(f)
 		}

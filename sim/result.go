@@ -52,6 +52,8 @@ type Stats struct {
 	Offlines       int    `json:"offlines"`
 	ByzActs        int    `json:"byz_acts"`
 
+	CacheHits int `json:"cache_hits"` // views served from a device's cache
+
 	CompletionsChecked   int `json:"completions_checked"`
 	CompletionsUnchecked int `json:"completions_unchecked"` // equivocations too tangled to tell the branch
 
@@ -73,6 +75,7 @@ type Stats struct {
 
 func (s *Stats) add(o Stats) {
 	s.DeviceEvents += o.DeviceEvents
+	s.CacheHits += o.CacheHits
 	s.ActiveEvents += o.ActiveEvents
 	s.ActiveMs += o.ActiveMs
 	s.VirtualMs += o.VirtualMs

@@ -37,6 +37,7 @@ type device struct {
 	meta  *maintenance.MemMeta
 	blobs *blobStore
 	rep   *maintenance.Replica
+	cache *maintenance.Cache[string] // derived views (cache.go); lost in a crash
 	share *threshold.Share
 	byz   *byzantine // nil for an honest device
 	fresh bool       // added during the run
@@ -277,6 +278,7 @@ func (s *sim) open(d *device) error {
 		return fmt.Errorf("open replica of %s: %w", d.name, err)
 	}
 	d.rep = r
+	d.cache = maintenance.NewCache[string]()
 	if r.Account().IsZero() && !s.account.IsZero() && d.admitted {
 		if err := r.Join(s.account); err != nil {
 			return fmt.Errorf("join %s: %w", d.name, err)
@@ -439,6 +441,10 @@ func (s *sim) onTick(e *event) {
 		return
 	}
 	s.handleOutput(d, out, "tick")
+	if d.rep == nil {
+		return
+	}
+	s.cacheRead(d)
 	if _, deadline, open := d.rep.Fence(); open && s.devNow(d) > deadline && d.honest() {
 		s.violate("fence-released", d.name, "fence still up %d ms past its deadline after a tick", s.devNow(d)-deadline)
 	}
@@ -542,6 +548,7 @@ func (s *sim) propose(d *device, why string) ([16]byte, bool) {
 
 // handleOutput carries out what a replica asked for.
 func (s *sim) handleOutput(d *device, out maintenance.Output, via string) {
+	s.cacheInvalidate(d, out, nil, false)
 	for _, ev := range out.Events {
 		s.onCoreEvent(d, ev)
 	}

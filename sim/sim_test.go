@@ -253,6 +253,7 @@ func TestDefectsAreCaught(t *testing.T) {
 		{"delete-on-tombstone", Defects{DeleteOnTombstone: true}, "net", "blob-deleted-early", Absence{}},
 		{"keep-tombstoned", Defects{KeepTombstoned: true}, "net", "blob-not-freed", Absence{}},
 		{"restore-own-newest", Defects{RestoreOwnNewest: true}, "net", "restore-newest", Absence{Snapshots: 2}},
+		{"cache-no-invalidate", Defects{CacheNoInvalidate: true}, "net", "cache-stale", Absence{}},
 	}
 	const maxSeeds = 10
 	for _, c := range cases {
