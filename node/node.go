@@ -32,7 +32,6 @@ import (
 	"aura/crdt/pebblestore"
 	"aura/gossip"
 	"aura/maintenance"
-	"aura/threshold"
 )
 
 // Errors callers branch on.
@@ -796,6 +795,3 @@ func (n *Node) connectedKnown() []peer.ID {
 	}
 	return out
 }
-
-// share loading/sealing lives in threshold.go.
-var _ = threshold.NewBN256
