@@ -405,7 +405,7 @@ func (n *Node) apiHandler() http.Handler {
 		p, err := n.ConnectAddr(r.Context(), req.Addr)
 		reply(w, p, err)
 	})
-	n.phase2Routes(mux)
+	n.maintenanceRoutes(mux)
 	n.blobRoutes(mux)
 	n.backupRoutes(mux)
 	if labRoutes != nil {
