@@ -90,7 +90,7 @@ func (r *Replica) collect(c *crdt.SnapshotCompleted) Output {
 	}
 	enc, err := r.encodedAt(snap.Frontier)
 	if err != nil {
-		out.Events = append(out.Events, Event{Kind: EventGcSkipped, Proposal: c.ProposalID, Detail: err.Error()})
+		out.Events = append(out.Events, Event{Kind: EventGcSkipped, Proposal: c.ProposalID, Err: err})
 		return out
 	}
 	if crdt.DigestOf(enc) != snap.StateDigest {
@@ -99,7 +99,7 @@ func (r *Replica) collect(c *crdt.SnapshotCompleted) Output {
 	}
 	cid, err := r.cfg.Blobs.Put(enc)
 	if err != nil {
-		out.Events = append(out.Events, Event{Kind: EventError, Proposal: c.ProposalID, Detail: "store state blob: " + err.Error()})
+		out.Events = append(out.Events, Event{Kind: EventError, Proposal: c.ProposalID, Err: err, Detail: "store state blob"})
 		return out
 	}
 	if !bytes.Equal(cid, snap.BlobCID) {
@@ -107,13 +107,13 @@ func (r *Replica) collect(c *crdt.SnapshotCompleted) Output {
 	}
 	st, err := crdt.DecodeState(enc)
 	if err != nil {
-		out.Events = append(out.Events, Event{Kind: EventError, Proposal: c.ProposalID, Detail: "decode own state: " + err.Error()})
+		out.Events = append(out.Events, Event{Kind: EventError, Proposal: c.ProposalID, Err: err, Detail: "decode own state"})
 		return out
 	}
 	o, err := r.rebase(c, st)
 	out.merge(o)
 	if err != nil {
-		out.Events = append(out.Events, Event{Kind: EventError, Proposal: c.ProposalID, Detail: err.Error()})
+		out.Events = append(out.Events, Event{Kind: EventError, Proposal: c.ProposalID, Err: err})
 	}
 	return out
 }

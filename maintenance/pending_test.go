@@ -52,3 +52,36 @@ func TestProposeReturnsItsIDAndEventsAreTyped(t *testing.T) {
 		t.Fatal("event kinds lost their names")
 	}
 }
+
+type failDelete struct {
+	Meta
+	err error
+}
+
+func (f failDelete) Delete(string) error { return f.err }
+
+// A storage failure while the fence drops is reported as an error event
+// carrying the cause (not swallowed), and no acknowledged write is lost.
+func TestReleaseReportsMetaFailures(t *testing.T) {
+	c := newCluster(t, 3, 2)
+	c.down[1], c.down[2] = true, true
+	out, err := c.reps[0].Propose(c.now)
+	c.must(err)
+	c.deliver(0, out)
+	r := c.reps[0]
+	_, err = r.Write(c.now, &crdt.Put{Key: "k", Value: []byte("v")})
+	c.must(err)
+	boom := errors.New("disk on fire")
+	r.cfg.Meta = failDelete{Meta: r.cfg.Meta, err: boom}
+	c.tick(20_000) // past the deadline: the round is abandoned, the fence drops
+	found := false
+	for _, e := range c.events {
+		found = found || (e.Kind == EventError && errors.Is(e.Err, boom))
+	}
+	if !found {
+		t.Fatalf("no error event carrying the cause; events: %v", c.events)
+	}
+	if v, ok := r.State().Value("k"); !ok || string(v) != "v" {
+		t.Fatal("the buffered write did not commit")
+	}
+}

@@ -135,6 +135,9 @@ type Event struct {
 	Proposal [16]byte
 	Device   crdt.DeviceID // whom it concerns, if anyone
 	Detail   string
+	// Err is the cause of an error event (a storage failure, a check
+	// that failed), for callers that branch on it with errors.Is.
+	Err error
 }
 
 func (e Event) String() string {
@@ -147,6 +150,12 @@ func (e Event) String() string {
 	}
 	if e.Detail != "" {
 		s += " " + e.Detail
+	}
+	if e.Err != nil {
+		if e.Detail != "" {
+			s += ":"
+		}
+		s += " " + e.Err.Error()
 	}
 	return s
 }

@@ -151,7 +151,9 @@ func (r *Replica) Propose(now int64) (Output, error) {
 	out, err := r.write(p)
 	if err != nil {
 		r.fence = nil
-		_ = r.cfg.Meta.Delete(metaFence)
+		if derr := r.cfg.Meta.Delete(metaFence); derr != nil {
+			err = errors.Join(err, fmt.Errorf("drop the fence record: %w", derr))
+		}
 		return Output{}, fmt.Errorf("propose snapshot: %w", err)
 	}
 	rd := r.roundFor(now, p)
@@ -482,7 +484,7 @@ func (r *Replica) tryComplete(now int64, rd *round) Output {
 	}
 	cid, err := r.cfg.Blobs.Put(enc)
 	if err != nil {
-		out.Events = append(out.Events, Event{Kind: EventError, Proposal: rd.id, Detail: "store state blob: " + err.Error()})
+		out.Events = append(out.Events, Event{Kind: EventError, Proposal: rd.id, Err: err, Detail: "store state blob"})
 		return out
 	}
 	var participants []crdt.DeviceID
@@ -494,7 +496,7 @@ func (r *Replica) tryComplete(now int64, rd *round) Output {
 			BlobCID: cid, BlobSize: uint64(len(enc)), PrefixHash: p.PrefixHash, Heads: heads}}
 	o, err := r.write(done)
 	if err != nil {
-		out.Events = append(out.Events, Event{Kind: EventError, Proposal: rd.id, Detail: "write completion: " + err.Error()})
+		out.Events = append(out.Events, Event{Kind: EventError, Proposal: rd.id, Err: err, Detail: "write completion"})
 		return out
 	}
 	out.merge(o)
@@ -539,7 +541,7 @@ func (r *Replica) checkLateVote(voter crdt.DeviceID, v *crdt.SnapshotVote) Outpu
 		err = ver.VerifyPartial(msg, v.Partial)
 	}
 	if err != nil {
-		return Output{Events: []Event{{Kind: EventBadPartial, Proposal: v.ProposalID, Device: voter, Detail: "late vote: " + err.Error()}}}
+		return Output{Events: []Event{{Kind: EventBadPartial, Proposal: v.ProposalID, Device: voter, Err: err, Detail: "late vote"}}}
 	}
 	return Output{}
 }
@@ -640,7 +642,7 @@ func (r *Replica) watermark(now int64) Output {
 	r.autoAt = now + r.cfg.SnapshotTimeout + r.cfg.WatermarkJitter
 	out, err := r.Propose(now)
 	if err != nil {
-		return Output{Events: []Event{{Kind: EventWatermark, Detail: "proposal failed: " + err.Error()}}}
+		return Output{Events: []Event{{Kind: EventWatermark, Err: err, Detail: "proposal failed"}}}
 	}
 	out.Events = append(out.Events, Event{Kind: EventWatermark, Detail: fmt.Sprintf("journal %d bytes", r.store.Stats().Bytes)})
 	return out
@@ -703,12 +705,14 @@ func (r *Replica) buffer(body crdt.Body) error {
 	// a crash interrupted leaves the tail of the buffer, numbered from
 	// above zero, and a count would overwrite one of its entries.
 	var n uint64
-	_ = r.cfg.Meta.Scan(metaBuffer, func(k string, _ []byte) error {
+	if err := r.cfg.Meta.Scan(metaBuffer, func(k string, _ []byte) error {
 		if i, err := strconv.ParseUint(strings.TrimPrefix(k, metaBuffer), 10, 64); err == nil && i >= n {
 			n = i + 1
 		}
 		return nil
-	})
+	}); err != nil {
+		return fmt.Errorf("buffer write behind fence: read the buffer: %w", err)
+	}
 	key := fmt.Sprintf("%s%020d", metaBuffer, n)
 	if err := r.cfg.Meta.Put(key, b); err != nil {
 		return fmt.Errorf("buffer write behind fence: %w", err)
@@ -732,21 +736,30 @@ func (r *Replica) release(now int64, why string) Output {
 		w   bufferedWrite
 	}
 	var entries []entry
-	_ = r.cfg.Meta.Scan(metaBuffer, func(k string, v []byte) error {
+	if err := r.cfg.Meta.Scan(metaBuffer, func(k string, v []byte) error {
 		var w bufferedWrite
 		if err := crdt.Unmarshal(v, &w); err != nil {
-			out.Events = append(out.Events, Event{Kind: EventError, Detail: "unreadable buffered write " + k + ": " + err.Error()})
+			out.Events = append(out.Events, Event{Kind: EventError, Err: err, Detail: "unreadable buffered write " + k})
 		}
 		entries = append(entries, entry{k, w})
 		return nil
-	})
+	}); err != nil {
+		// The entries stay in Meta and commit at the next release.
+		out.Events = append(out.Events, Event{Kind: EventError, Err: err, Detail: "read the buffered writes"})
+	}
 	for _, e := range entries {
 		if err := r.commitBuffered(e.key, e.w, &out); err != nil {
-			out.Events = append(out.Events, Event{Kind: EventError, Detail: "commit buffered write: " + err.Error()})
+			out.Events = append(out.Events, Event{Kind: EventError, Err: err, Detail: "commit buffered write"})
 		}
-		_ = r.cfg.Meta.Delete(e.key)
+		// A failed delete leaves the entry, whose recorded seq keeps the
+		// next release from committing it twice.
+		if err := r.cfg.Meta.Delete(e.key); err != nil {
+			out.Events = append(out.Events, Event{Kind: EventError, Err: err, Detail: "drop committed buffered write " + e.key})
+		}
 	}
-	_ = r.cfg.Meta.Delete(metaFence)
+	if err := r.cfg.Meta.Delete(metaFence); err != nil {
+		out.Events = append(out.Events, Event{Kind: EventError, Err: err, Detail: "drop the fence record (it is released again after a restart)"})
+	}
 	return out
 }
 
