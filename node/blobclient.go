@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -102,21 +101,5 @@ func (c *Client) raw(ctx context.Context, method, path string, body io.Reader) (
 	if body != nil {
 		req.Header.Set("Content-Type", "application/octet-stream")
 	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		var ne *net.OpError
-		if errors.As(err, &ne) && ne.Op == "dial" {
-			return nil, fmt.Errorf("no node is running at %s: start it with `aura-node run --home %s`", c.home, c.home)
-		}
-		return nil, err
-	}
-	if resp.StatusCode >= 300 {
-		defer resp.Body.Close()
-		var e struct{ Error string }
-		if json.NewDecoder(resp.Body).Decode(&e) != nil || e.Error == "" {
-			e.Error = resp.Status
-		}
-		return nil, &APIError{Status: resp.StatusCode, Message: e.Error}
-	}
-	return resp, nil
+	return c.roundTrip(req)
 }

@@ -70,6 +70,12 @@ func (c *Client) open(ctx context.Context, method, path string, in any) (*http.R
 	if err != nil {
 		return nil, err
 	}
+	return c.roundTrip(req)
+}
+
+// roundTrip sends req and turns a missing node and error answers into
+// errors (APIError carries the node's message).
+func (c *Client) roundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		var ne *net.OpError
