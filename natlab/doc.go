@@ -18,4 +18,10 @@
 // auranat<pid>…), removes them when it ends, also on failure, and first
 // removes those of earlier runs whose process is gone. It imports nothing
 // the product imports it for: no package imports natlab.
+//
+// Known edge, not root-caused: in about one run in four, the first write a
+// home makes after the public device is killed reaches the other home only
+// by anti-entropy (0.7–1.2 s; the lab sets sync.interval = 10s and logs a
+// WARNING when it happens), as if gossip after the relayed-to-direct
+// handover still routed through the dead device. CI retries the lab once.
 package natlab
