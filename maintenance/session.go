@@ -30,7 +30,9 @@ type Scope struct {
 	Snapshot uint64 `json:"snapshot_epoch"`
 }
 
-func (s Scope) String() string { return fmt.Sprintf("(identity %d, snapshot %d)", s.Identity, s.Snapshot) }
+func (s Scope) String() string {
+	return fmt.Sprintf("(identity %d, snapshot %d)", s.Identity, s.Snapshot)
+}
 
 // ScopeOf is the scope a session starting on st runs under.
 func ScopeOf(st *crdt.State) Scope { return Scope{Identity: st.Epoch, Snapshot: st.SnapshotEpoch} }
