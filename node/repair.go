@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multiaddr"
 
@@ -271,15 +272,21 @@ func Repair(ctx context.Context, home string, o RepairOptions) (*RepairReport, e
 	if err := n.adoptAccount(sv); err != nil {
 		return rep, err
 	}
+	var known []peer.AddrInfo
 	for _, s := range append(o.Peers, readPeersFile(home)...) {
 		if ai, err := parseAddrInfo(s); err == nil {
 			n.gater.trust(ai.ID, true)
 			n.host.Peerstore().AddAddrs(ai.ID, ai.Addrs, time.Hour)
+			known = append(known, *ai)
 		}
 	}
 	n.kickReconnect()
 	rctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
+	// The reconnect loop dials members and bootstrap entries; a store
+	// being rebuilt knows no member yet, so the devices the peers file and
+	// --peer name are dialled here until one answers.
+	go n.dialUntilConnected(rctx, known)
 	say("waiting for a device of the account (up to %s)", o.Timeout)
 	if err := n.waitForDevices(rctx); err != nil {
 		return rep, fmt.Errorf("%w (run repair again once one is online, or give one with --peer MULTIADDR)", err)
@@ -372,6 +379,29 @@ func copyDir(from, to string) error {
 		}
 	}
 	return nil
+}
+
+// dialUntilConnected dials the given devices every two seconds until one
+// is connected or ctx ends.
+func (n *Node) dialUntilConnected(ctx context.Context, ais []peer.AddrInfo) {
+	for {
+		for _, ai := range ais {
+			if n.host.Network().Connectedness(ai.ID) == network.Connected {
+				return
+			}
+		}
+		for _, ai := range ais {
+			n.clearBackoff(ai.ID)
+			dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_ = n.host.Connect(dctx, ai)
+			cancel()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(2 * time.Second):
+		}
+	}
 }
 
 // PeersFile keeps the addresses of the account's devices outside the

@@ -91,18 +91,32 @@ func replaceBlock(md, script, block string) (string, error) {
 	return "", fmt.Errorf("no `<!-- begin: %s ... -->` marker", script)
 }
 
+var jobName = regexp.MustCompile(`\s*&(\w+)&$`)
+
 var argWord = regexp.MustCompile(`^\S+\s*`)
 
 // render turns a testscript script into the shell session it stands for.
 func render(script string) (string, error) {
 	var b strings.Builder
+	// Files the script carries (txtar sections) exist before it runs: the
+	// page writes them first.
+	if i := strings.Index("\n"+script, "\n-- "); i >= 0 {
+		files := script[max(i-1, 0):]
+		script = script[:max(i-1, 0)]
+		for _, sec := range strings.Split("\n"+files, "\n-- ")[1:] {
+			head, body, _ := strings.Cut(sec, "\n")
+			name := strings.TrimSuffix(strings.TrimSpace(head), " --")
+			b.WriteString("$ cat > " + name + " <<'EOF'\n" + body)
+			if !strings.HasSuffix(body, "\n") {
+				b.WriteString("\n")
+			}
+			b.WriteString("EOF\n\n")
+		}
+	}
 	var lastCmd = -1 // index in lines of the last command, for setjson
 	var lines []string
 	for n, raw := range strings.Split(script, "\n") {
 		line := strings.TrimSpace(raw)
-		if strings.HasPrefix(line, "-- ") {
-			return "", fmt.Errorf("line %d: embedded files are not rendered; write them with a command", n+1)
-		}
 		if line == "" {
 			if len(lines) > 0 && lines[len(lines)-1] != "" {
 				lines = append(lines, "")
@@ -125,6 +139,9 @@ func render(script string) (string, error) {
 		}
 		switch word {
 		case "exec":
+			if m := jobName.FindStringSubmatch(rest); m != nil {
+				rest = strings.TrimSuffix(rest, m[0]) + " &    # job " + m[1]
+			}
 			lines = append(lines, "$ "+rest+fails)
 			lastCmd = len(lines) - 1
 		case "waitfor":
@@ -161,12 +178,16 @@ func render(script string) (string, error) {
 				return "", fmt.Errorf("line %d: truncate FILE SIZE", n+1)
 			}
 			lines = append(lines, "$ truncate -s "+f[1]+" "+f[0])
-		case "cp", "rm", "mkdir", "mv", "wait":
+		case "cp", "rm", "mkdir", "mv", "wait", "cmp":
 			lines = append(lines, "$ "+line+fails)
 		case "exists":
 			lines = append(lines, "$ ls "+rest+fails)
 		case "kill":
-			lines = append(lines, "$ kill "+rest)
+			f := strings.Fields(rest)
+			if len(f) > 0 && !strings.HasPrefix(f[len(f)-1], "-") {
+				f[len(f)-1] = "%" + f[len(f)-1]
+			}
+			lines = append(lines, "$ kill "+strings.Join(f, " "))
 		default:
 			return "", fmt.Errorf("line %d: %q is not a step the renderer knows", n+1, word)
 		}
