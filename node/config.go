@@ -75,7 +75,7 @@ type UpgradeConfig struct {
 	Policy string `toml:"policy"`
 	// TestProtocols, FOR TESTS ONLY, replaces the account protocol versions
 	// this device advertises (AccountProtocols) so a test can run a device
-	// that lacks one. Never rendered; leave it unset.
+	// that lacks one. Rendered only when set; leave it unset.
 	TestProtocols []string `toml:"test_protocols"`
 }
 
@@ -459,6 +459,9 @@ func (c Config) Render() []byte {
 	p("[storage]\n# Below this much free space (MB) under HOME/data, writes are refused until\n# space is freed (reads, sync and snapshots go on); -1 turns the guard off.\nmin_free_mb = %d\n", c.Storage.MinFreeMB)
 	p("# Reserve file (MB) released when the guard trips, so snapshots and GC\n# can run; -1 for none.\nballast_mb = %d\n", c.Storage.BallastMB)
 	p("\n[upgrade]\n# Upgrade policy published in this device's metadata: manual (readiness after\n# `aura-cli upgrade approve`) or auto. `aura-cli device policy` changes it.\npolicy = %s\n", quote(c.Upgrade.Policy))
+	if len(c.Upgrade.TestProtocols) > 0 {
+		p("# FOR TESTS ONLY: the protocol versions advertised instead of this binary's.\ntest_protocols = %s\n", quoteList(c.Upgrade.TestProtocols))
+	}
 	return []byte(b.String())
 }
 
