@@ -16,6 +16,35 @@
 //     and buffered writes then commit, none lost (they are kept in Meta, so
 //     also across a restart).
 //
+// # Epoch-scoped sessions (session.go)
+//
+// Every maintenance session (snapshot round, key generation, admin
+// replacement) runs under a Scope, (identity_epoch, snapshot_epoch), and
+// passes CheckSession before it starts and while it runs: the identity
+// epoch is still the scope's (else *StaleEpochError, ErrStaleEpoch), every
+// participant advertises RequiredProtocol in its DeviceMetadata (else a
+// *ProtocolError naming each device lacking it, ErrUnsupportedProtocol; a
+// device with no metadata yet counts as running BaseProtocol only), and
+// every participant is ready for each activated hard fork (UpgradeGate,
+// else a *NotReadyError "device X not ready for V", ErrNotReady). A session
+// aborted by a stale epoch is retried under the new scope by its caller,
+// at most SessionRetries times (RetrySession); other failures wait for an
+// operator. The snapshot round applies it so (CheckSnapshotRound):
+//   - its scope's identity epoch is the proposal's TargetEpoch; its
+//     participants (SnapshotParticipants) are the proposer and the holders
+//     of the newest group key that are members at that epoch and ready;
+//     holders lacking readiness are left out, and a round starts only when
+//     the ready ones reach the threshold;
+//   - Propose checks it before the fence goes up; a voter checks it before
+//     voting and refuses (EventRefused with the error) while it fails; a
+//     voter lacking readiness itself does not vote; a completer does not
+//     count the partial of a device lacking readiness (EventRefused);
+//   - when the identity epoch moves past the round's, the proposer abandons
+//     it (SnapshotAbandoned with the reason, EventSessionAborted) and
+//     proposes again under the new epoch (Propose's retries, the attempt is
+//     kept in the fence record); other devices stop voting for and
+//     completing it.
+//
 // # The cover rule: no two completed snapshots with incomparable frontiers
 //
 // Every device rests its journal on one snapshot and prunes below it; sync

@@ -109,9 +109,13 @@ const (
 	EventCompleted
 	EventBuffered
 	EventAbandoned
+	// EventSessionAborted: a maintenance session of this device aborted
+	// (Err says why: a *StaleEpochError, a *ProtocolError, a
+	// *NotReadyError); Detail says whether it is retried.
+	EventSessionAborted
 )
 
-var eventNames = [...]string{"unknown", "error", "refused", "watermark", "gc-skipped", "bad-partial", "warning", "voted", "restored", "restore-skipped", "restore-needed", "proposed", "mismatch", "gc-refused", "gc", "fence-released", "completed", "buffered", "abandoned"}
+var eventNames = [...]string{"unknown", "error", "refused", "watermark", "gc-skipped", "bad-partial", "warning", "voted", "restored", "restore-skipped", "restore-needed", "proposed", "mismatch", "gc-refused", "gc", "fence-released", "completed", "buffered", "abandoned", "session-aborted"}
 
 func (k EventKind) String() string {
 	if int(k) < len(eventNames) {
@@ -123,7 +127,7 @@ func (k EventKind) String() string {
 // Warning reports whether a driver should log the event as a warning.
 func (k EventKind) Warning() bool {
 	switch k {
-	case EventError, EventGcRefused, EventBadPartial, EventMismatch, EventWarning:
+	case EventError, EventGcRefused, EventBadPartial, EventMismatch, EventWarning, EventSessionAborted:
 		return true
 	}
 	return false

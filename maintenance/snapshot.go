@@ -21,6 +21,8 @@ type round struct {
 	// held), +1 match, -1 mismatch or refused.
 	verdict   int
 	voted     bool
+	gated     string                 // the session gate's last refusal, reported once
+	refused   map[crdt.DeviceID]bool // votes refused by the gate, reported once
 	completed bool
 	encoded   []byte // the state at the frontier, kept only by the proposer
 	collector *threshold.Collector
@@ -38,6 +40,9 @@ type baseRecord struct {
 type fenceRecord struct {
 	Proposal [16]byte
 	Deadline int64
+	// Attempt counts the proposals of one operator request: 1, then one
+	// more for every retry after the identity epoch moved (RetrySession).
+	Attempt int
 }
 
 const (
@@ -108,8 +113,17 @@ func (r *Replica) heads(frontier crdt.VersionVector) (map[crdt.DeviceID]crdt.Has
 
 // Propose opens a snapshot round (DESIGN §5): fence up, frontier = this
 // device's version vector, digest of exactly that prefix, SnapshotProposed
-// published, and this device's own vote if it holds a share.
-func (r *Replica) Propose(now int64) (Output, error) {
+// published, and this device's own vote if it holds a share. The round runs
+// under ScopeOf(state) (its TargetEpoch is the scope's identity epoch) and
+// starts only when CheckSnapshotRound passes: a *ProtocolError names the
+// participants lacking the required protocol, a *NotReadyError a device
+// lacking readiness for an activated upgrade. Should the identity epoch
+// move while it runs, the round aborts (SnapshotAbandoned, an
+// EventSessionAborted) and this replica proposes again under the new
+// scope, up to SessionRetries times.
+func (r *Replica) Propose(now int64) (Output, error) { return r.propose(now, 1) }
+
+func (r *Replica) propose(now int64, attempt int) (Output, error) {
 	if r.state.Account.IsZero() {
 		return Output{}, ErrNoAccount
 	}
@@ -123,6 +137,9 @@ func (r *Replica) Propose(now int64) (Output, error) {
 		return Output{}, fmt.Errorf("propose snapshot: %w (%x)", ErrRoundOpen, r.fence.Proposal[:4])
 	}
 	if _, _, err := r.groupVerifier(); err != nil {
+		return Output{}, fmt.Errorf("propose snapshot: %w", err)
+	}
+	if err := CheckSnapshotRound(r.state, ScopeOf(r.state), r.device); err != nil {
 		return Output{}, fmt.Errorf("propose snapshot: %w", err)
 	}
 	frontier := r.store.VersionVector()
@@ -143,7 +160,7 @@ func (r *Replica) Propose(now int64) (Output, error) {
 	}
 	p := &crdt.SnapshotProposed{ProposalID: id, Proposer: r.device, TargetEpoch: r.state.Epoch, Frontier: frontier,
 		StateDigest: crdt.DigestOf(enc), Deadline: uint64(now + r.cfg.SnapshotTimeout), PrefixHash: prefix}
-	r.fence = &fenceRecord{Proposal: id, Deadline: now + r.cfg.SnapshotTimeout}
+	r.fence = &fenceRecord{Proposal: id, Deadline: now + r.cfg.SnapshotTimeout, Attempt: attempt}
 	if err := r.saveFence(); err != nil {
 		r.fence = nil
 		return Output{}, err
@@ -158,8 +175,11 @@ func (r *Replica) Propose(now int64) (Output, error) {
 	}
 	rd := r.roundFor(now, p)
 	rd.verdict, rd.encoded = +1, enc
-	out.Events = append(out.Events, Event{Kind: EventProposed, Proposal: id, Device: r.device,
-		Detail: fmt.Sprintf("frontier=%d facts digest=%s", frontier.Total(), p.StateDigest.String()[:12])})
+	detail := fmt.Sprintf("frontier=%d facts digest=%s", frontier.Total(), p.StateDigest.String()[:12])
+	if attempt > 1 {
+		detail += fmt.Sprintf(" retry=%d/%d epoch=%d", attempt-1, SessionRetries, p.TargetEpoch)
+	}
+	out.Events = append(out.Events, Event{Kind: EventProposed, Proposal: id, Device: r.device, Detail: detail})
 	out.merge(r.progress(now, id))
 	out.Proposed = id
 	return out, nil
@@ -168,10 +188,64 @@ func (r *Replica) Propose(now int64) (Output, error) {
 func (r *Replica) roundFor(now int64, p *crdt.SnapshotProposed) *round {
 	rd := r.rounds[p.ProposalID]
 	if rd == nil {
-		rd = &round{id: p.ProposalID, proposal: *p, seenAt: now, fed: map[crdt.DeviceID]bool{}, badNamed: map[crdt.DeviceID]bool{}}
+		rd = &round{id: p.ProposalID, proposal: *p, seenAt: now, fed: map[crdt.DeviceID]bool{}, badNamed: map[crdt.DeviceID]bool{},
+			refused: map[crdt.DeviceID]bool{}}
 		r.rounds[p.ProposalID] = rd
 	}
 	return rd
+}
+
+// scopeOf is the scope round rd runs under: its TargetEpoch.
+func (r *Replica) scopeOf(rd *round) Scope {
+	return Scope{Identity: rd.proposal.TargetEpoch, Snapshot: r.state.SnapshotEpoch}
+}
+
+// gate is the session check of a round on this replica's state
+// (CheckSnapshotRound): the identity epoch still the round's, its
+// participants running the required protocol, its proposer ready.
+func (r *Replica) gate(rd *round) error {
+	return CheckSnapshotRound(r.state, r.scopeOf(rd), rd.proposal.Proposer)
+}
+
+// readyToVote reports whether this device passes the readiness rule: a
+// device lacking readiness for an activated upgrade takes part in no round
+// (its vote would be refused); it says so once per round.
+func (r *Replica) readyToVote(rd *round, out *Output) bool {
+	err := UpgradeGate(r.state, []crdt.DeviceID{r.device})
+	if err == nil {
+		return true
+	}
+	if !rd.refused[r.device] {
+		rd.refused[r.device] = true
+		out.Events = append(out.Events, Event{Kind: EventRefused, Proposal: rd.id, Device: r.device, Err: err, Detail: "not voting"})
+	}
+	return false
+}
+
+// abortSession gives up this device's open round because its session
+// check failed (err), and proposes again under the new scope when
+// RetrySession says so (the identity epoch moved).
+func (r *Replica) abortSession(now int64, err error) Output {
+	attempt, id := max(r.fence.Attempt, 1), r.fence.Proposal
+	out := r.abandon(now, err.Error())
+	retry := RetrySession(err, attempt)
+	detail := "not retried"
+	if retry {
+		detail = fmt.Sprintf("retrying under the new epoch (%d/%d)", attempt, SessionRetries)
+	} else if errors.Is(err, ErrStaleEpoch) {
+		detail = fmt.Sprintf("gave up after %d retries", SessionRetries)
+	}
+	out.Events = append(out.Events, Event{Kind: EventSessionAborted, Proposal: id, Device: r.device, Err: err, Detail: detail})
+	if !retry {
+		return out
+	}
+	o, perr := r.propose(now, attempt+1)
+	if perr != nil {
+		out.Events = append(out.Events, Event{Kind: EventSessionAborted, Device: r.device, Err: perr, Detail: "retry refused"})
+		return out
+	}
+	out.merge(o)
+	return out
 }
 
 // observe reacts to one fact newly stored.
@@ -244,6 +318,24 @@ func (r *Replica) progress(now int64, id [16]byte) Output {
 		delete(r.rounds, id) // its proposer went quiet; its vote lock is off
 		return out
 	}
+	ownOpen := mine && r.fence != nil && r.fence.Proposal == id
+	if rd.verdict >= 0 && r.state.Epoch >= p.TargetEpoch {
+		if err := r.gate(rd); err != nil {
+			if ownOpen {
+				out.merge(r.abortSession(now, err))
+				return out
+			}
+			if errors.Is(err, ErrStaleEpoch) {
+				rd.verdict = -1 // the epoch never moves back: this round is over here
+			}
+			if msg := err.Error(); msg != rd.gated {
+				rd.gated = msg
+				out.Events = append(out.Events, Event{Kind: EventRefused, Proposal: id, Device: p.Proposer, Err: err, Detail: "session gate"})
+			}
+			return out
+		}
+		rd.gated = ""
+	}
 	if rd.verdict == 0 {
 		rd.verdict = r.judge(p, &out)
 	}
@@ -267,7 +359,7 @@ func (r *Replica) progress(now int64, id [16]byte) Output {
 				Detail: fmt.Sprintf("frontier does not cover proposal %x this device voted for", other[:4])})
 		}
 	}
-	if rd.verdict > 0 && !rd.voted && r.share != nil && r.state.Holds(r.device, crdt.CapSnapshotVote, r.state.Epoch) && !r.lockedElsewhere(now, id) {
+	if rd.verdict > 0 && !rd.voted && r.share != nil && r.state.Holds(r.device, crdt.CapSnapshotVote, r.state.Epoch) && !r.lockedElsewhere(now, id) && r.readyToVote(rd, &out) {
 		msg := crdt.SnapshotMessage(r.state.Account, id, p.TargetEpoch, p.Frontier, p.PrefixHash, p.StateDigest)
 		partial, err := threshold.SignPartial(r.share, msg)
 		if err == nil {
@@ -283,7 +375,6 @@ func (r *Replica) progress(now int64, id [16]byte) Output {
 	// window after the grace and before the round could have expired
 	// anywhere. (That keeps late completions rare; it is not what keeps
 	// snapshots comparable, which the cover rule does: clocks are skewed.)
-	ownOpen := mine && r.fence != nil && r.fence.Proposal == id
 	othersWindow := !mine && now >= rd.seenAt+r.cfg.CompleteGrace && now <= r.completeBy(rd)
 	if rd.verdict > 0 && (ownOpen || othersWindow) {
 		out.merge(r.tryComplete(now, rd))
@@ -435,6 +526,15 @@ func (r *Replica) tryComplete(now int64, rd *round) Output {
 	sort.Slice(voters, func(i, j int) bool { return bytes.Compare(voters[i][:], voters[j][:]) < 0 })
 	for _, d := range voters {
 		if rd.fed[d] {
+			continue
+		}
+		if err := UpgradeGate(r.state, []crdt.DeviceID{d}); err != nil {
+			// Not a participant (SnapshotParticipants): its partial is not
+			// counted; it is again once the device declares readiness.
+			if !rd.refused[d] {
+				rd.refused[d] = true
+				out.Events = append(out.Events, Event{Kind: EventRefused, Proposal: rd.id, Device: d, Err: err, Detail: "vote refused"})
+			}
 			continue
 		}
 		rd.fed[d] = true

@@ -100,6 +100,15 @@ type Status struct {
 	Evidence       int               `json:"equivocation_evidence"`
 	GroupKey       *GroupKeyInfo     `json:"group_key,omitempty"`
 	Disk           *DiskInfo         `json:"disk,omitempty"`
+	// Sessions: what this device supports and publishes, the protocol
+	// sessions run now, the devices that cannot take part and why, and the
+	// last session of this device that aborted (session.go).
+	Protocols        []string             `json:"supported_protocols"`
+	UpgradePolicy    string               `json:"upgrade_policy"`
+	RequiredProtocol string               `json:"required_protocol,omitempty"`
+	Incompatible     []IncompatibleDevice `json:"incompatible_devices,omitempty"`
+	SessionAborts    int                  `json:"session_aborts"`
+	LastSessionAbort *SessionAbort        `json:"last_session_abort,omitempty"`
 }
 
 // PeerInfo is one connected peer.
@@ -109,6 +118,11 @@ type PeerInfo struct {
 	Name   string   `json:"name,omitempty"` // its name in the account
 	Via    string   `json:"via"`            // direct when a direct connection exists, else relayed
 	Addrs  []string `json:"addrs"`
+	// Incompatible is why this device of the account cannot take part in
+	// maintenance sessions (a protocol it lacks, readiness it lacks), with
+	// its code (ErrorCode); empty when it can.
+	Incompatible     string `json:"incompatible,omitempty"`
+	IncompatibleCode string `json:"incompatible_code,omitempty"`
 	// Paths are the connections to the peer, direct ones first.
 	Paths []PathInfo `json:"paths,omitempty"`
 }
@@ -141,7 +155,8 @@ type FactInfo struct {
 
 // Status reports the node's state.
 func (n *Node) Status() Status {
-	s := Status{Version: Version, Device: n.device.String(), Name: n.cfg.Name}
+	s := Status{Version: Version, Device: n.device.String(), Name: n.cfg.Name, Protocols: n.SupportedProtocols(), UpgradePolicy: n.UpgradePolicy()}
+	s.LastSessionAbort, s.SessionAborts = n.sessions.read()
 	for _, a := range n.host.Addrs() {
 		s.Addrs = append(s.Addrs, a.String()+"/p2p/"+n.host.ID().String())
 	}
@@ -164,6 +179,10 @@ func (n *Node) Status() Status {
 		s.Devices = append(s.Devices, d.String())
 	}
 	s.IdentityEpoch, s.SnapshotEpoch = st.Epoch, st.SnapshotEpoch
+	if !st.Account.IsZero() {
+		s.RequiredProtocol = maintenance.RequiredProtocol(st)
+		s.Incompatible = n.incompatibleLocked()
+	}
 	s.StateDigest = st.Digest().String()
 	if c := st.NewestSnapshot(); c != nil {
 		s.NewestSnapshot = n.snapshotInfoLocked(c.ProposalID, false)
@@ -203,9 +222,15 @@ func vvJSON(v crdt.VersionVector) map[string]uint64 {
 // Peers lists the connected peers.
 func (n *Node) Peers() []PeerInfo {
 	names := n.deviceNames()
+	inc := n.incompatibility()
 	var out []PeerInfo
 	for _, p := range n.host.Network().Peers() {
 		pi := PeerInfo{Peer: p.String(), Device: n.gater.isMember(p), Name: names[p], Via: "relayed"}
+		if d, ok := DeviceOf(p); ok {
+			if i, ok := inc[d]; ok {
+				pi.Incompatible, pi.IncompatibleCode = i.Reason, i.Code
+			}
+		}
 		for _, c := range n.host.Network().ConnsToPeer(p) {
 			if a := c.RemoteMultiaddr().String(); !slices.Contains(pi.Addrs, a) {
 				pi.Addrs = append(pi.Addrs, a)
@@ -406,6 +431,7 @@ func (n *Node) apiHandler() http.Handler {
 		reply(w, p, err)
 	})
 	n.maintenanceRoutes(mux)
+	n.deviceRoutes(mux)
 	n.blobRoutes(mux)
 	n.backupRoutes(mux)
 	if labRoutes != nil {
@@ -426,7 +452,11 @@ func reply(w http.ResponseWriter, v any, err error) {
 	w.Header().Set("Content-Type", "application/json")
 	if err != nil {
 		w.WriteHeader(statusOf(err))
-		_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+		e := map[string]string{"error": err.Error()}
+		if code := ErrorCode(err); code != "" {
+			e["code"] = code
+		}
+		_ = json.NewEncoder(w).Encode(e)
 		return
 	}
 	_ = json.NewEncoder(w).Encode(v)
@@ -440,7 +470,8 @@ func statusOf(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, ErrNoAccount), errors.Is(err, ErrHasAccount), errors.Is(err, maintenance.ErrNoAccount),
 		errors.Is(err, maintenance.ErrHasAccount), errors.Is(err, maintenance.ErrNoGroupKey), errors.Is(err, maintenance.ErrRoundOpen),
-		errors.Is(err, maintenance.ErrStaleProposal), errors.Is(err, maintenance.ErrNeedsRestore):
+		errors.Is(err, maintenance.ErrStaleProposal), errors.Is(err, maintenance.ErrNeedsRestore),
+		errors.Is(err, maintenance.ErrStaleEpoch), errors.Is(err, maintenance.ErrUnsupportedProtocol), errors.Is(err, maintenance.ErrNotReady):
 		return http.StatusConflict
 	case errors.Is(err, ErrNoSnapshot):
 		return http.StatusNotFound

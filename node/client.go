@@ -41,6 +41,8 @@ func (c *Client) Close() { c.hc.CloseIdleConnections() }
 type APIError struct {
 	Status  int
 	Message string
+	// Code is the kind of a session failure (ErrorCode), "" for others.
+	Code string
 }
 
 func (e *APIError) Error() string { return e.Message }
@@ -86,11 +88,11 @@ func (c *Client) roundTrip(req *http.Request) (*http.Response, error) {
 	}
 	if resp.StatusCode >= 300 {
 		defer resp.Body.Close()
-		var e struct{ Error string }
+		var e struct{ Error, Code string }
 		if json.NewDecoder(resp.Body).Decode(&e) != nil || e.Error == "" {
 			e.Error = resp.Status
 		}
-		return nil, &APIError{Status: resp.StatusCode, Message: e.Error}
+		return nil, &APIError{Status: resp.StatusCode, Message: e.Error, Code: e.Code}
 	}
 	return resp, nil
 }

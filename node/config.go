@@ -13,6 +13,8 @@ import (
 
 	"github.com/multiformats/go-multiaddr"
 	toml "github.com/pelletier/go-toml/v2"
+
+	"aura/crdt"
 )
 
 // ConfigFile and KeyFile are the names of the node's files in its home.
@@ -61,6 +63,20 @@ type Config struct {
 	Snapshot  SnapshotConfig  `toml:"snapshot"`
 	Invite    InviteConfig    `toml:"invite"`
 	Storage   StorageConfig   `toml:"storage"`
+	Upgrade   UpgradeConfig   `toml:"upgrade"`
+}
+
+// UpgradeConfig is this device's part in OTA upgrades.
+type UpgradeConfig struct {
+	// Policy is the upgrade policy this device publishes in its
+	// DeviceMetadata: manual (readiness after `aura-cli upgrade approve`)
+	// or auto (default manual). `aura-cli device policy` changes it at run
+	// time; an edit of this key wins again at the next start (metadata.go).
+	Policy string `toml:"policy"`
+	// TestProtocols, FOR TESTS ONLY, replaces the account protocol versions
+	// this device advertises (AccountProtocols) so a test can run a device
+	// that lacks one. Rendered only when set; leave it unset.
+	TestProtocols []string `toml:"test_protocols"`
 }
 
 // StorageConfig is the free-space guard (see space.go).
@@ -173,6 +189,7 @@ func DefaultConfig() Config {
 		Snapshot:  SnapshotConfig{Tick: Duration(500 * time.Millisecond), Timeout: Duration(60 * time.Second), WatermarkMB: 100, Keep: 2},
 		Invite:    InviteConfig{TTL: Duration(15 * time.Minute)},
 		Storage:   StorageConfig{MinFreeMB: 64, BallastMB: 16},
+		Upgrade:   UpgradeConfig{Policy: crdt.PolicyManual},
 	}
 }
 
@@ -184,6 +201,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Listen == nil {
 		c.Listen = d.Listen
+	}
+	if c.Upgrade.Policy == "" {
+		c.Upgrade.Policy = d.Upgrade.Policy
 	}
 	if c.Discovery.MDNS == nil {
 		c.Discovery.MDNS = d.Discovery.MDNS
@@ -338,6 +358,11 @@ func (c Config) Validate() error {
 	if c.Storage.BallastMB < 0 && c.Storage.BallastMB != -1 {
 		bad("storage.ballast_mb", "%d must be positive, or -1 for no ballast", c.Storage.BallastMB)
 	}
+	switch c.Upgrade.Policy {
+	case crdt.PolicyManual, crdt.PolicyAuto:
+	default:
+		bad("upgrade.policy", "%q is not manual or auto", c.Upgrade.Policy)
+	}
 	if c.Invite.TTL < Duration(time.Second) {
 		bad("invite.ttl", "%s is below 1s", time.Duration(c.Invite.TTL))
 	}
@@ -433,6 +458,10 @@ func (c Config) Render() []byte {
 	p("[invite]\n# How long an invite code stays valid.\nttl = %s\n\n", quote(time.Duration(c.Invite.TTL).String()))
 	p("[storage]\n# Below this much free space (MB) under HOME/data, writes are refused until\n# space is freed (reads, sync and snapshots go on); -1 turns the guard off.\nmin_free_mb = %d\n", c.Storage.MinFreeMB)
 	p("# Reserve file (MB) released when the guard trips, so snapshots and GC\n# can run; -1 for none.\nballast_mb = %d\n", c.Storage.BallastMB)
+	p("\n[upgrade]\n# Upgrade policy published in this device's metadata: manual (readiness after\n# `aura-cli upgrade approve`) or auto. `aura-cli device policy` changes it.\npolicy = %s\n", quote(c.Upgrade.Policy))
+	if len(c.Upgrade.TestProtocols) > 0 {
+		p("# FOR TESTS ONLY: the protocol versions advertised instead of this binary's.\ntest_protocols = %s\n", quoteList(c.Upgrade.TestProtocols))
+	}
 	return []byte(b.String())
 }
 

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"aura/crdt"
+	"aura/maintenance"
 	"aura/threshold"
 )
 
@@ -89,33 +91,28 @@ func (n *Node) Keygen(ctx context.Context, m int) (*GroupKeyInfo, error) {
 	if err := n.requireAdmin("run a key generation (it re-keys the account)"); err != nil {
 		return nil, err
 	}
-	members := n.Members()
-	nn := len(members)
-	if err := thresholdRange(m, nn); err != nil {
-		return nil, err
-	}
-	self := -1
-	for i, d := range members {
-		if d == n.device {
-			self = i
-		}
-	}
-	if self < 0 {
-		return nil, fmt.Errorf("%w: this device is not a member", ErrKeygen)
-	}
+	var members []crdt.DeviceID
 	var key *threshold.GroupKey
 	var share *threshold.Share
-	if nn == 1 || m == 1 {
-		k, shares, err := threshold.Deal(threshold.NewBN256(), rand.Reader, 1, 1)
-		if err != nil {
-			return nil, err
-		}
-		key, share = k, shares[0]
-	} else {
+	for attempt := 1; ; attempt++ {
 		var err error
-		key, share, err = n.runHub(ctx, members, self, m)
-		if err != nil {
-			return nil, err
+		members, key, share, err = n.keygenAttempt(ctx, m)
+		if err == nil {
+			break
+		}
+		retry := maintenance.RetrySession(err, attempt)
+		if code := ErrorCode(err); code != "" {
+			outcome := "not retried"
+			if retry {
+				outcome = fmt.Sprintf("retrying under the new epoch (%d/%d)", attempt, maintenance.SessionRetries)
+			} else if code == CodeStaleEpoch {
+				outcome = fmt.Sprintf("gave up after %d retries", maintenance.SessionRetries)
+			}
+			n.sessions.note(SessionAbort{Session: "keygen", Reason: err.Error(), Code: code, Retry: outcome, At: time.Now()})
+			n.log.Warn("key generation aborted", "err", err, "outcome", outcome)
+		}
+		if !retry {
+			return nil, sessionHint(err)
 		}
 	}
 	if err := n.saveShare(share); err != nil {
@@ -139,6 +136,46 @@ func (n *Node) Keygen(ctx context.Context, m int) (*GroupKeyInfo, error) {
 	return info, nil
 }
 
+// keygenAttempt runs one key generation session among the current
+// members, under the current scope: it refuses to start when
+// maintenance.CheckSession fails (a member lacking the protocol or
+// readiness), and the hub aborts it when the check fails while it runs
+// (the identity epoch moved).
+func (n *Node) keygenAttempt(ctx context.Context, m int) ([]crdt.DeviceID, *threshold.GroupKey, *threshold.Share, error) {
+	n.mu.Lock()
+	st := n.rep.State()
+	members, scope := st.MemberList(), maintenance.ScopeOf(st)
+	err := maintenance.CheckSession(st, scope, members)
+	n.mu.Unlock()
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%w: %w", ErrKeygen, err)
+	}
+	nn := len(members)
+	if err := thresholdRange(m, nn); err != nil {
+		return nil, nil, nil, err
+	}
+	self := slices.Index(members, n.device)
+	if self < 0 {
+		return nil, nil, nil, fmt.Errorf("%w: this device is not a member", ErrKeygen)
+	}
+	if nn == 1 || m == 1 {
+		k, shares, err := threshold.Deal(threshold.NewBN256(), rand.Reader, 1, 1)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		return members, k, shares[0], nil
+	}
+	key, share, err := n.runHub(ctx, members, self, m, scope)
+	return members, key, share, err
+}
+
+// checkSession is maintenance.CheckSession on the live state.
+func (n *Node) checkSession(scope maintenance.Scope, participants []crdt.DeviceID) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return maintenance.CheckSession(n.rep.State(), scope, participants)
+}
+
 type hubIn struct {
 	from  int
 	frame []byte
@@ -148,7 +185,7 @@ type hubIn struct {
 // runHub drives the session as its hub: it opens a stream to every other
 // participant and moves frames between the streams and the
 // threshold.KeygenHub, which decides everything else.
-func (n *Node) runHub(ctx context.Context, members []crdt.DeviceID, self, m int) (*threshold.GroupKey, *threshold.Share, error) {
+func (n *Node) runHub(ctx context.Context, members []crdt.DeviceID, self, m int, scope maintenance.Scope) (*threshold.GroupKey, *threshold.Share, error) {
 	ctx, cancel := context.WithTimeout(ctx, dkgStreamDeadline)
 	defer cancel()
 	var session [16]byte
@@ -253,7 +290,23 @@ func (n *Node) runHub(ctx context.Context, members []crdt.DeviceID, self, m int)
 	out := carry(hub.Start(now()))
 	ticker := time.NewTicker(dkgTick)
 	defer ticker.Stop()
+	// gate aborts the session when its check fails (the epoch moved, a
+	// participant lost readiness), until the final is out: from then on
+	// participants keep shares, and the key is published as generated.
+	gate := func() bool {
+		if hub.FinalSent() {
+			return false
+		}
+		if err := n.checkSession(scope, members); err != nil {
+			out = carry(hub.Abort(now(), err))
+			return true
+		}
+		return false
+	}
 	for out.Done == nil && out.Err == nil {
+		if gate() {
+			break
+		}
 		select {
 		case x := <-in:
 			if x.err != nil {
@@ -359,7 +412,31 @@ func (n *Node) handleDKG(s network.Stream) {
 	ticker := time.NewTicker(dkgTick)
 	defer ticker.Stop()
 	var out threshold.KeygenOutput
+	var scope *maintenance.Scope // of the session, once the hub named its participants
+	kept := false
 	for {
+		// The participant's side of the session gate: it takes no part in
+		// a session whose check fails (a participant lacking the protocol
+		// or readiness, the epoch moved), until it keeps its share.
+		if ids := p.Participants(); ids != nil && !kept && out.Keep == nil && out.Err == nil && out.Done == nil {
+			parts := make([]crdt.DeviceID, 0, len(ids))
+			for _, b := range ids {
+				var d crdt.DeviceID
+				copy(d[:], b)
+				parts = append(parts, d)
+			}
+			n.mu.Lock()
+			st := n.rep.State()
+			if scope == nil {
+				sc := maintenance.ScopeOf(st)
+				scope = &sc
+			}
+			err := maintenance.CheckSession(st, *scope, parts)
+			n.mu.Unlock()
+			if err != nil {
+				out = p.Abort(now(), err)
+			}
+		}
 		for _, err := range out.Rejected {
 			n.log.Debug("dkg step", "err", err)
 		}
@@ -379,6 +456,7 @@ func (n *Node) handleDKG(s network.Stream) {
 			n.rep.SetShare(sh)
 			n.mu.Unlock()
 			n.log.Info("threshold share kept", "index", sh.Index()+1, "threshold", p.Threshold(), "devices", len(p.Participants()))
+			kept = true
 			out = p.Kept(now())
 			continue
 		}

@@ -112,6 +112,9 @@ type Node struct {
 	kick chan struct{} // wakes reconnectLoop (see kickReconnect)
 	asks peerAsks      // when each device was last asked for peers
 	nat  natState      // NAT traversal (nat.go)
+
+	dev      deviceSettings // what this device publishes (metadata.go)
+	sessions sessionLog     // aborted maintenance sessions (session.go)
 }
 
 // New starts a node in o.Home. Every startup failure returns one error
@@ -217,6 +220,7 @@ func (n *Node) start(o Options) (err error) {
 	if err := n.loadRecords(); err != nil {
 		return err
 	}
+	n.loadPolicy()
 	if err := n.loadShare(); err != nil {
 		n.log.Warn("threshold share not loaded", "err", err)
 	}
@@ -433,6 +437,9 @@ func (n *Node) handle(out maintenance.Output) {
 	}
 	for _, e := range out.Events {
 		n.m.events.WithLabelValues(e.Kind.String()).Inc()
+		if e.Kind == maintenance.EventSessionAborted {
+			n.noteSnapshotAbort(e)
+		}
 		if e.Kind.Warning() {
 			n.log.Warn("maintenance", "event", e.String())
 		} else {

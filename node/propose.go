@@ -1,6 +1,9 @@
 package node
 
 import (
+	"errors"
+	"fmt"
+
 	"github.com/libp2p/go-libp2p/core/network"
 
 	"aura/crdt"
@@ -38,7 +41,25 @@ func (n *Node) ProposeChecked(force bool) (*SnapshotInfo, error) {
 	if online, needed, ok := n.keyHolders(); ok && !force && online < needed {
 		return nil, errorf(ErrUnavailable, "%d of %d needed key holders online: start the others (see `aura-cli threshold status`), or pass --force to propose anyway (the round is abandoned at its deadline unless they come)", online, needed)
 	}
-	return n.Propose()
+	info, err := n.Propose()
+	if err != nil {
+		return nil, sessionHint(err)
+	}
+	return info, nil
+}
+
+// sessionHint adds what to do to a session the core refused
+// (maintenance.CheckSession); the error still wraps its sentinel.
+func sessionHint(err error) error {
+	switch {
+	case errors.Is(err, maintenance.ErrUnsupportedProtocol):
+		return fmt.Errorf("%w (install a binary that runs it on those devices, or remove them with `aura-cli account remove DEVICE`; see `aura-cli status`)", err)
+	case errors.Is(err, maintenance.ErrNotReady):
+		return fmt.Errorf("%w (approve the upgrade on that device with `aura-cli upgrade approve ID`, or remove it with `aura-cli account remove DEVICE`)", err)
+	case errors.Is(err, maintenance.ErrStaleEpoch):
+		return fmt.Errorf("%w (the account's devices changed: run it again)", err)
+	}
+	return err
 }
 
 // requireAdmin refuses an operation of the account's admin on a device

@@ -92,6 +92,13 @@ type Workload struct {
 	// Absence takes one device away while the others complete snapshots
 	// (off by default).
 	Absence Absence
+	// HardFork activates a hard fork at setup that one honest device is
+	// not ready for (session.go; off by default).
+	HardFork bool
+	// Rekey runs a key generation session in the active phase under the
+	// session gate, with the identity epoch moving during its first
+	// attempt (session.go; off by default).
+	Rekey bool
 }
 
 // Defects are deliberate bugs for the tests that prove the invariants can
@@ -128,10 +135,19 @@ type Defects struct {
 	// (issue 10's node bug: a device back after two snapshots restored the
 	// stale one it rested on).
 	RestoreOwnNewest bool
+	// KeygenIgnoreEpoch makes the key generation driver skip the session
+	// gate while the session runs (Workload.Rekey): it goes on after the
+	// identity epoch moved.
+	KeygenIgnoreEpoch bool
+	// KeygenSkipGate makes the key generation driver start a session
+	// without checking it (Workload.Rekey with HardFork): a device lacking
+	// readiness takes part.
+	KeygenSkipGate bool
 }
 
 func (d Defects) any() bool {
-	return d.PruneAboveFrontier || d.SkipThresholdVerify || d.LoseMetaOnCrash || d.KeygenUnsealed || d.DeleteOnTombstone || d.KeepTombstoned || d.RestoreOwnNewest
+	return d.PruneAboveFrontier || d.SkipThresholdVerify || d.LoseMetaOnCrash || d.KeygenUnsealed || d.DeleteOnTombstone || d.KeepTombstoned || d.RestoreOwnNewest ||
+		d.KeygenIgnoreEpoch || d.KeygenSkipGate
 }
 
 func (d Defects) String() string {
@@ -160,11 +176,17 @@ func (d Defects) String() string {
 	if d.CacheNoInvalidate {
 		s = append(s, "cache-no-invalidate")
 	}
+	if d.KeygenIgnoreEpoch {
+		s = append(s, "keygen-ignore-epoch")
+	}
+	if d.KeygenSkipGate {
+		s = append(s, "keygen-skip-gate")
+	}
 	return strings.Join(s, ",")
 }
 
 // defectNames lists the defects ParseDefects knows.
-const defectNames = "prune-above-frontier, skip-threshold-verify, lose-meta-on-crash, keygen-unsealed, delete-on-tombstone, keep-tombstoned, restore-own-newest, cache-no-invalidate"
+const defectNames = "prune-above-frontier, skip-threshold-verify, lose-meta-on-crash, keygen-unsealed, delete-on-tombstone, keep-tombstoned, restore-own-newest, cache-no-invalidate, keygen-ignore-epoch, keygen-skip-gate"
 
 // ParseDefects parses a comma-separated list of defect names (see
 // Defects.String).
@@ -189,6 +211,10 @@ func ParseDefects(spec string) (Defects, error) {
 			d.RestoreOwnNewest = true
 		case "cache-no-invalidate":
 			d.CacheNoInvalidate = true
+		case "keygen-ignore-epoch":
+			d.KeygenIgnoreEpoch = true
+		case "keygen-skip-gate":
+			d.KeygenSkipGate = true
 		default:
 			return d, fmt.Errorf("unknown defect %q (%s)", name, defectNames)
 		}

@@ -111,10 +111,29 @@ type kgAttempt struct {
 	lied     map[int]bool
 	lieKey   []byte
 	r        *rand.Rand
+
+	// the session gate (session.go): gate is CheckSession on the hub's
+	// state, called before every event until the final is out; move runs
+	// once, at frame moveAt (the identity epoch moves).
+	gate             func() error
+	gateAborted      bool
+	move             func()
+	moveAt           int
+	movedBeforeFinal bool
 }
 
-// faulted reports whether a fault struck this attempt.
-func (a *kgAttempt) faulted() bool { return len(a.stalled)+len(a.crashed)+len(a.lied) > 0 }
+func (s *sim) newAttempt(num, n int, r *rand.Rand, lieKey []byte) *kgAttempt {
+	return &kgAttempt{s: s, num: num, n: n, hubAt: 0, last: map[[2]int]int64{},
+		parts: make([]*threshold.KeygenParticipant, n), partOut: make([]*threshold.KeygenOutput, n),
+		kept: make([]*threshold.KeygenResult, n), stallAt: -1, crashAt: -1, stalled: map[int]bool{},
+		crashed: map[int]bool{}, liars: map[int]bool{}, lied: map[int]bool{}, lieKey: lieKey, r: r}
+}
+
+// faulted reports whether a fault struck this attempt (or the session gate
+// aborted it).
+func (a *kgAttempt) faulted() bool {
+	return len(a.stalled)+len(a.crashed)+len(a.lied) > 0 || a.gateAborted
+}
 
 // groupKey makes the run's group key and the devices' shares: by key
 // generation with Workload.Keygen (and M >= 2), else (or when every
@@ -146,10 +165,7 @@ func (s *sim) keygen(parts []crdt.DeviceID) (*threshold.GroupKey, []*threshold.S
 	}
 	for num := 1; num <= keygenAttempts; num++ {
 		s.res.Stats.KeygenAttempts++
-		a := &kgAttempt{s: s, num: num, n: n, hubAt: 0, last: map[[2]int]int64{},
-			parts: make([]*threshold.KeygenParticipant, n), partOut: make([]*threshold.KeygenOutput, n),
-			kept: make([]*threshold.KeygenResult, n), stallAt: -1, crashAt: -1, stalled: map[int]bool{},
-			crashed: map[int]bool{}, liars: map[int]bool{}, lied: map[int]bool{}, lieKey: lie.Bytes(), r: r}
+		a := s.newAttempt(num, n, r, lie.Bytes())
 		if num < keygenAttempts {
 			a.drawFaults(r, honest)
 		}
@@ -202,6 +218,12 @@ func (a *kgAttempt) devNow(i int) int64 { return a.s.devNow(a.s.devs[i]) }
 func (a *kgAttempt) send(from, to int, frame []byte) {
 	a.frames++
 	s := a.s
+	if a.move != nil && a.frames >= a.moveAt {
+		a.movedBeforeFinal = !a.hub.FinalSent()
+		mv := a.move
+		a.move = nil
+		mv()
+	}
 	p := to
 	if to == a.hubAt {
 		p = from
@@ -312,6 +334,13 @@ func (a *kgAttempt) run(parts []crdt.DeviceID) (*threshold.GroupKey, []*threshol
 		s.now = max(s.now, e.at)
 		if s.now > deadline {
 			break
+		}
+		if a.gate != nil && !hub.Over() && !hub.FinalSent() && !s.cfg.Defects.KeygenIgnoreEpoch {
+			if err := a.gate(); err != nil {
+				a.gateAborted = true
+				s.trace("keygen attempt %d: the session gate aborts it: %v", a.num, err)
+				a.hubOutput(hub.Abort(a.devNow(a.hubAt), err))
+			}
 		}
 		switch e.kind {
 		case kgDeliver:

@@ -29,6 +29,7 @@ const (
 	evBlob                         // a device stores, fetches or tombstones a blob
 	evFaultClock                   // once a virtual second: draw schedule faults
 	evBack                         // the absent device (Workload.Absence) comes back
+	evRekey                        // the admin runs a key generation (Workload.Rekey)
 )
 
 // msgKind is what a message carries.

@@ -60,6 +60,9 @@ type Stats struct {
 	KeygenAttempts int `json:"keygen_attempts"` // key generation sessions run (Workload.Keygen)
 	KeygenFailures int `json:"keygen_failures"` // of which failed (under faults)
 
+	SessionAborts   int `json:"session_aborts"`   // key generation sessions the session gate aborted (Workload.Rekey)
+	SessionRefusals int `json:"session_refusals"` // key generation sessions it refused to start
+
 	BlobsStored     int `json:"blobs_stored"`     // `blob put`s acknowledged
 	BlobsFetched    int `json:"blobs_fetched"`    // `blob get`s that fetched a blob from a peer
 	BlobsTombstoned int `json:"blobs_tombstoned"` // `blob rm`s acknowledged
@@ -105,6 +108,8 @@ func (s *Stats) add(o Stats) {
 	s.CompletionsUnchecked += o.CompletionsUnchecked
 	s.KeygenAttempts += o.KeygenAttempts
 	s.KeygenFailures += o.KeygenFailures
+	s.SessionAborts += o.SessionAborts
+	s.SessionRefusals += o.SessionRefusals
 	s.BlobsStored += o.BlobsStored
 	s.BlobsFetched += o.BlobsFetched
 	s.BlobsTombstoned += o.BlobsTombstoned
@@ -128,6 +133,8 @@ type Result struct {
 	Watermark int64   // Workload.Watermark
 	Keygen    bool    // Workload.Keygen
 	Absence   Absence // Workload.Absence
+	Rekey     bool    // Workload.Rekey
+	HardFork  bool    // Workload.HardFork
 	// ProposeEvery is Workload.ProposeEvery (ms).
 	ProposeEvery int64
 	// Schedule is the fault schedule as it happened: partitions, crashes,
@@ -166,6 +173,12 @@ func (r Result) Command() string {
 	}
 	if r.ProposeEvery != 0 && r.ProposeEvery != defaultProposeEvery {
 		fmt.Fprintf(&b, " --propose-every %dms", r.ProposeEvery)
+	}
+	if r.Rekey {
+		b.WriteString(" --rekey")
+	}
+	if r.HardFork {
+		b.WriteString(" --hard-fork")
 	}
 	if r.Absence.Snapshots > 0 {
 		fmt.Fprintf(&b, " --absent %s", r.Absence)

@@ -119,6 +119,7 @@ func Run(cfg Config) (Result, error) {
 	s.res = &Result{Seed: cfg.Seed, Nodes: cfg.Nodes, Threshold: cfg.Threshold, Faults: cfg.Faults,
 		Events: cfg.Events, Duration: cfg.Duration, Defects: cfg.Defects, Serial: cfg.Workload.SerialProposals,
 		Watermark: cfg.Workload.Watermark, Keygen: cfg.Workload.Keygen, Absence: cfg.Workload.Absence,
+		Rekey: cfg.Workload.Rekey, HardFork: cfg.Workload.HardFork,
 		ProposeEvery: cfg.Workload.ProposeEvery}
 	s.netRng = rand.New(rand.NewPCG(cfg.Seed, 0x6e6574))    // "net"
 	s.workRng = rand.New(rand.NewPCG(cfg.Seed, 0x776f726b)) // "work"
@@ -228,6 +229,11 @@ func (s *sim) setup() error {
 			return err
 		}
 	}
+	if s.cfg.Workload.HardFork {
+		if _, err := s.hardForkFacts(s.unreadyDevice()); err != nil {
+			return err
+		}
+	}
 	for _, d := range s.devs[:n] {
 		s.doctor(d) // CreateAccount and Join replaced the state
 		s.armShare(d)
@@ -247,6 +253,9 @@ func (s *sim) setup() error {
 	w := s.cfg.Workload
 	if w.ProposeEvery > 0 {
 		s.at(s.expDelay(s.workRng, w.ProposeEvery), &event{kind: evPropose})
+	}
+	if w.Rekey {
+		s.at(2000, &event{kind: evRekey})
 	}
 	if s.cfg.Faults.Partition > 0 || s.cfg.Faults.Crash > 0 || s.cfg.Faults.Offline > 0 {
 		s.at(1000, &event{kind: evFaultClock})
@@ -423,6 +432,8 @@ func (s *sim) step(e *event) {
 		s.onBlob(e)
 	case evBack:
 		s.absenceEnd("its snapshots completed")
+	case evRekey:
+		s.onRekey()
 	}
 }
 
@@ -558,6 +569,9 @@ func (s *sim) handleOutput(d *device, out maintenance.Output, via string) {
 			s.trace("%s commit %s seq=%d lamport=%d id=%s", d.name, f.Kind, f.Seq, f.Lamport, f.ID().Hex()[:12])
 			if f.Kind == crdt.KindSnapshotCompleted && d.honest() {
 				s.checkCompletionFact(d, f)
+			}
+			if d.honest() {
+				s.checkSessionFact(d, f)
 			}
 		}
 		s.publish(d, out.Publish)

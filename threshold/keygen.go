@@ -279,6 +279,12 @@ func (h *KeygenHub) frame(t KeygenFrameType, fill func(*KeygenFrame)) []byte {
 // Over reports whether the session has finished (succeeded or failed).
 func (h *KeygenHub) Over() bool { return h.phase == hubOver }
 
+// FinalSent reports whether the hub sent the final frame and waits for the
+// acknowledgements: participants may already keep their shares, so a
+// driver that would abort the session for an outside reason (the account's
+// epoch moved) lets it finish instead from here on.
+func (h *KeygenHub) FinalSent() bool { return h.phase == hubAck }
+
 // Step feeds one frame received from participant from at time now.
 func (h *KeygenHub) Step(now int64, from int, data []byte) KeygenOutput {
 	if h.phase == hubOver || h.phase == hubNew {

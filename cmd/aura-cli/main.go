@@ -25,16 +25,30 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := root().ExecuteContext(ctx)
+	c := root()
+	err := c.ExecuteContext(ctx)
 	stop()
 	if err != nil {
 		var code exitCode
 		if errors.As(err, &code) {
 			os.Exit(int(code)) // the command already said why
 		}
+		jsonError(c, err)
 		fmt.Fprintln(os.Stderr, "aura-cli:", esc(strings.ReplaceAll(err.Error(), "\n", "; ")))
 		os.Exit(1)
 	}
+}
+
+// jsonError prints, with --json, a failure the node gave a code (a session
+// refused or aborted: node.ErrorCode) as one JSON document on stdout, for
+// scripts; the reason goes to stderr all the same.
+func jsonError(c *cobra.Command, err error) {
+	var ae *node.APIError
+	if on, _ := c.PersistentFlags().GetBool("json"); !on || !errors.As(err, &ae) || ae.Code == "" {
+		return
+	}
+	b, _ := json.Marshal(map[string]string{"error": ae.Message, "code": ae.Code})
+	fmt.Println(string(b))
 }
 
 type app struct {
@@ -99,7 +113,7 @@ func root() *cobra.Command {
 	c.PersistentFlags().StringVar(&a.home, "home", "", "node directory (default $AURA_HOME, else ~/.aura)")
 	c.PersistentFlags().BoolVar(&a.json, "json", false, "print one JSON document on stdout")
 	c.PersistentFlags().DurationVar(&a.timeout, "timeout", 2*time.Minute, "give up after this long")
-	c.AddCommand(statusCmd(a), peersCmd(a), factCmd(a), accountCmd(a), thresholdCmd(a), snapshotCmd(a), restoreCmd(a), blobCmd(a), cacheCmd(a), versionCmd(a), simCmd(), backupCmd(a))
+	c.AddCommand(statusCmd(a), peersCmd(a), factCmd(a), accountCmd(a), thresholdCmd(a), snapshotCmd(a), restoreCmd(a), blobCmd(a), cacheCmd(a), deviceCmd(a), versionCmd(a), simCmd(), backupCmd(a))
 	return c
 }
 

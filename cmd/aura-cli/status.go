@@ -75,6 +75,16 @@ func printStatus(w io.Writer, s node.Status) {
 		p("threshold key", "none (run `aura-cli threshold keygen --threshold M`)")
 	}
 	p("evidence", "%d equivocations", s.Evidence)
+	p("protocols", "%s (upgrade policy %s)", strings.Join(s.Protocols, ", "), s.UpgradePolicy)
+	if s.RequiredProtocol != "" {
+		p("sessions run", "%s", s.RequiredProtocol)
+	}
+	for _, d := range s.Incompatible {
+		p("incompatible", "%s (%s): %s", shortID(d.Device), esc(d.Name), esc(d.Reason))
+	}
+	if a := s.LastSessionAbort; a != nil {
+		p("session aborted", "%s %s at %s: %s (%s); %d aborts since start", a.Session, shortID(a.Proposal), a.At.Local().Format(timeFmt), esc(a.Reason), esc(a.Retry), s.SessionAborts)
+	}
 	if d := s.Disk; d != nil {
 		if d.Full {
 			p("disk", "FULL: %d MB free, below %d MB: writes are refused until space is freed", d.FreeBytes>>20, d.MinFree>>20)
@@ -104,7 +114,7 @@ func peersCmd(a *app) *cobra.Command {
 					return
 				}
 				tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-				fmt.Fprintln(tw, "PEER\tNAME\tVIA\tPATHS")
+				fmt.Fprintln(tw, "PEER\tNAME\tVIA\tPATHS\tSESSIONS")
 				for _, p := range ps {
 					name := esc(p.Name)
 					if !p.Device {
@@ -119,7 +129,13 @@ func peersCmd(a *app) *cobra.Command {
 					if len(paths) == 0 {
 						paths = p.Addrs
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Peer, name, p.Via, strings.Join(paths, ", "))
+					sessions := "ok"
+					if !p.Device {
+						sessions = "-"
+					} else if p.Incompatible != "" {
+						sessions = "incompatible: " + esc(p.Incompatible)
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.Peer, name, p.Via, strings.Join(paths, ", "), sessions)
 				}
 				tw.Flush()
 			})
