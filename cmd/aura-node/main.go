@@ -144,7 +144,7 @@ func root() *cobra.Command {
 			"other devices: restore from the newest snapshot, then sync. This device's own\n" +
 			"writes still readable in the damaged store are replayed; the ones neither the\n" +
 			"peers nor the damaged store have are named. The node must be stopped; start it\n" +
-			"again with `aura-node run` afterwards.",
+			"again with `aura-node run` afterwards.\n\nRunbook: docs/runbooks/repair.md",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if repairTimeout <= 0 {

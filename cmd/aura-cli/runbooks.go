@@ -1,0 +1,51 @@
+package main
+
+import (
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// RunbookDir is where the operator runbooks live in the source tree (and
+// in a release archive).
+const RunbookDir = "docs/runbooks/"
+
+// runbookOf names the runbook page for each top-level command's task; its
+// subcommands share it. A page missing from docs/runbooks fails
+// TestHelpNamesRunbooks.
+var runbookOf = map[string]string{
+	"account":   "account.md",
+	"fact":      "account.md",
+	"status":    "account.md",
+	"snapshot":  "snapshot.md",
+	"threshold": "snapshot.md",
+	"restore":   "restore.md",
+	"blob":      "blobs.md",
+	"backup":    "backup.md",
+	"peers":     "nat.md",
+}
+
+// linkRunbooks appends "Runbook: docs/runbooks/PAGE" to the help of every
+// command whose task has a runbook.
+func linkRunbooks(root *cobra.Command) {
+	var walk func(c *cobra.Command, page string)
+	walk = func(c *cobra.Command, page string) {
+		if page != "" {
+			long := c.Long
+			if long == "" {
+				long = c.Short
+			}
+			if !strings.Contains(long, RunbookDir) {
+				c.Long = strings.TrimRight(long, "\n") + "\n\nRunbook: " + RunbookDir + page
+			}
+		}
+		for _, sub := range c.Commands() {
+			p := page
+			if c == root {
+				p = runbookOf[sub.Name()]
+			}
+			walk(sub, p)
+		}
+	}
+	walk(root, "")
+}
