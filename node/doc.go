@@ -58,6 +58,14 @@
 //     failure names the device to blame (threshold.KeygenError) and asks
 //     the operator to retry. The frame bytes are those of the earlier
 //     node-side implementation (keygen_wire_test.go checks both ways).
+//     The session is epoch-scoped (maintenance/session.go): the hub runs
+//     maintenance.CheckSession over the members under the current scope
+//     before it deals (a member lacking the protocol or readiness: refused,
+//     naming it) and before every step until its final is out (then
+//     participants keep shares, so the key is published as generated); a
+//     participant checks the hub's participant list the same way until it
+//     keeps its share. A session aborted because the identity epoch moved
+//     is run again under the new scope, maintenance.RetrySession times.
 //   - /aura/snapshot/1: answers with the fact of the newest completed
 //     snapshot. Restore asks every connected device at once and hands the
 //     answers to Replica.RestoreTarget, which picks (the node never
@@ -71,6 +79,19 @@
 //     and dials the devices it learned of: a device that joined through the
 //     admin finds the others without mDNS, and keeps them when the admin
 //     goes.
+//
+// Sessions and device metadata (metadata.go, session.go, propose.go): the
+// node publishes DeviceMetadata (name, SupportedProtocols, the upgrade
+// policy from upgrade.policy or `aura-cli device policy`, POST
+// /v1/device/policy) whenever the state does not say exactly that. The
+// snapshot round's session gate is the core's (Replica.Propose refuses,
+// naming devices; a round whose epoch moved is abandoned and proposed again
+// by the core); the node only reports: EventSessionAborted and keygen
+// aborts land in Status.LastSessionAbort, maintenance.Incompatible gives
+// Status.Incompatible and PeerInfo.Incompatible, and the API's error
+// answers carry a code (ErrorCode: stale_epoch, unsupported_protocol,
+// not_ready) that `aura-cli --json` prints. upgrade.test_protocols replaces
+// the advertised protocols, for tests only.
 //
 // Failure behaviour (fail-stop, never wedge):
 //   - Startup checks before anything starts (startup.go): the home lock,

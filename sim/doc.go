@@ -120,6 +120,14 @@
 //     a success gives every participant a share of the hub's group key at
 //     its own index, and every M of the shares (up to 64 subsets) recover
 //     a group signature that verifies under it.
+//   - session-epoch, session-ready (session.go): no session runs under a
+//     stale identity epoch (a snapshot vote or completion an honest device
+//     commits is under its identity epoch; a key generation whose epoch
+//     moved before its final does not succeed), and after an activation a
+//     device lacking readiness takes part in no session (no vote of it, no
+//     completion naming it, no key generation including it). Workloads
+//     HardFork and Rekey exercise them; the keygen-ignore-epoch and
+//     keygen-skip-gate defects prove them.
 //
 // A failing Result carries the seed, the fault schedule as it happened and
 // the violations; Result.Command is the `aura-cli sim` line that replays
