@@ -32,6 +32,9 @@ import (
 //	crash DEV                reopen the device's replica over its storage
 //	restore DEV              restore from what the core names (RestoreTarget)
 //	state DEV                digest, fence, buffer, base, newest snapshot
+//	admit N                  the admin d0 admits a new device (key N): the identity epoch moves
+//	meta DEV PROTO...        DEV publishes DeviceMetadata with those protocols
+//	activate DEV...          d0 publishes and activates a hard fork; the DEVs declare readiness first
 //
 // Deliveries run to quiescence after every command; outputs print in the
 // order they were returned.
@@ -153,6 +156,17 @@ func (x *transcript) syncFacts(from *tdev, fi int, to *tdev, ti int) {
 	}
 	x.print(ti, fmt.Sprintf("sync from d%d", fi), out)
 	x.deliver(ti, out)
+}
+
+// writeAs writes body as device i (facts without a method of their own).
+func (x *transcript) writeAs(i int, d *tdev, body crdt.Body) {
+	o, err := d.rep.Write(x.now, body)
+	if err != nil {
+		fmt.Fprintf(x.out, "d%d %s: error %v\n", i, body.Kind(), err)
+		return
+	}
+	x.print(i, body.Kind().String(), o)
+	x.deliver(i, o)
 }
 
 func (x *transcript) dev(s string) (int, *tdev) {
@@ -280,6 +294,29 @@ func (x *transcript) run(line string) {
 		}
 		fmt.Fprintf(x.out, "d%d: digest %s fence %s buffered %d base %s newest %s journal %d facts kv [%s]\n",
 			i, st.Digest().String()[:12], fence, d.rep.Buffered(), base, newest, d.store.Stats().Facts, strings.Join(kv, " "))
+	case "admit":
+		n, _ := strconv.Atoi(f[1])
+		k := key(n)
+		o, err := x.devs[0].rep.AddDevice(crdt.DeviceIDFromKey(k.Public().(ed25519.PublicKey)), "new", nil)
+		if err != nil {
+			fmt.Fprintf(x.out, "d0 admit: error %v\n", err)
+			return
+		}
+		x.print(0, "admit", o)
+		x.deliver(0, o)
+		fmt.Fprintf(x.out, "identity epoch %d\n", x.devs[0].rep.State().Epoch)
+	case "meta":
+		i, d := x.dev(f[1])
+		x.writeAs(i, d, &crdt.DeviceMetadata{SupportedProtocols: f[2:]})
+	case "activate":
+		pkg := [16]byte{0xab}
+		epoch := x.devs[0].rep.State().Epoch
+		x.writeAs(0, x.devs[0], &crdt.UpgradeMetadata{PackageID: pkg, Version: "2.0.0", UpgradeKind: "hard", ActivationFence: epoch})
+		for _, name := range f[1:] {
+			i, d := x.dev(name)
+			x.writeAs(i, d, &crdt.UpgradeReady{PackageID: pkg})
+		}
+		x.writeAs(0, x.devs[0], &crdt.UpgradeActivated{PackageID: pkg, ToVersion: "2.0.0", ActivationFence: epoch})
 	default:
 		x.t.Fatalf("unknown command %q", line)
 	}
