@@ -63,9 +63,10 @@
 //     before it deals (a member lacking the protocol or readiness: refused,
 //     naming it) and before every step until its final is out (then
 //     participants keep shares, so the key is published as generated); a
-//     participant checks the hub's participant list the same way until it
-//     keeps its share. A session aborted because the identity epoch moved
-//     is run again under the new scope, maintenance.RetrySession times.
+//     participant checks the hub's participant list for the protocol and
+//     readiness until it keeps its share (the epoch is the hub's to watch).
+//     A session aborted because the identity epoch moved is run again
+//     under the new scope, maintenance.RetrySession times.
 //   - /aura/snapshot/1: answers with the fact of the newest completed
 //     snapshot. Restore asks every connected device at once and hands the
 //     answers to Replica.RestoreTarget, which picks (the node never

@@ -412,12 +412,14 @@ func (n *Node) handleDKG(s network.Stream) {
 	ticker := time.NewTicker(dkgTick)
 	defer ticker.Stop()
 	var out threshold.KeygenOutput
-	var scope *maintenance.Scope // of the session, once the hub named its participants
 	kept := false
 	for {
 		// The participant's side of the session gate: it takes no part in
-		// a session whose check fails (a participant lacking the protocol
-		// or readiness, the epoch moved), until it keeps its share.
+		// a session with a participant lacking the protocol or readiness
+		// (its own state's view), until it keeps its share. The epoch is
+		// the hub's to watch: this device's state may still be catching up
+		// with membership the hub already holds, which is no reason to
+		// abort.
 		if ids := p.Participants(); ids != nil && !kept && out.Keep == nil && out.Err == nil && out.Done == nil {
 			parts := make([]crdt.DeviceID, 0, len(ids))
 			for _, b := range ids {
@@ -427,11 +429,7 @@ func (n *Node) handleDKG(s network.Stream) {
 			}
 			n.mu.Lock()
 			st := n.rep.State()
-			if scope == nil {
-				sc := maintenance.ScopeOf(st)
-				scope = &sc
-			}
-			err := maintenance.CheckSession(st, *scope, parts)
+			err := maintenance.CheckSession(st, maintenance.ScopeOf(st), parts)
 			n.mu.Unlock()
 			if err != nil {
 				out = p.Abort(now(), err)
