@@ -5,8 +5,11 @@ import (
 	"errors"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
 
 	"aura/crdt"
 	"aura/maintenance"
@@ -183,4 +186,59 @@ func TestDevicePolicyPublished(t *testing.T) {
 	if s := ns[1].Status(); s.UpgradePolicy != crdt.PolicyAuto {
 		t.Fatalf("status policy %q", s.UpgradePolicy)
 	}
+}
+
+// The identity epoch moves while a key generation runs (the admin writes a
+// membership fact as the first participant answers): the hub aborts the
+// session with the reason, runs it again under the new epoch, and that
+// one succeeds; status shows the abort.
+func TestKeygenAbortedByEpochMoveIsRetried(t *testing.T) {
+	ns := newNodes(t, 3)
+	formAccount(t, ns, 2)
+	epoch := ns[0].Status().IdentityEpoch
+	var once sync.Once
+	p := ns[1]
+	p.host.SetStreamHandler(DKGProtocol, p.guardStream(func(s network.Stream) {
+		once.Do(func() {
+			if _, err := ns[0].write(&crdt.CapabilityGrant{Device: ns[2].Device(), Capabilities: []string{crdt.CapWrite}}); err != nil {
+				t.Errorf("grant: %v", err)
+			}
+		})
+		p.handleDKG(s)
+	}))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	info, err := ns[0].Keygen(ctx, 2)
+	if err != nil {
+		t.Fatalf("keygen: %v", err)
+	}
+	s := ns[0].Status()
+	if a := s.LastSessionAbort; a == nil || a.Session != "keygen" || a.Code != CodeStaleEpoch || !strings.Contains(a.Retry, "retrying") ||
+		!strings.Contains(a.Reason, "identity epoch") || s.SessionAborts != 1 {
+		t.Fatalf("status: abort %+v (%d aborts)", s.LastSessionAbort, s.SessionAborts)
+	}
+	if s.IdentityEpoch != epoch+1 || info.KeyEpoch != 1 {
+		t.Fatalf("epoch %d (want %d), key epoch %d", s.IdentityEpoch, epoch+1, info.KeyEpoch)
+	}
+	waitFor(t, 20*time.Second, "the retried key's shares everywhere", func() bool {
+		for _, n := range ns {
+			if st := n.Status(); st.GroupKey == nil || !st.GroupKey.HasShare {
+				return false
+			}
+		}
+		return true
+	})
+	// The shares are of the published key: a snapshot round completes.
+	if _, err := ns[0].Put("k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	waitConverged(t, 20*time.Second, ns)
+	first, err := ns[0].Propose()
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "a snapshot under the new key", func() bool {
+		st := ns[0].Status()
+		return st.NewestSnapshot != nil && st.NewestSnapshot.ID == first.ID
+	})
 }
