@@ -28,13 +28,17 @@ const (
 	KindAdminReplaced     Kind = 18
 	KindGroupKey          Kind = 19
 	KindSnapshotAbandoned Kind = 20
-	kindEnd                    = 21
+	// Admin replacement round (crdt/admin.go): a request and its votes.
+	KindAdminReplaceProposed Kind = 21
+	KindAdminReplaceVote     Kind = 22
+	kindEnd                       = 23
 )
 
 var kindNames = [kindEnd]string{"", "genesis", "device_added", "device_removed", "capability_grant", "put",
 	"delete", "blob_stored", "blob_tombstoned", "envelope", "device_metadata", "snapshot_proposed",
 	"snapshot_vote", "snapshot_completed", "cache_invalidated", "upgrade_metadata", "upgrade_ready",
-	"upgrade_activated", "admin_replaced", "group_key", "snapshot_abandoned"}
+	"upgrade_activated", "admin_replaced", "group_key", "snapshot_abandoned", "admin_replace_proposed",
+	"admin_replace_vote"}
 
 // Known reports whether k is a kind this version understands.
 func (k Kind) Known() bool { return k > 0 && k < kindEnd }
@@ -220,12 +224,33 @@ type UpgradeActivated struct {
 }
 
 // AdminReplaced replaces the admin; valid only with the account's threshold
-// signature (checked by the maintenance layer that holds the group key).
+// signature over AdminReplaceMessage, checked by the guard against the
+// published group keys. It opens identity epoch ActivationEpoch (the fact's
+// Epoch must equal it); competing replacements resolve by AdminOverride.Wins
+// (crdt/admin.go).
 type AdminReplaced struct {
 	Previous           DeviceID `cbor:"1,keyasint"`
 	New                DeviceID `cbor:"2,keyasint"`
 	ActivationEpoch    uint64   `cbor:"3,keyasint"`
 	ThresholdSignature []byte   `cbor:"4,keyasint"`
+}
+
+// AdminReplaceProposed asks the devices of the account to sign the
+// replacement of Previous by New from ActivationEpoch on (their partials
+// come as AdminReplaceVote facts).
+type AdminReplaceProposed struct {
+	ProposalID      [16]byte `cbor:"1,keyasint"`
+	Previous        DeviceID `cbor:"2,keyasint"`
+	New             DeviceID `cbor:"3,keyasint"`
+	ActivationEpoch uint64   `cbor:"4,keyasint"`
+	Deadline        uint64   `cbor:"5,keyasint,omitempty"` // unix ms on the proposer's clock
+}
+
+// AdminReplaceVote approves a replacement with the author's partial
+// threshold signature over AdminReplaceMessage.
+type AdminReplaceVote struct {
+	ProposalID [16]byte `cbor:"1,keyasint"`
+	Partial    []byte   `cbor:"2,keyasint"`
 }
 
 // GroupKey publishes the account's threshold public key.
@@ -256,6 +281,9 @@ func (UpgradeReady) Kind() Kind      { return KindUpgradeReady }
 func (UpgradeActivated) Kind() Kind  { return KindUpgradeActivated }
 func (AdminReplaced) Kind() Kind     { return KindAdminReplaced }
 func (GroupKey) Kind() Kind          { return KindGroupKey }
+
+func (AdminReplaceProposed) Kind() Kind { return KindAdminReplaceProposed }
+func (AdminReplaceVote) Kind() Kind     { return KindAdminReplaceVote }
 
 func newBody(k Kind) Body {
 	switch k {
@@ -299,6 +327,10 @@ func newBody(k Kind) Body {
 		return &AdminReplaced{}
 	case KindGroupKey:
 		return &GroupKey{}
+	case KindAdminReplaceProposed:
+		return &AdminReplaceProposed{}
+	case KindAdminReplaceVote:
+		return &AdminReplaceVote{}
 	}
 	return nil
 }

@@ -139,14 +139,21 @@ type State struct {
 	CacheFloors map[string]uint64          `cbor:"11,keyasint"`
 	Upgrades    map[[16]byte]*UpgradeRef   `cbor:"12,keyasint"`
 	GroupKeys   map[uint64]*GroupKeyRef    `cbor:"13,keyasint"`
-	// AdminOverrides: previous admin → the earliest activation epoch from
-	// which its admin facts are refused.
+	// AdminOverrides: previous admin → the activation epoch from which its
+	// admin facts are refused; NewAdmins: device → epoch it became admin by
+	// replacement. Both derive from AdminReplacements (crdt/admin.go).
 	AdminOverrides map[DeviceID]uint64 `cbor:"14,keyasint"`
-	NewAdmins      map[DeviceID]uint64 `cbor:"15,keyasint"` // device → epoch it became admin by replacement
+	NewAdmins      map[DeviceID]uint64 `cbor:"15,keyasint"`
 	SnapshotEpoch  uint64              `cbor:"16,keyasint"` // max epoch of a verified completed snapshot
 	// Opened holds every identity epoch some membership fact opened. Membership
 	// at epoch e is fully known once 1..e are all opened (completeTo).
 	Opened map[uint64]bool `cbor:"17,keyasint"`
+	// AdminReplacements: previous admin → its winning replacement
+	// (AdminOverride.Wins). Omitted while empty, so states of accounts
+	// that never replaced an admin keep their encoding and digest.
+	AdminReplacements map[DeviceID]AdminOverride `cbor:"18,keyasint,omitempty"`
+	// AdminProposals: open and past admin replacement requests and votes.
+	AdminProposals map[[16]byte]*AdminProposalRef `cbor:"19,keyasint,omitempty"`
 
 	completeTo uint64
 
@@ -200,6 +207,12 @@ func (s *State) init() {
 	}
 	if s.Opened == nil {
 		s.Opened = map[uint64]bool{}
+	}
+	if s.AdminReplacements == nil {
+		s.AdminReplacements = map[DeviceID]AdminOverride{}
+	}
+	if s.AdminProposals == nil {
+		s.AdminProposals = map[[16]byte]*AdminProposalRef{}
 	}
 	if s.parked == nil {
 		s.parked = map[FactID]*Fact{}
@@ -328,6 +341,11 @@ func (s *State) validate() error {
 			return errors.New("null group key")
 		}
 	}
+	for _, p := range s.AdminProposals {
+		if p == nil || p.Votes == nil {
+			return errors.New("null admin proposal")
+		}
+	}
 	return nil
 }
 
@@ -411,16 +429,7 @@ func (s *State) Join(o *State) {
 			s.GroupKeys[e] = &gg
 		}
 	}
-	for d, e := range o.AdminOverrides {
-		if cur, ok := s.AdminOverrides[d]; !ok || e < cur {
-			s.AdminOverrides[d] = e
-		}
-	}
-	for d, e := range o.NewAdmins {
-		if cur, ok := s.NewAdmins[d]; !ok || e < cur {
-			s.NewAdmins[d] = e
-		}
-	}
+	s.joinAdmin(o)
 	for e := range o.Opened {
 		s.open(e)
 	}
@@ -454,6 +463,11 @@ func requiredCap(k Kind) string {
 func isMembership(k Kind) bool {
 	return k == KindDeviceAdded || k == KindDeviceRemoved || k == KindCapabilityGrant
 }
+
+// opensEpoch reports whether a fact of kind k opens its own epoch (its
+// author acts at the epoch before): membership facts and admin
+// replacements.
+func opensEpoch(k Kind) bool { return isMembership(k) || k == KindAdminReplaced }
 
 // Holds reports whether device d held capability c (or, with c == "", was a
 // member) at identity epoch e.
@@ -511,7 +525,7 @@ func (s *State) check(f *Fact) (any, error) {
 		return nil, fmt.Errorf("%s fact by %s: %w: epoch 0", f.Kind, f.Author.Short(), ErrUnauthorized)
 	}
 	at := f.Epoch
-	if isMembership(f.Kind) {
+	if opensEpoch(f.Kind) {
 		at = f.Epoch - 1 // a membership fact opens f.Epoch; its author acts at the epoch before
 		if at == 0 {
 			return nil, fmt.Errorf("%s fact by %s: %w: epoch 1 is genesis's", f.Kind, f.Author.Short(), ErrUnauthorized)
@@ -542,8 +556,8 @@ func (s *State) check(f *Fact) (any, error) {
 	case *DeviceMetadata, *UpgradeReady:
 		// about the author itself: membership is enough
 	case *AdminReplaced:
-		if !s.verifyThreshold(AdminReplaceMessage(s.Account, b), b.ThresholdSignature) {
-			return nil, fmt.Errorf("admin replacement by %s: %w (no group key verifies its threshold signature)", f.Author.Short(), ErrNotYet)
+		if err := s.checkAdminReplaced(f, b, at); err != nil {
+			return nil, err
 		}
 	case *SnapshotCompleted:
 		if !s.verifyThreshold(SnapshotMessage(s.Account, b.ProposalID, b.Snapshot.Epoch, b.Snapshot.Frontier, b.Snapshot.PrefixHash, b.Snapshot.StateDigest), b.ThresholdSignature) {
@@ -758,12 +772,11 @@ func (s *State) apply(f *Fact, body any) {
 	case *UpgradeActivated:
 		s.joinUpgrade(b.PackageID, &UpgradeRef{Activated: b})
 	case *AdminReplaced:
-		if cur, ok := s.AdminOverrides[b.Previous]; !ok || b.ActivationEpoch < cur {
-			s.AdminOverrides[b.Previous] = b.ActivationEpoch
-		}
-		if cur, ok := s.NewAdmins[b.New]; !ok || b.ActivationEpoch < cur {
-			s.NewAdmins[b.New] = b.ActivationEpoch
-		}
+		s.applyAdminReplaced(f, b)
+	case *AdminReplaceProposed:
+		s.joinAdminProposal(b.ProposalID, &AdminProposalRef{Proposal: *b, Stamp: st})
+	case *AdminReplaceVote:
+		s.joinAdminProposal(b.ProposalID, &AdminProposalRef{Votes: map[DeviceID][]byte{f.Author: b.Partial}})
 	case *GroupKey:
 		if cur := s.GroupKeys[b.KeyEpoch]; cur == nil || st.Less(cur.Stamp) {
 			s.GroupKeys[b.KeyEpoch] = &GroupKeyRef{Key: *b, Stamp: st}
@@ -979,6 +992,9 @@ func (s *State) MaxLamport() uint64 {
 	}
 	for _, g := range s.GroupKeys {
 		see(g.Stamp)
+	}
+	for _, p := range s.AdminProposals {
+		see(p.Stamp)
 	}
 	return m
 }

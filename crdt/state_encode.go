@@ -24,15 +24,28 @@ func (s *State) EncodeTo(w io.Writer) error {
 		{1, s.Account}, {2, s.Genesis}, {3, s.Epoch}, {4, s.Members}, {5, nil}, {6, s.Blobs},
 		{7, s.Envelopes}, {8, s.Devices}, {9, s.Proposals}, {10, s.Completed}, {11, s.CacheFloors},
 		{12, s.Upgrades}, {13, s.GroupKeys}, {14, s.AdminOverrides}, {15, s.NewAdmins},
-		{16, s.SnapshotEpoch}, {17, s.Opened},
+		{16, s.SnapshotEpoch}, {17, s.Opened}, {18, s.AdminReplacements}, {19, s.AdminProposals},
 	}
-	n := len(fields)
-	if s.Genesis == nil {
-		n-- // omitempty
+	omitted := func(key int) bool { // the omitempty fields
+		switch key {
+		case 2:
+			return s.Genesis == nil
+		case 18:
+			return len(s.AdminReplacements) == 0
+		case 19:
+			return len(s.AdminProposals) == 0
+		}
+		return false
+	}
+	n := 0
+	for _, f := range fields {
+		if !omitted(f.key) {
+			n++
+		}
 	}
 	writeHead(bw, 5, uint64(n)) // map
 	for _, f := range fields {
-		if f.key == 2 && s.Genesis == nil {
+		if omitted(f.key) {
 			continue
 		}
 		writeHead(bw, 0, uint64(f.key))
