@@ -542,6 +542,12 @@ func (s *State) check(f *Fact) (any, error) {
 		}
 		return nil, fmt.Errorf("%s fact by %s at epoch %d: %w %q", f.Kind, f.Author, at, ErrUnauthorized, need)
 	}
+	if need == CapAdmin && at > s.completeTo {
+		// An admin act is decided only once every fact opening its epoch
+		// could be known: an admin replacement opens its activation epoch,
+		// so the replaced admin's later acts wait for it on every replica.
+		return nil, &notYetError{f: f, at: at, known: s.completeTo}
+	}
 	// The body is decoded only now: parked facts are checked again and
 	// again, and most wait on the membership test above.
 	body, err := f.DecodeBody()
