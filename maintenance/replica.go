@@ -67,6 +67,11 @@ type Config struct {
 	WatermarkJitter int64
 	// KeepSnapshots is how many snapshot blobs stay pinned (default 2).
 	KeepSnapshots int
+	// AdminPolicy is this device's rule for approving admin replacements;
+	// AdminTimeout how long a replacement request stays open (ms;
+	// default SnapshotTimeout). See admin.go.
+	AdminPolicy  AdminPolicy
+	AdminTimeout int64
 }
 
 func (c *Config) defaults() {
@@ -81,6 +86,9 @@ func (c *Config) defaults() {
 	}
 	if c.KeepSnapshots <= 0 {
 		c.KeepSnapshots = 2
+	}
+	if c.AdminTimeout <= 0 {
+		c.AdminTimeout = c.SnapshotTimeout
 	}
 }
 
@@ -113,9 +121,13 @@ const (
 	// (Err says why: a *StaleEpochError, a *ProtocolError, a
 	// *NotReadyError); Detail says whether it is retried.
 	EventSessionAborted
+	EventAdminProposed
+	EventAdminVoted
+	EventAdminRefused
+	EventAdminReplaced
 )
 
-var eventNames = [...]string{"unknown", "error", "refused", "watermark", "gc-skipped", "bad-partial", "warning", "voted", "restored", "restore-skipped", "restore-needed", "proposed", "mismatch", "gc-refused", "gc", "fence-released", "completed", "buffered", "abandoned", "session-aborted"}
+var eventNames = [...]string{"unknown", "error", "refused", "watermark", "gc-skipped", "bad-partial", "warning", "voted", "restored", "restore-skipped", "restore-needed", "proposed", "mismatch", "gc-refused", "gc", "fence-released", "completed", "buffered", "abandoned", "session-aborted", "admin-proposed", "admin-voted", "admin-refused", "admin-replaced"}
 
 func (k EventKind) String() string {
 	if int(k) < len(eventNames) {
@@ -240,6 +252,14 @@ type Replica struct {
 	// uncollected is the newest completion, met before this journal held
 	// its frontier: collected by Tick once sync brought the facts.
 	uncollected *crdt.SnapshotCompleted
+
+	// Admin replacement (admin.go): when the driver last reached the
+	// admin, this operator's approvals (by new admin), per-request memory,
+	// and the overrides last saved under MetaAdminOverride.
+	adminSeen     int64
+	adminApproved map[crdt.DeviceID]bool
+	adminRounds   map[[16]byte]*adminRound
+	adminSaved    []byte
 }
 
 // Open builds a replica over its storage, rebuilding the state from the
@@ -249,7 +269,8 @@ func Open(cfg Config) (*Replica, error) {
 	if cfg.Key == nil || cfg.Store == nil || cfg.Meta == nil || cfg.Blobs == nil {
 		return nil, errors.New("maintenance: Config needs Key, Store, Meta and Blobs")
 	}
-	r := &Replica{cfg: cfg, store: cfg.Store, rounds: map[[16]byte]*round{}}
+	r := &Replica{cfg: cfg, store: cfg.Store, rounds: map[[16]byte]*round{},
+		adminApproved: map[crdt.DeviceID]bool{}, adminRounds: map[[16]byte]*adminRound{}}
 	r.device = crdt.DeviceIDFromKey(cfg.Key.Public().(ed25519.PublicKey))
 	account := cfg.Store.Account()
 	if err := r.loadBase(); err != nil {
@@ -455,9 +476,11 @@ func (r *Replica) write(body crdt.Body) (Output, error) {
 		return Output{}, ErrNoAccount
 	}
 	epoch := r.state.Epoch
-	switch body.Kind() {
-	case crdt.KindDeviceAdded, crdt.KindDeviceRemoved, crdt.KindCapabilityGrant:
+	switch b := body.(type) {
+	case *crdt.DeviceAdded, *crdt.DeviceRemoved, *crdt.CapabilityGrant:
 		epoch++
+	case *crdt.AdminReplaced:
+		epoch = b.ActivationEpoch // it opens its activation epoch
 	}
 	f, err := r.writer.Write(epoch, body)
 	if err != nil {
@@ -549,6 +572,7 @@ func (r *Replica) Tick(now int64) Output {
 		out.merge(r.progress(now, id))
 	}
 	out.merge(r.watermark(now))
+	out.merge(r.adminTick(now))
 	return out
 }
 
