@@ -234,11 +234,14 @@ func (r *Replica) ApproveAdminReplace(now int64, newAdmin crdt.DeviceID) (Output
 	out := r.adminTick(now)
 	var found *AdminRound
 	for _, rd := range r.AdminRounds() {
-		if rd.New == newAdmin && !rd.Replaced {
+		if rd.New != newAdmin {
+			continue
+		}
+		if rd.Voted || rd.Won {
+			return out, nil
+		}
+		if !rd.Replaced {
 			found = &rd
-			if rd.Voted {
-				return out, nil
-			}
 		}
 	}
 	if found == nil {
