@@ -434,6 +434,7 @@ func (n *Node) apiHandler() http.Handler {
 	n.deviceRoutes(mux)
 	n.blobRoutes(mux)
 	n.backupRoutes(mux)
+	n.adminRoutes(mux)
 	if labRoutes != nil {
 		labRoutes(n, mux)
 	}

@@ -64,6 +64,7 @@ type Config struct {
 	Invite    InviteConfig    `toml:"invite"`
 	Storage   StorageConfig   `toml:"storage"`
 	Upgrade   UpgradeConfig   `toml:"upgrade"`
+	Admin     AdminConfig     `toml:"admin"` // admin replacement (admin.go)
 }
 
 // UpgradeConfig is this device's part in OTA upgrades.

@@ -213,6 +213,7 @@ func (n *Node) start(o Options) (err error) {
 		Watermark:       watermark,
 		WatermarkJitter: int64(binary.LittleEndian.Uint64(jitter[:]) % 30_000),
 		KeepSnapshots:   cfg.Snapshot.Keep,
+		AdminPolicy:     cfg.Admin.policy(), AdminTimeout: time.Duration(cfg.Admin.Timeout).Milliseconds(),
 	})
 	if err != nil {
 		return damaged(home, err)
@@ -499,6 +500,7 @@ func (n *Node) tickLoop() {
 			if n.rep.Account().IsZero() {
 				return maintenance.Output{}, false
 			}
+			n.noteAdminSeenLocked(now())
 			out := n.rep.Tick(now())
 			n.invalidateLocked(out, nil)
 			n.refreshMembersLocked()
