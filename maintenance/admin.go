@@ -221,8 +221,9 @@ func (r *Replica) ProposeAdminReplace(now int64, newAdmin crdt.DeviceID) (Output
 
 // ApproveAdminReplace records this operator's approval of replacing the
 // admin by newAdmin and signs the open request for it, if any. It returns
-// the verdict on that request: ErrNoRequest when none is open (the
-// approval waits for one), the refusal reason when the rule refuses.
+// the verdict on that request: ErrNoRequest when none is open (expired
+// ones are over; the approval waits for the next), the refusal reason
+// when the rule refuses.
 func (r *Replica) ApproveAdminReplace(now int64, newAdmin crdt.DeviceID) (Output, error) {
 	if r.state.Account.IsZero() {
 		return Output{}, ErrNoAccount
@@ -233,6 +234,7 @@ func (r *Replica) ApproveAdminReplace(now int64, newAdmin crdt.DeviceID) (Output
 	r.adminApproved[newAdmin] = true
 	out := r.adminTick(now)
 	var found *AdminRound
+	expired := false
 	for _, rd := range r.AdminRounds() {
 		if rd.New != newAdmin {
 			continue
@@ -240,12 +242,21 @@ func (r *Replica) ApproveAdminReplace(now int64, newAdmin crdt.DeviceID) (Output
 		if rd.Voted || rd.Won {
 			return out, nil
 		}
-		if !rd.Replaced {
-			found = &rd
+		if rd.Replaced {
+			continue
 		}
+		if rd.Deadline != 0 && now > rd.Deadline {
+			expired = true // over: the approval is for the next request
+			continue
+		}
+		found = &rd
 	}
 	if found == nil {
-		return out, fmt.Errorf("approve admin %s: %w (the approval holds for a later one)", newAdmin.Short(), ErrNoRequest)
+		why := "none open"
+		if expired {
+			why = "the last one expired"
+		}
+		return out, fmt.Errorf("approve admin %s: %w (%s; the approval holds for the next one)", newAdmin.Short(), ErrNoRequest, why)
 	}
 	return out, fmt.Errorf("approve admin %s: %w", newAdmin.Short(), found.Verdict.Reason)
 }

@@ -122,9 +122,13 @@ func TestAdminReplaceFailures(t *testing.T) {
 				t.Fatalf("device %d holds a replacement", i)
 			}
 		}
-		// Too late to approve: the request expired.
-		if _, err := c.reps[2].ApproveAdminReplace(c.now, c.dev(1)); !errors.Is(err, ErrRequestExpired) {
-			t.Fatalf("late approval: got %v, want ErrRequestExpired", err)
+		// Too late to approve: the request expired, and the verdict says so;
+		// the approval waits for the next request.
+		if _, err := c.reps[2].ApproveAdminReplace(c.now, c.dev(1)); !errors.Is(err, ErrNoRequest) {
+			t.Fatalf("late approval: got %v, want ErrNoRequest", err)
+		}
+		if rd := c.reps[2].AdminRounds(); len(rd) != 1 || !errors.Is(rd[0].Verdict.Reason, ErrRequestExpired) {
+			t.Fatalf("rounds after expiry: %+v", rd)
 		}
 	})
 	t.Run("a device signs one replacement per admin", func(t *testing.T) {

@@ -178,7 +178,7 @@ func (n *Node) ReplaceAdmin(ctx context.Context, req AdminReplaceRequest) (*Admi
 		switch {
 		case errors.Is(err, maintenance.ErrNoRequest):
 			return &AdminReplaceInfo{Status: "approval-recorded", New: d.String(),
-				Detail: "no request to replace the admin by this device is open yet: this device signs it when it comes"}, nil
+				Detail: "no request to replace the admin by this device is open (" + err.Error() + "): this device signs the next one when it comes"}, nil
 		case err != nil:
 			return nil, err
 		}
