@@ -163,6 +163,7 @@ func (s *sim) checkFinal(label string) {
 			a.name, b.name, stateDiff(s, a.rep.State(), b.rep.State()))
 	}
 	s.checkForks(hs, label)
+	s.checkAdminOverride(hs, label)
 	for _, d := range hs {
 		// every completion valid
 		st := d.rep.State()

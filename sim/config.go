@@ -99,6 +99,8 @@ type Workload struct {
 	// session gate, with the identity epoch moving during its first
 	// attempt (session.go; off by default).
 	Rekey bool
+	// Admin is the admin replacement workload (admin.go; off by default).
+	Admin AdminWorkload
 }
 
 // Defects are deliberate bugs for the tests that prove the invariants can
@@ -143,11 +145,15 @@ type Defects struct {
 	// without checking it (Workload.Rekey with HardFork): a device lacking
 	// readiness takes part.
 	KeygenSkipGate bool
+	// AdminPersistOwn makes the driver persist the admin replacement its
+	// device appended under maintenance:admin_override instead of the
+	// core's winner (admin.go).
+	AdminPersistOwn bool
 }
 
 func (d Defects) any() bool {
 	return d.PruneAboveFrontier || d.SkipThresholdVerify || d.LoseMetaOnCrash || d.KeygenUnsealed || d.DeleteOnTombstone || d.KeepTombstoned || d.RestoreOwnNewest ||
-		d.KeygenIgnoreEpoch || d.KeygenSkipGate
+		d.KeygenIgnoreEpoch || d.KeygenSkipGate || d.AdminPersistOwn
 }
 
 func (d Defects) String() string {
@@ -182,11 +188,14 @@ func (d Defects) String() string {
 	if d.KeygenSkipGate {
 		s = append(s, "keygen-skip-gate")
 	}
+	if d.AdminPersistOwn {
+		s = append(s, "admin-persist-own")
+	}
 	return strings.Join(s, ",")
 }
 
 // defectNames lists the defects ParseDefects knows.
-const defectNames = "prune-above-frontier, skip-threshold-verify, lose-meta-on-crash, keygen-unsealed, delete-on-tombstone, keep-tombstoned, restore-own-newest, cache-no-invalidate, keygen-ignore-epoch, keygen-skip-gate"
+const defectNames = "prune-above-frontier, skip-threshold-verify, lose-meta-on-crash, keygen-unsealed, delete-on-tombstone, keep-tombstoned, restore-own-newest, cache-no-invalidate, keygen-ignore-epoch, keygen-skip-gate, admin-persist-own"
 
 // ParseDefects parses a comma-separated list of defect names (see
 // Defects.String).
@@ -215,6 +224,8 @@ func ParseDefects(spec string) (Defects, error) {
 			d.KeygenIgnoreEpoch = true
 		case "keygen-skip-gate":
 			d.KeygenSkipGate = true
+		case "admin-persist-own":
+			d.AdminPersistOwn = true
 		default:
 			return d, fmt.Errorf("unknown defect %q (%s)", name, defectNames)
 		}

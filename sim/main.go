@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 )
 
@@ -60,6 +61,14 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.Func("absent", "take one device away while the others complete K snapshots; `SPEC` is K[:quiet][:restarts=R] (quiet: it writes nothing offline; it restarts R times while away)", func(v string) error {
 		a, err := ParseAbsence(v)
 		cfg.Workload.Absence = a
+		return err
+	})
+	fs.Func("admin-replace", "`K` devices ask at once to replace the admin, the others approve one at random (no fresh devices then)", func(v string) error {
+		k, err := strconv.Atoi(v)
+		if err == nil && k < 1 {
+			err = errors.New("want a positive number of candidates")
+		}
+		cfg.Workload.Admin, cfg.Workload.Fresh = AdminWorkload{Candidates: k}, -1
 		return err
 	})
 	fs.String("home", "", "ignored: the simulator touches no node")

@@ -30,6 +30,7 @@ const (
 	evFaultClock                   // once a virtual second: draw schedule faults
 	evBack                         // the absent device (Workload.Absence) comes back
 	evRekey                        // the admin runs a key generation (Workload.Rekey)
+	evReplace                      // the admin replacement workload starts (admin.go)
 )
 
 // msgKind is what a message carries.

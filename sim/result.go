@@ -137,6 +137,8 @@ type Result struct {
 	HardFork  bool    // Workload.HardFork
 	// ProposeEvery is Workload.ProposeEvery (ms).
 	ProposeEvery int64
+	// Admin is Workload.Admin.
+	Admin AdminWorkload
 	// Schedule is the fault schedule as it happened: partitions, crashes,
 	// restarts, offline periods, admissions (network faults are drawn per
 	// message from the seed at the rates in Faults).
@@ -182,6 +184,9 @@ func (r Result) Command() string {
 	}
 	if r.Absence.Snapshots > 0 {
 		fmt.Fprintf(&b, " --absent %s", r.Absence)
+	}
+	if r.Admin.Candidates > 0 {
+		fmt.Fprintf(&b, " --admin-replace %d", r.Admin.Candidates)
 	}
 	if r.Defects.any() {
 		fmt.Fprintf(&b, " --defects %s", r.Defects)

@@ -64,6 +64,8 @@ type device struct {
 	heard  *crdt.SnapshotCompleted
 
 	absent bool // taken away by Workload.Absence
+
+	adminOwn []byte // the admin-persist-own defect's record (admin.go)
 }
 
 func (d *device) honest() bool { return d.byz == nil }
@@ -120,7 +122,7 @@ func Run(cfg Config) (Result, error) {
 		Events: cfg.Events, Duration: cfg.Duration, Defects: cfg.Defects, Serial: cfg.Workload.SerialProposals,
 		Watermark: cfg.Workload.Watermark, Keygen: cfg.Workload.Keygen, Absence: cfg.Workload.Absence,
 		Rekey: cfg.Workload.Rekey, HardFork: cfg.Workload.HardFork,
-		ProposeEvery: cfg.Workload.ProposeEvery}
+		ProposeEvery: cfg.Workload.ProposeEvery, Admin: cfg.Workload.Admin}
 	s.netRng = rand.New(rand.NewPCG(cfg.Seed, 0x6e6574))    // "net"
 	s.workRng = rand.New(rand.NewPCG(cfg.Seed, 0x776f726b)) // "work"
 	s.faultRng = rand.New(rand.NewPCG(cfg.Seed, 0x666c74))  // "flt"
@@ -260,6 +262,7 @@ func (s *sim) setup() error {
 	if s.cfg.Faults.Partition > 0 || s.cfg.Faults.Crash > 0 || s.cfg.Faults.Offline > 0 {
 		s.at(1000, &event{kind: evFaultClock})
 	}
+	s.scheduleAdmin()
 	return nil
 }
 
@@ -434,6 +437,8 @@ func (s *sim) step(e *event) {
 		s.absenceEnd("its snapshots completed")
 	case evRekey:
 		s.onRekey()
+	case evReplace:
+		s.adminStart()
 	}
 }
 
@@ -559,6 +564,7 @@ func (s *sim) propose(d *device, why string) ([16]byte, bool) {
 
 // handleOutput carries out what a replica asked for.
 func (s *sim) handleOutput(d *device, out maintenance.Output, via string) {
+	s.adminOutput(d, out)
 	s.cacheInvalidate(d, out, nil, false)
 	for _, ev := range out.Events {
 		s.onCoreEvent(d, ev)
@@ -761,7 +767,7 @@ func (s *sim) onFirstCompletion() {
 // restores, being far behind a collected snapshot).
 func (s *sim) onAdmit(e *event) {
 	d := s.devs[e.dev]
-	admin := s.devs[0]
+	admin := s.adminDevice()
 	if d.admitted || s.phase != phaseActive {
 		return
 	}
