@@ -235,6 +235,9 @@ func RunDemo(ctx context.Context, w io.Writer, o DemoOptions) (err error) {
 	if err := demoBackup(ctx, say, dir, &nodes, o); err != nil {
 		return err
 	}
+	if err := demoAdmin(ctx, say, nodes, o); err != nil {
+		return err
+	}
 	say("demo finished in %.1fs", time.Since(start).Seconds())
 	return nil
 }
