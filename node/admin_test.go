@@ -236,3 +236,35 @@ func TestAdminReplaceMeshFailures(t *testing.T) {
 		t.Fatalf("the next request: %+v %v", info, err)
 	}
 }
+
+// The admin is gone: a device whose policy auto-approves after the admin
+// has been unreachable for [admin] auto_approve_after signs by itself,
+// and the replacement completes without any operator but the asker.
+func TestAdminReplaceAutoApproveMesh(t *testing.T) {
+	ns := adminMesh(t, 3, 2, func(i int, c *Config) {
+		if i == 2 {
+			c.Admin.AutoApproveAfter = Duration(2 * time.Second)
+		}
+	})
+	if err := ns[0].Close(); err != nil {
+		t.Fatal(err)
+	}
+	gone := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	info, err := ns[1].ReplaceAdmin(ctx, AdminReplaceRequest{New: ns[1].Device().String()})
+	if err != nil {
+		s, _ := ns[2].AdminStatus()
+		t.Fatalf("%v; the auto-approving device: %+v", err, s.Rounds)
+	}
+	if info.Status != "replaced" || time.Since(gone) < 2*time.Second {
+		t.Fatalf("replaced after %s: %+v (auto-approval must wait for the admin to be away 2 s)", time.Since(gone), info)
+	}
+	s, err := ns[2].AdminStatus()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Rounds) != 1 || !s.Rounds[0].Voted || s.Rounds[0].Verdict != "auto" {
+		t.Fatalf("the auto-approving device: %+v", s.Rounds)
+	}
+}

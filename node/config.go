@@ -459,6 +459,7 @@ func (c Config) Render() []byte {
 	p("[invite]\n# How long an invite code stays valid.\nttl = %s\n\n", quote(time.Duration(c.Invite.TTL).String()))
 	p("[storage]\n# Below this much free space (MB) under HOME/data, writes are refused until\n# space is freed (reads, sync and snapshots go on); -1 turns the guard off.\nmin_free_mb = %d\n", c.Storage.MinFreeMB)
 	p("# Reserve file (MB) released when the guard trips, so snapshots and GC\n# can run; -1 for none.\nballast_mb = %d\n", c.Storage.BallastMB)
+	p("\n[admin]\n# Approve an admin replacement by itself once the admin has been unreachable\n# this long (\"0s\": never; the operator approves with `aura-cli admin replace\n# --new DEVICE --approve`).\nauto_approve_after = %s\n# How long a replacement request stays open (\"0s\": the snapshot timeout).\ntimeout = %s\n", quote(time.Duration(c.Admin.AutoApproveAfter).String()), quote(time.Duration(c.Admin.Timeout).String()))
 	p("\n[upgrade]\n# Upgrade policy published in this device's metadata: manual (readiness after\n# `aura-cli upgrade approve`) or auto. `aura-cli device policy` changes it.\npolicy = %s\n", quote(c.Upgrade.Policy))
 	if len(c.Upgrade.TestProtocols) > 0 {
 		p("# FOR TESTS ONLY: the protocol versions advertised instead of this binary's.\ntest_protocols = %s\n", quoteList(c.Upgrade.TestProtocols))

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -23,14 +25,18 @@ func TestAdminReplaceCLI(t *testing.T) {
 	for _, h := range homes {
 		e.initLoopback(h, freeTCPPort(t))
 		// Requests expire quickly, so the failure below ends soon.
-		f, err := os.OpenFile(filepath.Join(h, node.ConfigFile), os.O_APPEND|os.O_WRONLY, 0)
+		cfgFile := filepath.Join(h, node.ConfigFile)
+		b, err := os.ReadFile(cfgFile)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := f.WriteString("\n[admin]\ntimeout = \"4s\"\n"); err != nil {
+		edited := regexp.MustCompile(`(?m)^timeout = '0s'$`).ReplaceAll(b, []byte(`timeout = "4s"`))
+		if bytes.Equal(edited, b) {
+			t.Fatalf("%s has no [admin] timeout to set:\n%s", cfgFile, b)
+		}
+		if err := os.WriteFile(cfgFile, edited, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		f.Close()
 		e.start(h)
 	}
 	a, b, c := homes[0], homes[1], homes[2]
