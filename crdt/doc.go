@@ -18,6 +18,37 @@
 //   - A fact whose author lacked the needed capability at its epoch never
 //     changes state.
 //
+// # Admin replacement (admin.go)
+//
+// AdminReplaced{previous, new, activation_epoch} carries the account's
+// threshold signature over AdminReplaceMessage ("aura/admin-replace/v1",
+// account, previous, new, activation_epoch); the guard verifies it against
+// the published group keys (none verifying: ErrBadThresholdSignature, with
+// ErrNotYet, as a later key might), and requires new to be a member at the
+// epoch before activation (ErrNewAdminNotMember) and the fact's epoch to be
+// its activation epoch (ErrBadReplacement). The fact opens that epoch, like
+// a membership fact. The replacement round's request and votes are facts
+// too (AdminReplaceProposed, AdminReplaceVote: membership is enough; the
+// maintenance core checks the partials).
+//
+// One rule decides between competing replacements of one previous admin,
+// the same on every device whatever the arrival order (AdminOverride.Wins):
+// the lower activation epoch wins; at equal epochs, the new admin with the
+// bytewise lower device id. State.AdminReplacements keeps the winner per
+// previous admin; AdminOverrides and NewAdmins derive from it, so a losing
+// new admin never holds the admin capability. From the activation epoch on,
+// the previous admin's admin facts (CapAdmin kinds: device add/remove,
+// capability grants, group keys) are refused; its earlier ones stay valid.
+// An admin act is decided only once every epoch up to the one its author
+// acts at is opened (MembershipKnownTo), and the replacement opens its
+// activation epoch, so no replica accepts a replaced admin's later act
+// before it holds the replacement. Known limit: an epoch opened by two
+// facts (the old admin still admitting a device while being replaced, or a
+// losing new admin acting before it learns of the winner) lets replicas
+// decide that epoch's admin acts before the second opener arrives. The
+// maintenance core narrows it: a device signs at most one replacement per
+// admin, so with 2M > N two replacements cannot both complete.
+//
 // The package is pure (DESIGN §2): it never imports libp2p or Pebble, never
 // reads the clock and never draws randomness. Time, keys and bytes come in as
 // arguments.

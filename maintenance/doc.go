@@ -164,5 +164,36 @@
 //     snapshot signed under a key generated while this device was away
 //     does not verify and is not picked (its older snapshots still are).
 //
+// # Admin replacement (admin.go; DESIGN §6)
+//
+// A device asks (ProposeAdminReplace: `aura-cli admin replace --new D`):
+// after CheckSession (its own and the new admin's protocols, the identity
+// epoch) it appends AdminReplaceProposed{previous: State.Admin(), new,
+// activation_epoch: the next identity epoch, deadline} and approves it
+// itself. Every device decides by DecideAdminApproval, a pure function of
+// (state, request, AdminPolicy, operator approval, now, the last time the
+// driver reached the admin): the request must replace the current admin by
+// another member, under the epoch it was made for, before its deadline, and
+// the device must not have signed another replacement of that admin (its
+// vote facts are the record, for good: an expired request's partials could
+// still complete it); it then approves when its operator said so
+// (ApproveAdminReplace, also in advance) or by itself once the admin has
+// been unreachable for AdminPolicy.AutoApproveAfter (never the replaced
+// admin itself). An approval is an AdminReplaceVote with a partial
+// signature over crdt.AdminReplaceMessage. Any device holding M valid
+// partials (each checked against its signer's index; bad ones named)
+// recovers the group signature and appends AdminReplaced (Tick), before
+// the deadline only. AdminOutcome tells the driver how a request ended:
+// its replacement won, another won (ErrLostToCompeting), or the deadline
+// passed first (*NotEnoughApprovalsError: nothing appended). Each failure
+// has its sentinel: ErrNotMember, ErrAlreadyAdmin, ErrAwaitingOperator,
+// ErrNotCurrentAdmin, ErrApprovedOther, ErrRequestExpired,
+// ErrNotEnoughApprovals, ErrLostToCompeting, ErrNoRequest, ErrStaleEpoch.
+// The winning overrides (crdt.AdminOverride.Wins) are kept in Meta under
+// MetaAdminOverride ("maintenance:admin_override") whenever they change.
+// Operator approvals and the admin's last-seen time are in memory: a
+// restart forgets an approval not yet signed, and counts the admin as seen
+// at start.
+//
 // It imports crdt and threshold only; never libp2p, Pebble, or time.Now.
 package maintenance

@@ -133,6 +133,15 @@
 // connected devices are remembered so a restarted node finds its peers
 // without discovery.
 //
+// Admin replacement (admin.go, demo_admin.go; DESIGN §6): POST
+// /v1/admin/replace {new, approve} and GET /v1/admin. The node carries out
+// what maintenance decides: it proposes or approves through the replica,
+// waits for Replica.AdminOutcome (until the request's deadline), and feeds
+// the core the last time it reached the admin (connected, every tick); the
+// [admin] section sets auto_approve_after (0: never) and timeout (0: the
+// snapshot timeout). Failures answer {"error", "code"} with one code per
+// sentinel (AdminError; aura-cli exits 20–30).
+//
 // Backups (backup*.go; DESIGN §6, issue 12): GET /v1/backup streams a
 // plaintext TAR — snapshot.blob (the newest completed snapshot's blob, read
 // from the blob store in chunks, never whole in memory), completed.fact

@@ -52,6 +52,11 @@
 //     others, from its first collected snapshot while the others complete
 //     K more, writing offline unless quiet, restarting R times meanwhile;
 //     then back, it must restore from the newest and bring its writes in.
+//   - Workload.Admin (--admin-replace K, admin.go): at 3 s every honest
+//     device advertises its protocols, K candidates ask at once to replace
+//     the admin d0 by themselves, and every other honest device's operator
+//     approves one of them at random; fresh admissions (off with it) go
+//     through the admin the ground truth names.
 //   - Ground truth: every fact any device signed, every application
 //     write a replica acknowledged, and every blob the workload stored with
 //     the (author, seq) of every tombstone fact naming it.
@@ -111,6 +116,13 @@
 //     completed snapshot that any device it synced with held at that time
 //     (what their sync replies and snapshot answers carried since the
 //     device last started): its journal reaches that snapshot's frontier.
+//   - admin-override: one admin override wins on every device. The oracle
+//     recomputes the winner from the ground truth (every AdminReplaced a
+//     member signed whose group signature verifies; lowest activation
+//     epoch, then lowest new id), and each honest device's state
+//     (AdminReplacements) and its maintenance:admin_override record must
+//     equal it (the admin-persist-own defect, a driver persisting the
+//     replacement it appended, proves the check fires).
 //   - restart, restore, internal: a device cannot reopen its storage, a
 //     restore from a valid snapshot fails, or a core call fails.
 //   - keygen, keygen-blame, keygen-share (with Workload.Keygen): an attempt
