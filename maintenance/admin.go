@@ -338,8 +338,13 @@ func (r *Replica) adminProgress(now int64, id [16]byte) Output {
 		}
 		out.merge(o)
 		out.Events = append(out.Events, Event{Kind: EventAdminVoted, Proposal: id, Device: p.New, Detail: rd.verdict.Kind.String()})
+		voted = true
 	}
-	out.merge(r.adminComplete(id))
+	if voted {
+		// Only signers complete: every request has one (its asker, when it
+		// holds a share), and a device without a share writes nothing.
+		out.merge(r.adminComplete(id))
+	}
 	return out
 }
 

@@ -180,10 +180,11 @@
 // (ApproveAdminReplace, also in advance) or by itself once the admin has
 // been unreachable for AdminPolicy.AutoApproveAfter (never the replaced
 // admin itself). An approval is an AdminReplaceVote with a partial
-// signature over crdt.AdminReplaceMessage. Any device holding M valid
-// partials (each checked against its signer's index; bad ones named)
-// recovers the group signature and appends AdminReplaced (Tick), before
-// the deadline only. AdminOutcome tells the driver how a request ended:
+// signature over crdt.AdminReplaceMessage. Any device that signed and
+// holds M valid partials (each checked against its signer's index; bad
+// ones named) recovers the group signature and appends AdminReplaced
+// (Tick), before the deadline only; a device without a share writes
+// nothing. AdminOutcome tells the driver how a request ended:
 // its replacement won, another won (ErrLostToCompeting), or the deadline
 // passed first (*NotEnoughApprovalsError: nothing appended). Each failure
 // has its sentinel: ErrNotMember, ErrAlreadyAdmin, ErrAwaitingOperator,
