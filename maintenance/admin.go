@@ -130,8 +130,10 @@ func DecideAdminApproval(in AdminApprovalInput) Approval {
 }
 
 // approvedOther reports another request replacing the same admin that
-// self voted for (its vote facts are the durable record).
+// self voted for (its vote facts are the durable record): the lowest id.
 func approvedOther(st *crdt.State, self crdt.DeviceID, p *crdt.AdminReplaceProposed) ([16]byte, bool) {
+	var best [16]byte
+	found := false
 	for id, ref := range st.AdminProposals {
 		if id == p.ProposalID || ref.Proposal.Previous != p.Previous {
 			continue
@@ -139,11 +141,11 @@ func approvedOther(st *crdt.State, self crdt.DeviceID, p *crdt.AdminReplacePropo
 		if ref.Proposal.New == p.New && ref.Proposal.ActivationEpoch == p.ActivationEpoch {
 			continue // the same replacement asked twice: the same message
 		}
-		if _, ok := ref.Votes[self]; ok {
-			return id, true
+		if _, ok := ref.Votes[self]; ok && (!found || bytes.Compare(id[:], best[:]) < 0) {
+			best, found = id, true
 		}
 	}
-	return [16]byte{}, false
+	return best, found
 }
 
 // adminRound is a replica's memory of one request.
