@@ -23,6 +23,7 @@ var runbookOf = map[string]string{
 	"blob":      "blobs.md",
 	"backup":    "backup.md",
 	"peers":     "nat.md",
+	"admin":     "admin.md",
 }
 
 // linkRunbooks appends "Runbook: docs/runbooks/PAGE" to the help of every
