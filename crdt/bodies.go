@@ -31,14 +31,15 @@ const (
 	// Admin replacement round (crdt/admin.go): a request and its votes.
 	KindAdminReplaceProposed Kind = 21
 	KindAdminReplaceVote     Kind = 22
-	kindEnd                       = 23
+	KindUpgradeCancelled     Kind = 23
+	kindEnd                       = 24
 )
 
 var kindNames = [kindEnd]string{"", "genesis", "device_added", "device_removed", "capability_grant", "put",
 	"delete", "blob_stored", "blob_tombstoned", "envelope", "device_metadata", "snapshot_proposed",
 	"snapshot_vote", "snapshot_completed", "cache_invalidated", "upgrade_metadata", "upgrade_ready",
 	"upgrade_activated", "admin_replaced", "group_key", "snapshot_abandoned", "admin_replace_proposed",
-	"admin_replace_vote"}
+	"admin_replace_vote", "upgrade_cancelled"}
 
 // Known reports whether k is a kind this version understands.
 func (k Kind) Known() bool { return k > 0 && k < kindEnd }
@@ -200,27 +201,51 @@ const (
 	UpgradeHard = "hard"
 )
 
-// UpgradeMetadata announces an upgrade package.
-type UpgradeMetadata struct {
-	PackageID       [16]byte `cbor:"1,keyasint"`
-	Version         string   `cbor:"2,keyasint"`
-	ArtifactHash    Hash     `cbor:"3,keyasint"`
-	URL             string   `cbor:"4,keyasint,omitempty"`
-	UpgradeKind     string   `cbor:"5,keyasint"`
-	ActivationFence uint64   `cbor:"6,keyasint,omitempty"`
-	Protocol        string   `cbor:"7,keyasint,omitempty"`
+// UpgradeArtifact is one platform's build of an upgrade: the blob to fetch
+// by CID and what the fetched bytes must be.
+type UpgradeArtifact struct {
+	Platform string `cbor:"1,keyasint"` // GOOS/GOARCH, e.g. "linux/amd64"
+	SHA256   Hash   `cbor:"2,keyasint"` // sha2-256 of the artifact's bytes
+	Size     uint64 `cbor:"3,keyasint"` // its length in bytes
+	CID      []byte `cbor:"4,keyasint"` // binary CID of the blob holding it
 }
 
-// UpgradeReady says the author fetched and checked the artifact and consents.
+// UpgradeMetadata announces one version of an upgrade package (DESIGN §6,
+// the seed's "OTA Upgrades"). ID is UpgradeIDOf(the body): one id, one
+// content, so readiness and activation always name exactly what was
+// signed. Validate lists what the guard refuses.
+type UpgradeMetadata struct {
+	ID              [16]byte          `cbor:"1,keyasint"`
+	Version         string            `cbor:"2,keyasint"`           // semver, "1.2.3" or "v1.2.3"
+	UpgradeKind     string            `cbor:"5,keyasint"`           // UpgradeSoft or UpgradeHard
+	ActivationFence uint64            `cbor:"6,keyasint,omitempty"` // identity epoch (hard forks)
+	Protocol        string            `cbor:"7,keyasint,omitempty"` // account protocol it brings, if any
+	Package         string            `cbor:"8,keyasint"`
+	Artifacts       []UpgradeArtifact `cbor:"9,keyasint"`            // sorted by platform, one per platform
+	MinReady        uint64            `cbor:"10,keyasint,omitempty"` // ready devices a hard fork needs
+	Expires         uint64            `cbor:"11,keyasint,omitempty"` // unix ms; 0: never
+}
+
+// UpgradeReady says the author fetched its platform's artifact, checked
+// its hash and size, and consents.
 type UpgradeReady struct {
-	PackageID [16]byte `cbor:"1,keyasint"`
+	Upgrade [16]byte `cbor:"1,keyasint"`
+	SHA256  Hash     `cbor:"2,keyasint,omitempty"` // the artifact it verified
 }
 
 // UpgradeActivated activates a hard fork (seed: MaintenanceEvent).
 type UpgradeActivated struct {
-	PackageID       [16]byte `cbor:"1,keyasint"`
+	Upgrade         [16]byte `cbor:"1,keyasint"`
 	ToVersion       string   `cbor:"2,keyasint"`
 	ActivationFence uint64   `cbor:"3,keyasint"`
+}
+
+// UpgradeCancelled withdraws an upgrade. It takes effect only when written
+// before the fence (at an identity epoch below ActivationFence; soft
+// upgrades always).
+type UpgradeCancelled struct {
+	Upgrade [16]byte `cbor:"1,keyasint"`
+	Reason  string   `cbor:"2,keyasint,omitempty"`
 }
 
 // AdminReplaced replaces the admin; valid only with the account's threshold
@@ -281,6 +306,7 @@ func (UpgradeReady) Kind() Kind      { return KindUpgradeReady }
 func (UpgradeActivated) Kind() Kind  { return KindUpgradeActivated }
 func (AdminReplaced) Kind() Kind     { return KindAdminReplaced }
 func (GroupKey) Kind() Kind          { return KindGroupKey }
+func (UpgradeCancelled) Kind() Kind  { return KindUpgradeCancelled }
 
 func (AdminReplaceProposed) Kind() Kind { return KindAdminReplaceProposed }
 func (AdminReplaceVote) Kind() Kind     { return KindAdminReplaceVote }
@@ -331,6 +357,8 @@ func newBody(k Kind) Body {
 		return &AdminReplaceProposed{}
 	case KindAdminReplaceVote:
 		return &AdminReplaceVote{}
+	case KindUpgradeCancelled:
+		return &UpgradeCancelled{}
 	}
 	return nil
 }

@@ -99,12 +99,20 @@ type CompletedRef struct {
 	Stamp     Stamp             `cbor:"2,keyasint"`
 }
 
-// UpgradeRef is an upgrade package and who is ready for it.
+// UpgradeRef is an upgrade (one version of a package), who is ready for
+// it, its activation and its cancellation. Every field joins: Meta and
+// Stamp by lowest stamp (one id names one content, so repeats are equal
+// bodies), Ready by union, Activated by lowest fence then version,
+// Cancelled by min. Whether it may be acted on (expiry, rollback,
+// cancellation) is not decided here but by maintenance at read time.
 type UpgradeRef struct {
 	Meta      *UpgradeMetadata  `cbor:"1,keyasint,omitempty"`
-	Stamp     Stamp             `cbor:"2,keyasint"`
+	Stamp     Stamp             `cbor:"2,keyasint"` // of the metadata fact: Author is the publisher
 	Ready     map[DeviceID]bool `cbor:"3,keyasint"`
 	Activated *UpgradeActivated `cbor:"4,keyasint,omitempty"`
+	// Cancelled is the lowest identity epoch a cancellation was written
+	// at (0: none); see CancelEffective.
+	Cancelled uint64 `cbor:"5,keyasint,omitempty"`
 }
 
 // GenesisRef is the account's founding fact.
@@ -454,7 +462,7 @@ func requiredCap(k Kind) string {
 		return CapSnapshotPropose
 	case KindSnapshotVote:
 		return CapSnapshotVote
-	case KindUpgradeMetadata, KindUpgradeActivated:
+	case KindUpgradeMetadata, KindUpgradeActivated, KindUpgradeCancelled:
 		return CapUpgradePublish
 	}
 	return ""
@@ -561,6 +569,11 @@ func (s *State) check(f *Fact) (any, error) {
 		}
 	case *DeviceMetadata, *UpgradeReady:
 		// about the author itself: membership is enough
+	case *UpgradeMetadata:
+		// A function of the fact alone: every replica refuses the same.
+		if err := b.Validate(); err != nil {
+			return nil, fmt.Errorf("upgrade metadata by %s: %w", f.Author.Short(), err)
+		}
 	case *AdminReplaced:
 		if err := s.checkAdminReplaced(f, b, at); err != nil {
 			return nil, err
@@ -772,11 +785,13 @@ func (s *State) apply(f *Fact, body any) {
 			s.CacheFloors[k] = max(s.CacheFloors[k], b.EpochFloor)
 		}
 	case *UpgradeMetadata:
-		s.joinUpgrade(b.PackageID, &UpgradeRef{Meta: b, Stamp: st})
+		s.joinUpgrade(b.ID, &UpgradeRef{Meta: b, Stamp: st})
 	case *UpgradeReady:
-		s.joinUpgrade(b.PackageID, &UpgradeRef{Ready: map[DeviceID]bool{f.Author: true}})
+		s.joinUpgrade(b.Upgrade, &UpgradeRef{Ready: map[DeviceID]bool{f.Author: true}})
 	case *UpgradeActivated:
-		s.joinUpgrade(b.PackageID, &UpgradeRef{Activated: b})
+		s.joinUpgrade(b.Upgrade, &UpgradeRef{Activated: b})
+	case *UpgradeCancelled:
+		s.joinUpgrade(b.Upgrade, &UpgradeRef{Cancelled: f.Epoch})
 	case *AdminReplaced:
 		s.applyAdminReplaced(f, b)
 	case *AdminReplaceProposed:
@@ -895,6 +910,9 @@ func (s *State) joinUpgrade(id [16]byte, u *UpgradeRef) {
 		(u.Activated.ActivationFence == cur.Activated.ActivationFence && u.Activated.ToVersion < cur.Activated.ToVersion)) {
 		a := *u.Activated
 		cur.Activated = &a
+	}
+	if u.Cancelled != 0 && (cur.Cancelled == 0 || u.Cancelled < cur.Cancelled) {
+		cur.Cancelled = u.Cancelled
 	}
 }
 
