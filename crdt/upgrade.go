@@ -2,6 +2,7 @@ package crdt
 
 import (
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -140,4 +141,18 @@ func (u *UpgradeRef) Publisher() DeviceID {
 		return DeviceID{}
 	}
 	return u.Stamp.Author
+}
+
+// UpgradeName is the printed form of an upgrade id (hex).
+func UpgradeName(id [16]byte) string { return fmt.Sprintf("%x", id[:]) }
+
+// ParseUpgradeName parses UpgradeName's form.
+func ParseUpgradeName(s string) ([16]byte, error) {
+	var id [16]byte
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != 16 {
+		return id, fmt.Errorf("%q is not an upgrade id (32 hex digits)", s)
+	}
+	copy(id[:], b)
+	return id, nil
 }

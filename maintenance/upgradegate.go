@@ -26,24 +26,14 @@ func (e *NotReadyError) Error() string {
 func (e *NotReadyError) Unwrap() error { return ErrNotReady }
 
 // UpgradeGate is the readiness rule of activated hard forks: once an
-// upgrade is activated, every participant of a session must have declared
-// readiness for it. It returns nil when no activated upgrade excludes any
-// of the participants, else a *NotReadyError for the first device (by id)
-// and the lowest version it lacks. Soft upgrades never gate.
+// upgrade is in force (InForce: activated, not cancelled, the newest
+// activated version of its package), every participant of a session must
+// have declared readiness for it. It returns nil when no upgrade in force
+// excludes any of the participants, else a *NotReadyError for the first
+// device (by id) and the lowest version (semver) it lacks. Soft upgrades
+// never gate.
 func UpgradeGate(st *crdt.State, participants []crdt.DeviceID) error {
-	ids := make([][16]byte, 0, len(st.Upgrades))
-	for id, u := range st.Upgrades {
-		if u.Activated != nil {
-			ids = append(ids, id)
-		}
-	}
-	sort.Slice(ids, func(i, j int) bool {
-		a, b := st.Upgrades[ids[i]].Activated, st.Upgrades[ids[j]].Activated
-		if a.ToVersion != b.ToVersion {
-			return a.ToVersion < b.ToVersion
-		}
-		return string(ids[i][:]) < string(ids[j][:])
-	})
+	ids := InForceIDs(st)
 	ps := append([]crdt.DeviceID(nil), participants...)
 	sort.Slice(ps, func(i, j int) bool { return string(ps[i][:]) < string(ps[j][:]) })
 	for _, d := range ps {
