@@ -38,10 +38,10 @@ type UpgradePhase uint8
 
 // The phases of an upgrade.
 const (
-	PhaseUnknown   UpgradePhase = iota // readiness or activation seen, metadata not yet
-	PhasePublished                     // may be fetched and made ready; a hard fork waits for its fence
-	PhaseActivated                     // a hard fork in force
-	PhaseSuperseded                    // activated, but a later version of the package is in force
+	PhaseUnknown    UpgradePhase = iota // readiness or activation seen, metadata not yet
+	PhasePublished                      // may be fetched and made ready; a hard fork waits for its fence
+	PhaseActivated                      // a hard fork in force
+	PhaseSuperseded                     // activated, but a later version of the package is in force
 	PhaseCancelled
 	PhaseExpired
 	PhaseRollback // a version at or below an activated one: never acted on
