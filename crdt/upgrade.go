@@ -60,6 +60,19 @@ func ValidVersion(v string) bool {
 // precedence. Invalid versions sort below every valid one.
 func CompareVersions(a, b string) int { return semver.Compare(canonicalSemver(a), canonicalSemver(b)) }
 
+// validPackage: a package name is also a directory name on every device.
+func validPackage(p string) bool {
+	if len(p) == 0 || len(p) > 64 || p[0] == '.' || p[0] == '-' || p[0] == '_' {
+		return false
+	}
+	for _, r := range p {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
 // Artifact returns the artifact of a platform, or nil.
 func (m *UpgradeMetadata) Artifact(platform string) *UpgradeArtifact {
 	for i := range m.Artifacts {
@@ -77,8 +90,8 @@ func (m *UpgradeMetadata) Artifact(platform string) *UpgradeArtifact {
 // size and a CID, platforms sorted and distinct. It wraps ErrBadUpgrade or
 // ErrArtifactIncomplete.
 func (m *UpgradeMetadata) Validate() error {
-	if m.Package == "" {
-		return fmt.Errorf("%w: no package name", ErrBadUpgrade)
+	if !validPackage(m.Package) {
+		return fmt.Errorf("%w: package name %q is not 1 to 64 of [a-z0-9._-] starting with a letter or digit", ErrBadUpgrade, m.Package)
 	}
 	if !ValidVersion(m.Version) {
 		return fmt.Errorf("%w: version %q is not a semantic version (MAJOR.MINOR.PATCH)", ErrBadUpgrade, m.Version)

@@ -32,6 +32,7 @@ func TestUpgradeValidate(t *testing.T) {
 		{"platform twice", func(m *UpgradeMetadata) { m.Artifacts[1].Platform = m.Artifacts[0].Platform }, ErrBadUpgrade},
 		{"not semver", func(m *UpgradeMetadata) { m.Version = "1.2" }, ErrBadUpgrade},
 		{"no package", func(m *UpgradeMetadata) { m.Package = "" }, ErrBadUpgrade},
+		{"package escapes its directory", func(m *UpgradeMetadata) { m.Package = "../etc" }, ErrBadUpgrade},
 		{"hard without fence", func(m *UpgradeMetadata) { m.ActivationFence = 0 }, ErrBadUpgrade},
 		{"hard without min-ready", func(m *UpgradeMetadata) { m.MinReady = 0 }, ErrBadUpgrade},
 		{"soft with fence", func(m *UpgradeMetadata) { m.UpgradeKind = UpgradeSoft }, ErrBadUpgrade},

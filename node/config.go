@@ -67,19 +67,6 @@ type Config struct {
 	Admin     AdminConfig     `toml:"admin"` // admin replacement (admin.go)
 }
 
-// UpgradeConfig is this device's part in OTA upgrades.
-type UpgradeConfig struct {
-	// Policy is the upgrade policy this device publishes in its
-	// DeviceMetadata: manual (readiness after `aura-cli upgrade approve`)
-	// or auto (default manual). `aura-cli device policy` changes it at run
-	// time; an edit of this key wins again at the next start (metadata.go).
-	Policy string `toml:"policy"`
-	// TestProtocols, FOR TESTS ONLY, replaces the account protocol versions
-	// this device advertises (AccountProtocols) so a test can run a device
-	// that lacks one. Rendered only when set; leave it unset.
-	TestProtocols []string `toml:"test_protocols"`
-}
-
 // StorageConfig is the free-space guard (see space.go).
 type StorageConfig struct {
 	// MinFreeMB: below this much free space writes are refused (0: never).
@@ -364,6 +351,7 @@ func (c Config) Validate() error {
 	default:
 		bad("upgrade.policy", "%q is not manual or auto", c.Upgrade.Policy)
 	}
+	c.Upgrade.validate(bad)
 	if c.Invite.TTL < Duration(time.Second) {
 		bad("invite.ttl", "%s is below 1s", time.Duration(c.Invite.TTL))
 	}
@@ -464,6 +452,7 @@ func (c Config) Render() []byte {
 	if len(c.Upgrade.TestProtocols) > 0 {
 		p("# FOR TESTS ONLY: the protocol versions advertised instead of this binary's.\ntest_protocols = %s\n", quoteList(c.Upgrade.TestProtocols))
 	}
+	b.WriteString(c.Upgrade.render())
 	return []byte(b.String())
 }
 

@@ -112,6 +112,7 @@ type Node struct {
 	kick chan struct{} // wakes reconnectLoop (see kickReconnect)
 	asks peerAsks      // when each device was last asked for peers
 	nat  natState      // NAT traversal (nat.go)
+	upg  upgrades      // OTA upgrades (upgrade.go)
 
 	dev      deviceSettings // what this device publishes (metadata.go)
 	sessions sessionLog     // aborted maintenance sessions (session.go)
@@ -242,6 +243,7 @@ func (n *Node) start(o Options) (err error) {
 			return err
 		}
 	}
+	n.startUpgrades() // activation reconciled before the API serves
 	if !o.NoSocket {
 		if err := n.serveAPI(); err != nil {
 			return err
