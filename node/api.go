@@ -433,6 +433,7 @@ func (n *Node) apiHandler() http.Handler {
 	n.maintenanceRoutes(mux)
 	n.deviceRoutes(mux)
 	n.blobRoutes(mux)
+	n.upgradeRoutes(mux)
 	n.backupRoutes(mux)
 	n.adminRoutes(mux)
 	if labRoutes != nil {

@@ -113,7 +113,7 @@ func root() *cobra.Command {
 	c.PersistentFlags().StringVar(&a.home, "home", "", "node directory (default $AURA_HOME, else ~/.aura)")
 	c.PersistentFlags().BoolVar(&a.json, "json", false, "print one JSON document on stdout")
 	c.PersistentFlags().DurationVar(&a.timeout, "timeout", 2*time.Minute, "give up after this long")
-	c.AddCommand(statusCmd(a), peersCmd(a), factCmd(a), accountCmd(a), thresholdCmd(a), snapshotCmd(a), restoreCmd(a), blobCmd(a), cacheCmd(a), deviceCmd(a), versionCmd(a), simCmd(), backupCmd(a))
+	c.AddCommand(statusCmd(a), peersCmd(a), factCmd(a), accountCmd(a), thresholdCmd(a), snapshotCmd(a), restoreCmd(a), blobCmd(a), cacheCmd(a), deviceCmd(a), versionCmd(a), simCmd(), backupCmd(a), upgradeCmd(a))
 	c.AddCommand(adminCmd(a))
 	linkRunbooks(c)
 	return c
