@@ -40,6 +40,7 @@ func TestConfig() Config {
 	c.Snapshot.Timeout = Duration(15 * time.Second)
 	c.Snapshot.WatermarkMB = -1
 	c.Storage.BallastMB = -1 // many homes at once: no 16 MB reserve each
+	c.Upgrade.Check = Duration(200 * time.Millisecond)
 	return c
 }
 
