@@ -196,5 +196,63 @@
 // restart forgets an approval not yet signed, and counts the admin as seen
 // at start.
 //
+// # OTA upgrades (upgrade.go, upgradegate.go)
+//
+// The seed's "OTA Upgrades" and DESIGN §6, decided here and carried out
+// by node/upgrade.go and the simulator alike:
+//   - Ingest (crdt's guard, a function of the fact alone):
+//     UpgradeMetadata needs upgrade_publish, an id that is the hash of its
+//     content (crdt.UpgradeIDOf), a semver version, a package name, soft
+//     (no fence, no min-ready) or hard (fence and min-ready ≥ 1), and at
+//     least one artifact, each with platform, sha2-256, size and CID:
+//     metadata without hash and size is refused at publish and at ingest
+//     (crdt.ErrArtifactIncomplete, crdt.ErrBadUpgrade).
+//   - Actionable, not refused: rollback and expiry depend on other facts
+//     and on time, so the fold keeps such metadata (refusing it at ingest
+//     relative to activations that may arrive later would let replicas
+//     diverge); Phase names it rollback (a version ≤ an activated version
+//     of the same package, ErrRollback), expired (Expires ≤ the driver's
+//     now, before activation only: an activated fork stays in force and a
+//     late device may still become ready; ErrUpgradeExpired) or cancelled,
+//     and nothing acts on it: no fetch, no readiness, no activation.
+//     CheckPublish applies the same rules before a device publishes.
+//   - Cancellation (UpgradeCancelled, upgrade_publish) takes effect only
+//     when written at an identity epoch below the fence (CheckCancel
+//     refuses after it, ErrPastFence, and once activated, ErrActivated); an
+//     effective cancellation wins over a concurrent activation, on every
+//     replica alike.
+//   - Fetch, verify, ready: FetchPlan lists what a device fetches (only
+//     its own platform's artifact; an upgrade lacking one is skipped, so a
+//     bad artifact for another platform blocks no one). VerifyArtifact
+//     checks the bytes the driver read (at most Size+1) against the signed
+//     size (ErrSizeOverrun, ErrSizeShort) and sha2-256 (ErrHashMismatch).
+//     ReadyFact returns UpgradeReady only for a verified hash equal to the
+//     signed one, at once under policy auto, after approval under manual
+//     (Policy: what the device declared in DeviceMetadata; manual when
+//     unsaid).
+//   - Activation (ActivationDue, a pure function): a hard fork activates
+//     when it is actionable at now, not activated yet, at least MinReady
+//     current members are ready, and the identity epoch has reached the
+//     fence. Who (Activators): the publisher while it is a member holding
+//     upgrade_publish, then the other holders by device id;
+//     UpgradeCoordinator lets the first act at once and the k-th after k
+//     grace periods of the fork being due, so exactly one is expected and
+//     a duplicate is harmless (activations join: lowest fence, then
+//     version).
+//   - In force (InForce, UpgradeGate): activated, metadata known, not
+//     cancelled, and the highest activated version of its package (an
+//     older one is superseded, a rogue activation of a lower version never
+//     takes force). From then on UpgradeGate, which CheckSession runs for
+//     every session, refuses a participant without readiness with
+//     *NotReadyError ("device X not ready for V", ErrNotReady). A session
+//     under an older identity epoch than the current one already fails
+//     CheckSession (ErrStaleEpoch), and activation needs the epoch at the
+//     fence, so no session passes under an epoch below an active fence.
+//   - Durability: activation is a fact, durable before it is published;
+//     a driver runs UpgradeCoordinator once at start, before it serves or
+//     joins sessions, so a device restarted at the fence activates (if it
+//     is the activator) and every device folds its journal's activations
+//     before it acts.
+//
 // It imports crdt and threshold only; never libp2p, Pebble, or time.Now.
 package maintenance

@@ -185,6 +185,25 @@
 // state, so it needs memory in proportion to the state — as a running node
 // holding that state does.
 //
+// OTA upgrades (upgrade.go, upgradeapi.go; rules in maintenance): the
+// publisher's CLI uploads each artifact (stored as a pinned blob; its
+// sha2-256 and size computed by the node), then publishes the metadata;
+// every device fetches only its own platform's artifact (upgrade.platform,
+// default GOOS/GOARCH) by CID from its peers, pinned, into
+// HOME/upgrades/<package>/<version>.unverified, reading at most the signed
+// size plus one byte (and stopping the fetch as soon as the blob's root
+// says it is larger), checks size and hash, fsyncs and renames it to
+// HOME/upgrades/<package>/<version>, runs the optional upgrade.hook with
+// that path (bounded by upgrade.hook_timeout; a failure withholds
+// readiness), and appends UpgradeReady when maintenance.ReadyFact says so
+// (auto, or after `upgrade approve`, kept durably in 'n' records). A
+// refused artifact is deleted, logged as an error and shown in `upgrade
+// status` (local.state failed, error_kind hash_mismatch, size_overrun,
+// size_short or hook); it is not fetched again until restart. The upgrade
+// loop (upgrade.check) also writes the activations
+// maintenance.UpgradeCoordinator asks of this device; it runs once in
+// start() before the control API serves (startup reconciliation).
+//
 // node imports every package of the module except sim; nothing imports
 // node but cmd/.
 package node
