@@ -17,6 +17,12 @@
 //     order, batching, or with duplicates gives the same state and digest.
 //   - A fact whose author lacked the needed capability at its epoch never
 //     changes state.
+//   - Upgrade metadata is refused by the guard unless UpgradeMetadata.Validate
+//     accepts it (a function of the fact alone: id = UpgradeIDOf(content),
+//     semver, kind, fence and min-ready of hard forks, every artifact with
+//     platform, sha2-256, size and CID). Whether an upgrade may be acted on
+//     (expiry, rollback, cancellation) is maintenance's call at read time;
+//     the fold keeps every valid upgrade fact.
 //
 // # Admin replacement (admin.go)
 //
