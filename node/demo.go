@@ -236,6 +236,9 @@ func RunDemo(ctx context.Context, w io.Writer, o DemoOptions) (err error) {
 	if err := demoBackup(ctx, say, dir, &nodes, o); err != nil {
 		return err
 	}
+	if err := demoUpgrade(ctx, say, nodes, o); err != nil {
+		return err
+	}
 	if err := demoAdmin(ctx, say, nodes, o); err != nil {
 		return err
 	}

@@ -22,16 +22,9 @@ import (
 // policy` writes: DeviceMetadata).
 func setPolicy(t *testing.T, n *Node, policy string) {
 	t.Helper()
-	var out maintenance.Output
-	err := n.withLock(func() error {
-		var err error
-		out, err = n.rep.WriteMeta(&crdt.DeviceMetadata{Name: n.cfg.Name, SupportedProtocols: AccountProtocols, UpgradePolicy: policy})
-		return err
-	})
-	if err != nil {
+	if err := n.declarePolicy(policy); err != nil {
 		t.Fatal(err)
 	}
-	n.handle(out)
 }
 
 // publish stores data as this platform's artifact on n and publishes it.
