@@ -141,6 +141,21 @@
 //     HardFork and Rekey exercise them; the keygen-ignore-epoch and
 //     keygen-skip-gate defects prove them.
 //
+// # The upgrade simulation (upgrade.go)
+//
+// RunUpgrade is a smaller deterministic run of its own for OTA upgrades
+// (issue 11): N devices with random policies, a soft upgrade and a hard
+// fork whose fence the last device's admission reaches, message loss and
+// reordering, anti-entropy, restarts (the admin's half the time exactly
+// at the fence) and corrupted downloads, driven through the node's calls
+// (FetchPlan, VerifyArtifact, ReadyFact, UpgradeCoordinator, also once
+// after every reopen as the node's startup reconciliation, and
+// CheckSession at the end of each session). Its invariants, checked by an
+// oracle reading the chained facts: upgrade-ready-unverified,
+// upgrade-stale-session, upgrade-unready-session, upgrade-restart,
+// upgrade-liveness; the ReadyUnverified defect proves the first fires.
+// TestUpgradeSweep runs 40 seeds in CI.
+//
 // A failing Result carries the seed, the fault schedule as it happened and
 // the violations; Result.Command is the `aura-cli sim` line that replays
 // it. Main is that command.
