@@ -22,13 +22,15 @@ func (c *cluster) writeAs(i int, body crdt.Body) {
 // in ready declare readiness, and activates it (device 0 is the admin).
 func (c *cluster) activate(proto string, ready ...int) {
 	c.t.Helper()
-	pkg := [16]byte{0xab}
-	c.writeAs(0, &crdt.UpgradeMetadata{PackageID: pkg, Version: "2.0.0", UpgradeKind: "hard", Protocol: proto,
-		ActivationFence: c.reps[0].State().Epoch})
+	m := &crdt.UpgradeMetadata{Package: "aura-node", Version: "2.0.0", UpgradeKind: "hard", Protocol: proto,
+		ActivationFence: c.reps[0].State().Epoch, MinReady: 1, Artifacts: []crdt.UpgradeArtifact{{Platform: "none/none", SHA256: crdt.Hash{1}, Size: 1, CID: []byte{1}}}}
+	m.ID = crdt.UpgradeIDOf(m)
+	pkg := m.ID
+	c.writeAs(0, m)
 	for _, i := range ready {
-		c.writeAs(i, &crdt.UpgradeReady{PackageID: pkg})
+		c.writeAs(i, &crdt.UpgradeReady{Upgrade: pkg})
 	}
-	c.writeAs(0, &crdt.UpgradeActivated{PackageID: pkg, ToVersion: "2.0.0", ActivationFence: c.reps[0].State().Epoch})
+	c.writeAs(0, &crdt.UpgradeActivated{Upgrade: pkg, ToVersion: "2.0.0", ActivationFence: c.reps[0].State().Epoch})
 }
 
 func (c *cluster) eventsOf(kind EventKind) []Event {

@@ -17,7 +17,7 @@ import (
 func demoUpgrade(ctx context.Context, say func(string, ...any), nodes []*Node, o DemoOptions) error {
 	holdout := nodes[len(nodes)-1]
 	for _, n := range nodes[:len(nodes)-1] {
-		if err := n.declarePolicy(crdt.PolicyAuto); err != nil {
+		if _, err := n.SetUpgradePolicy(crdt.PolicyAuto); err != nil {
 			return err
 		}
 	}
@@ -81,19 +81,4 @@ func demoUpgrade(ctx context.Context, say func(string, ...any), nodes []*Node, o
 	}
 	say("  node1 (the publisher) wrote UpgradeActivated; every device has aura-node 2.0.0 in force and every one is ready for it")
 	return nil
-}
-
-// declarePolicy declares this device's upgrade policy in its
-// DeviceMetadata.
-func (n *Node) declarePolicy(policy string) error {
-	var out maintenance.Output
-	err := n.withLock(func() error {
-		var err error
-		out, err = n.rep.WriteMeta(&crdt.DeviceMetadata{Name: n.cfg.Name, SupportedProtocols: AccountProtocols, UpgradePolicy: policy})
-		return err
-	})
-	if err == nil {
-		n.handle(out)
-	}
-	return err
 }

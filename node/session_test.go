@@ -19,19 +19,22 @@ import (
 // naming protocol proto, every node in ready declaring readiness first.
 func activateHardFork(t *testing.T, ns []*Node, proto string, ready ...*Node) {
 	t.Helper()
-	pkg := [16]byte{0x5e, 0x55}
 	epoch := ns[0].Status().IdentityEpoch
-	if _, err := ns[0].write(&crdt.UpgradeMetadata{PackageID: pkg, Version: "2.0.0", UpgradeKind: "hard", Protocol: proto, ActivationFence: epoch}); err != nil {
+	m := &crdt.UpgradeMetadata{Package: "aura-node", Version: "2.0.0", UpgradeKind: "hard", Protocol: proto, ActivationFence: epoch,
+		MinReady: 1, Artifacts: []crdt.UpgradeArtifact{{Platform: "none/none", SHA256: crdt.Hash{1}, Size: 1, CID: []byte{1}}}}
+	m.ID = crdt.UpgradeIDOf(m)
+	pkg := m.ID
+	if _, err := ns[0].write(m); err != nil {
 		t.Fatal(err)
 	}
 	waitConverged(t, 20*time.Second, ns)
 	for _, n := range ready {
-		if _, err := n.write(&crdt.UpgradeReady{PackageID: pkg}); err != nil {
+		if _, err := n.write(&crdt.UpgradeReady{Upgrade: pkg}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	waitConverged(t, 20*time.Second, ns)
-	if _, err := ns[0].write(&crdt.UpgradeActivated{PackageID: pkg, ToVersion: "2.0.0", ActivationFence: epoch}); err != nil {
+	if _, err := ns[0].write(&crdt.UpgradeActivated{Upgrade: pkg, ToVersion: "2.0.0", ActivationFence: epoch}); err != nil {
 		t.Fatal(err)
 	}
 	waitConverged(t, 20*time.Second, ns)

@@ -22,7 +22,7 @@ import (
 // policy` writes: DeviceMetadata).
 func setPolicy(t *testing.T, n *Node, policy string) {
 	t.Helper()
-	if err := n.declarePolicy(policy); err != nil {
+	if _, err := n.SetUpgradePolicy(policy); err != nil {
 		t.Fatal(err)
 	}
 }

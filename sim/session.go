@@ -44,8 +44,14 @@ import (
 //     keygen-skip-gate: the keygen driver does not check the session before
 //     it starts.
 
-// hardForkPackage is the package id of Workload.HardFork's upgrade.
-var hardForkPackage = [16]byte{0x48, 0x46} // "HF"
+// hardForkMeta is Workload.HardFork's upgrade (its artifact is for no
+// platform the simulator fetches; readiness is declared directly).
+func hardForkMeta(epoch uint64) *crdt.UpgradeMetadata {
+	m := &crdt.UpgradeMetadata{Package: "aura-node", Version: "2.0.0", UpgradeKind: crdt.UpgradeHard, ActivationFence: epoch, MinReady: 1,
+		Artifacts: []crdt.UpgradeArtifact{{Platform: "none/none", SHA256: crdt.Hash{1}, Size: 1, CID: []byte{1}}}}
+	m.ID = crdt.UpgradeIDOf(m)
+	return m
+}
 
 // hardForkFacts has the admin publish and activate a hard fork, with
 // readiness from every group device but unready, and delivers it to every
@@ -54,8 +60,9 @@ func (s *sim) hardForkFacts(unready *device) ([]*crdt.Fact, error) {
 	admin := s.devs[0]
 	epoch := admin.rep.State().Epoch
 	var facts []*crdt.Fact
-	out, err := admin.rep.Write(s.devNow(admin), &crdt.UpgradeMetadata{PackageID: hardForkPackage, Version: "2.0.0",
-		UpgradeKind: "hard", ActivationFence: epoch})
+	meta := hardForkMeta(epoch)
+	hardForkPackage := meta.ID
+	out, err := admin.rep.Write(s.devNow(admin), meta)
 	if err != nil {
 		return nil, fmt.Errorf("hard fork metadata: %w", err)
 	}
@@ -69,7 +76,7 @@ func (s *sim) hardForkFacts(unready *device) ([]*crdt.Fact, error) {
 				return nil, err
 			}
 		}
-		out, err := d.rep.Write(s.devNow(d), &crdt.UpgradeReady{PackageID: hardForkPackage})
+		out, err := d.rep.Write(s.devNow(d), &crdt.UpgradeReady{Upgrade: hardForkPackage})
 		if err != nil {
 			return nil, fmt.Errorf("readiness of %s: %w", d.name, err)
 		}
@@ -78,7 +85,7 @@ func (s *sim) hardForkFacts(unready *device) ([]*crdt.Fact, error) {
 	if _, _, err := admin.rep.Receive(s.devNow(admin), facts); err != nil {
 		return nil, err
 	}
-	out, err = admin.rep.Write(s.devNow(admin), &crdt.UpgradeActivated{PackageID: hardForkPackage, ToVersion: "2.0.0", ActivationFence: epoch})
+	out, err = admin.rep.Write(s.devNow(admin), &crdt.UpgradeActivated{Upgrade: hardForkPackage, ToVersion: "2.0.0", ActivationFence: epoch})
 	if err != nil {
 		return nil, fmt.Errorf("activation: %w", err)
 	}
