@@ -106,6 +106,7 @@ func gate(n *Node) error {
 func TestUpgradeHardForkManualHoldout(t *testing.T) {
 	ns := newNodes(t, 3)
 	formAccount(t, ns, 2)
+	keygen(t, ns, 2)
 	setPolicy(t, ns[0], crdt.PolicyAuto)
 	epoch := ns[0].Status().IdentityEpoch
 	bin := []byte("aura-node 2.0.0, a new binary for this platform")
@@ -161,6 +162,37 @@ func TestUpgradeHardForkManualHoldout(t *testing.T) {
 		if !strings.Contains(string(b), k) {
 			t.Errorf("status JSON lacks %s: %s", k, b)
 		}
+	}
+
+	// The next snapshot round: the holdout is refused with the typed
+	// error (it cannot propose, its vote would not count), the others
+	// complete without it, and status names it not ready.
+	if _, err := ns[0].Put("after/fork", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	waitConverged(t, 20*time.Second, ns)
+	if _, err := ns[2].ProposeChecked(false); !errors.As(err, &nr) || nr.Device != ns[2].Device() || ErrorCode(err) != CodeNotReady {
+		t.Fatalf("holdout's proposal: %v", err)
+	}
+	info, err := ns[0].ProposeChecked(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the round completes without the holdout", func() bool {
+		s := ns[0].Status().NewestSnapshot
+		return s != nil && s.ID == info.ID
+	})
+	for _, p := range ns[0].Status().NewestSnapshot.Participants {
+		if p == ns[2].Device().String() {
+			t.Fatal("the unready device signed the snapshot after the activation")
+		}
+	}
+	var listed bool
+	for _, d := range ns[0].Status().Incompatible {
+		listed = listed || (d.Device == ns[2].Device().String() && d.Code == CodeNotReady && strings.Contains(d.Reason, "not ready for 2.0.0"))
+	}
+	if !listed {
+		t.Fatalf("status does not name the holdout not ready: %+v", ns[0].Status().Incompatible)
 	}
 
 	if _, err := ns[2].ApproveUpgrade(id); err != nil {
