@@ -1,6 +1,7 @@
 package crdt
 
 import (
+	"bytes"
 	"errors"
 	"testing"
 )
@@ -124,4 +125,30 @@ func TestUpgradeFold(t *testing.T) {
 	if late.CancelEffective() {
 		t.Fatal("cancellation at the fence took effect")
 	}
+}
+
+// FuzzUpgradeMetadata: any body that decodes as upgrade metadata is
+// validated without panicking, and what Validate accepts has its content
+// hash as id and one encoding.
+func FuzzUpgradeMetadata(f *testing.F) {
+	b, _ := Marshal(testUpgrade("1.2.3"))
+	f.Add(b)
+	f.Add([]byte{0xa0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		body, err := DecodeBodyOf(KindUpgradeMetadata, b)
+		if err != nil {
+			return
+		}
+		m := body.(*UpgradeMetadata)
+		if m.Validate() != nil {
+			return
+		}
+		if UpgradeIDOf(m) != m.ID {
+			t.Fatal("accepted metadata whose id is not its content hash")
+		}
+		again, err := Marshal(m)
+		if err != nil || !bytes.Equal(again, b) {
+			t.Fatal("accepted metadata does not re-encode to its input")
+		}
+	})
 }

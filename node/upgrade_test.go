@@ -383,3 +383,33 @@ func TestUpgradeRestartAtFence(t *testing.T) {
 		t.Fatal("a node restarted after the fence runs the old rules")
 	}
 }
+
+// The hook runs with the verified artifact's path as its last argument
+// before readiness; a failing hook withholds readiness and says why.
+func TestUpgradeHook(t *testing.T) {
+	dir := t.TempDir()
+	rec := filepath.Join(dir, "hook.out")
+	script := filepath.Join(dir, "hook.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\nif [ \"$1\" = fail ]; then echo refusing; exit 3; fi\necho \"$2\" >> "+rec+"\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	good := startNodeWith(t, filepath.Join(dir, "good"), func(c *Config) { c.Upgrade.Hook = "/bin/sh " + script + " install" })
+	bad := startNodeWith(t, filepath.Join(dir, "bad"), func(c *Config) { c.Upgrade.Hook = "/bin/sh " + script + " fail" })
+	for _, n := range []*Node{good, bad} {
+		if _, err := n.CreateAccount("hook", 1); err != nil {
+			t.Fatal(err)
+		}
+		setPolicy(t, n, crdt.PolicyAuto)
+	}
+	ug := publish(t, good, PublishRequest{Package: "srv", Version: "1.0.0", Kind: "soft"}, []byte("server build"))
+	ub := publish(t, bad, PublishRequest{Package: "srv", Version: "1.0.0", Kind: "soft"}, []byte("server build"))
+	waitFor(t, 10*time.Second, "ready after the hook", func() bool { return upgradeOn(t, good, ug.ID).Local.State == "ready" })
+	want := filepath.Join(good.Home(), UpgradesDir, "srv", "1.0.0")
+	if b, err := os.ReadFile(rec); err != nil || strings.TrimSpace(string(b)) != want {
+		t.Fatalf("hook saw %q (%v), want %q", b, err, want)
+	}
+	waitFor(t, 10*time.Second, "the failing hook reported", func() bool { return upgradeOn(t, bad, ub.ID).Local.State == "failed" })
+	if got := upgradeOn(t, bad, ub.ID); got.Local.ErrorKind != "hook" || got.Ready != 0 {
+		t.Fatalf("failing hook: %+v, %d ready", got.Local, got.Ready)
+	}
+}
