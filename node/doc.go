@@ -202,7 +202,8 @@
 // size_short or hook); it is not fetched again until restart. The upgrade
 // loop (upgrade.check) also writes the activations
 // maintenance.UpgradeCoordinator asks of this device; it runs once in
-// start() before the control API serves (startup reconciliation).
+// start() before gossip joins and the control API serves (startup
+// reconciliation).
 //
 // node imports every package of the module except sim; nothing imports
 // node but cmd/.

@@ -238,12 +238,12 @@ func (n *Node) start(o Options) (err error) {
 	if err := n.startNAT(); err != nil {
 		return err
 	}
+	n.startUpgrades() // activation reconciled before gossip and the API (upgrade.go)
 	if !n.rep.Account().IsZero() {
 		if err := n.startGossip(); err != nil {
 			return err
 		}
 	}
-	n.startUpgrades() // activation reconciled before the API serves
 	if !o.NoSocket {
 		if err := n.serveAPI(); err != nil {
 			return err

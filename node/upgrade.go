@@ -28,8 +28,10 @@ import (
 // HOME/upgrades/<package>/<version>.unverified, reading at most the signed
 // size plus one byte, checks size and hash, renames it into place, runs
 // the optional hook, and writes the facts the core returns. Activation is
-// reconciled once in start(), before the control API serves, so a node
-// restarted at the fence never serves under the old rules.
+// reconciled once in start(), before gossip joins and the control API
+// serves, so a node restarted at the fence never ingests, votes or serves
+// under the old rules (an activation written then reaches the others by
+// anti-entropy when they connect).
 
 // ErrHook: the configured upgrade hook failed; readiness is withheld.
 var ErrHook = errors.New("upgrade hook failed")
