@@ -309,14 +309,17 @@ func (x *transcript) run(line string) {
 		i, d := x.dev(f[1])
 		x.writeAs(i, d, &crdt.DeviceMetadata{SupportedProtocols: f[2:]})
 	case "activate":
-		pkg := [16]byte{0xab}
 		epoch := x.devs[0].rep.State().Epoch
-		x.writeAs(0, x.devs[0], &crdt.UpgradeMetadata{PackageID: pkg, Version: "2.0.0", UpgradeKind: "hard", ActivationFence: epoch})
+		m := &crdt.UpgradeMetadata{Package: "aura-node", Version: "2.0.0", UpgradeKind: "hard", ActivationFence: epoch, MinReady: 1,
+			Artifacts: []crdt.UpgradeArtifact{{Platform: "none/none", SHA256: crdt.Hash{1}, Size: 1, CID: []byte{1}}}}
+		m.ID = crdt.UpgradeIDOf(m)
+		pkg := m.ID
+		x.writeAs(0, x.devs[0], m)
 		for _, name := range f[1:] {
 			i, d := x.dev(name)
-			x.writeAs(i, d, &crdt.UpgradeReady{PackageID: pkg})
+			x.writeAs(i, d, &crdt.UpgradeReady{Upgrade: pkg})
 		}
-		x.writeAs(0, x.devs[0], &crdt.UpgradeActivated{PackageID: pkg, ToVersion: "2.0.0", ActivationFence: epoch})
+		x.writeAs(0, x.devs[0], &crdt.UpgradeActivated{Upgrade: pkg, ToVersion: "2.0.0", ActivationFence: epoch})
 	default:
 		x.t.Fatalf("unknown command %q", line)
 	}
