@@ -25,6 +25,13 @@ import (
 	"aura/maintenance"
 )
 
+// RestoreMemoryLimit is the Go heap limit `aura-cli backup restore` sets
+// (debug.SetMemoryLimit, unless GOMEMLIMIT is set): the restore streams and
+// keeps a few megabytes live, but decryption and chunking leave garbage
+// behind them (age allocates every 64 KiB chunk it opens), which the
+// default GC pacing lets grow to twice the live heap and more.
+const RestoreMemoryLimit = 24 << 20
+
 // Backup restore errors: each failure has its own kind (and its own exit
 // code in aura-cli), so "wrong passphrase" never stands for a damaged file.
 var (
@@ -245,11 +252,13 @@ func readBackup(ctx context.Context, o BackupRestoreOptions, stage func(io.Reade
 		return nil, err
 	}
 	cr := &countReader{r: f, fn: o.Progress, t: fi.Size()}
-	dec, err := age.Decrypt(bufio.NewReaderSize(cr, 1<<20), o.Identities...)
+	dec, err := age.Decrypt(bufio.NewReaderSize(cr, 256<<10), o.Identities...)
 	if err != nil {
 		return nil, classifyHeader(file, hdr, o.Identities, err)
 	}
-	se := &srcErr{r: dec}
+	ahead := newReadAhead(dec, 256<<10, 4)
+	defer ahead.Close()
+	se := &srcErr{r: ahead}
 	body := func(err error) error {
 		if se.err == nil {
 			return nil
@@ -473,7 +482,9 @@ func restoreStaged(ctx context.Context, o BackupRestoreOptions, cfg Config, key 
 			res, err = nil, fmt.Errorf("%w: staging store in %s: %v", ErrStorageFatal, dir, p)
 		}
 	}()
-	store, err := pebblestore.Open(dir, pebblestore.Options{Pebble: &pebble.Options{Logger: quietLog{}}})
+	// Small caches: the blob is ingested as sstables and the tail is small;
+	// the running node opens the store with its own sizes.
+	store, err := pebblestore.Open(dir, pebblestore.Options{CacheSize: 1 << 20, MemTableSize: 2 << 20, Pebble: &pebble.Options{Logger: quietLog{}}})
 	if err != nil {
 		return nil, fmt.Errorf("open the staging store: %w", err)
 	}
