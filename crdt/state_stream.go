@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"sort"
 	"unicode/utf8"
 )
 
@@ -654,17 +655,7 @@ func readJoin(base func() (io.ReadCloser, error), kv kvVisitor) error {
 
 // sortKeys sorts text keys in canonical order (by length, then bytewise).
 func sortKeys(keys []string) {
-	less := func(a, b string) bool {
-		if len(a) != len(b) {
-			return len(a) < len(b)
-		}
-		return a < b
-	}
-	for i := 1; i < len(keys); i++ {
-		for j := i; j > 0 && less(keys[j], keys[j-1]); j-- {
-			keys[j], keys[j-1] = keys[j-1], keys[j]
-		}
-	}
+	sort.Slice(keys, func(i, j int) bool { return keyLess(keys[i], keys[j]) })
 }
 
 func keyLess(a, b string) bool {

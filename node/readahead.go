@@ -10,6 +10,7 @@ type readAhead struct {
 	full chan aheadBuf
 	free chan []byte
 	done chan struct{}
+	gone chan struct{} // closed when the goroutine returned
 	cur  aheadBuf
 	off  int
 }
@@ -21,11 +22,12 @@ type aheadBuf struct {
 
 // newReadAhead reads r in buffers of size bytes, at most n of them ahead.
 func newReadAhead(r io.Reader, size, n int) *readAhead {
-	a := &readAhead{full: make(chan aheadBuf, n), free: make(chan []byte, n+1), done: make(chan struct{})}
+	a := &readAhead{full: make(chan aheadBuf, n), free: make(chan []byte, n+1), done: make(chan struct{}), gone: make(chan struct{})}
 	for range n + 1 {
 		a.free <- make([]byte, size)
 	}
 	go func() {
+		defer close(a.gone)
 		defer close(a.full)
 		for {
 			var b []byte
@@ -72,11 +74,14 @@ func (a *readAhead) Read(p []byte) (int, error) {
 	return k, nil
 }
 
-// Close stops the reading goroutine (it may still finish one read of r).
+// Close stops the reading goroutine and waits for it (it finishes the
+// read of r it is in), so nothing reads r, nor calls what r calls, after
+// Close returns.
 func (a *readAhead) Close() {
 	select {
 	case <-a.done:
 	default:
 		close(a.done)
 	}
+	<-a.gone
 }
