@@ -197,8 +197,11 @@
 // it holds is fixed buffers (a megabyte or two), the state without its
 // key/values, and the tail's facts (up to 1000, read whole before they
 // are checked); with a 24 MiB Go memory limit (RestoreMemoryLimit, set by
-// aura-cli) its peak RSS was 58 MB for a 100 MB blob, of which 38 MB is
-// the aura-cli binary itself (`aura-cli version` peaks there). The node
+// aura-cli) its peak RSS was 58–62 MB for a 100 MB blob (restore_rss_MB
+// of BenchmarkBackup100MB), of which 38 MB is the aura-cli binary itself
+// (`aura-cli version` peaks there), and does not grow with the blob. The
+// tail is not streamed: 1000 facts of up to 64 KiB would add their size.
+// The node
 // builds the whole state when it starts (maintenance.Open, from the blob
 // and the journal): a running node holds its state, in proportion to it.
 // The network restore (restore.go) reads the blob as a stream too
