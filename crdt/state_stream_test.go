@@ -52,6 +52,35 @@ func TestReadStateIsDecodeState(t *testing.T) {
 	}
 }
 
+// The omitempty fields after the key/values (admin replacements) read
+// back too, present or absent, and present-but-empty is refused.
+func TestReadStateOptionalFields(t *testing.T) {
+	s, st := bigState(t)
+	st.AdminReplacements[s.dev(0)] = AdminOverride{New: s.dev(1), ActivationEpoch: 7}
+	st.AdminProposals[[16]byte{9}] = &AdminProposalRef{Stamp: Stamp{Lamport: 3}, Votes: map[DeviceID][]byte{s.dev(2): []byte("v")}}
+	enc := st.Encode()
+	got, err := ReadState(bytes.NewReader(enc), ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.State.Encode(), enc) || got.State.AdminReplacements[s.dev(0)].ActivationEpoch != 7 {
+		t.Fatal("admin replacement fields did not read back")
+	}
+	if _, err := DecodeState(enc); err != nil {
+		t.Fatal(err)
+	}
+	// Field 19 present with an empty map: not the canonical encoding.
+	empty := NewState(s.account, nil)
+	b := empty.Encode()
+	b = append(append([]byte{b[0] + 1}, b[1:]...), 0x13, 0xa0)
+	if _, err := DecodeState(b); err == nil {
+		t.Fatal("DecodeState accepts an empty omitempty field")
+	}
+	if _, err := ReadState(bytes.NewReader(b), ReadOptions{}); !errors.Is(err, ErrNotCanonical) {
+		t.Fatalf("empty omitempty field: %v", err)
+	}
+}
+
 func TestReadStateRefuses(t *testing.T) {
 	_, st := bigState(t)
 	enc := st.Encode()
@@ -133,6 +162,9 @@ func FuzzReadState(f *testing.F) {
 	s.write(1, s.epoch, &Put{Key: "c", Value: make([]byte, 60<<10)})
 	f.Add(s.reduce(s.facts).Encode())
 	f.Add(NewState(s.account, nil).Encode())
+	withAdmin := s.reduce(s.facts)
+	withAdmin.AdminReplacements[s.dev(0)] = AdminOverride{New: s.dev(1), ActivationEpoch: 2}
+	f.Add(withAdmin.Encode())
 	f.Fuzz(func(t *testing.T, b []byte) {
 		want, werr := DecodeState(b)
 		got, err := ReadState(bytes.NewReader(b), ReadOptions{})
