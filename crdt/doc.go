@@ -7,6 +7,10 @@
 // Invariants:
 //   - One fact has exactly one encoding and therefore one CID: DecodeFact
 //     rejects any input that does not re-encode to the same bytes.
+//   - A state has one encoding too: DecodeState and the streaming
+//     ReadState (one pass over an io.Reader, canonical form checked entry
+//     by entry, digest computed as it reads, optionally keeping no
+//     key/values) accept exactly the same bytes (FuzzReadState).
 //   - A fact's ID is the CIDv1 (dag-cbor, sha2-256) of its canonical bytes,
 //     signature included.
 //   - Signatures are checked under one rule, ed25519 with ZIP-215

@@ -16,52 +16,110 @@ import (
 // buffer.
 func (s *State) EncodeTo(w io.Writer) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
-	type field struct {
-		key int
-		val any
+	if err := s.encodeFields(bw, 0, 5); err != nil {
+		return err
 	}
-	fields := []field{
-		{1, s.Account}, {2, s.Genesis}, {3, s.Epoch}, {4, s.Members}, {5, nil}, {6, s.Blobs},
-		{7, s.Envelopes}, {8, s.Devices}, {9, s.Proposals}, {10, s.Completed}, {11, s.CacheFloors},
-		{12, s.Upgrades}, {13, s.GroupKeys}, {14, s.AdminOverrides}, {15, s.NewAdmins},
-		{16, s.SnapshotEpoch}, {17, s.Opened}, {18, s.AdminReplacements}, {19, s.AdminProposals},
+	if err := s.encodeKV(bw); err != nil {
+		return err
 	}
-	omitted := func(key int) bool { // the omitempty fields
-		switch key {
-		case 2:
-			return s.Genesis == nil
-		case 18:
-			return len(s.AdminReplacements) == 0
-		case 19:
-			return len(s.AdminProposals) == 0
-		}
-		return false
+	if err := s.encodeFields(bw, 6, stateFields); err != nil {
+		return err
 	}
-	n := 0
-	for _, f := range fields {
-		if !omitted(f.key) {
-			n++
-		}
+	return bw.Flush()
+}
+
+// stateFields is the largest key of the State map (keys 1…stateFields).
+const stateFields = 19
+
+// omitted reports whether the state's field key is left out (omitempty).
+func (s *State) omitted(key int) bool {
+	switch key {
+	case 2:
+		return s.Genesis == nil
+	case 18:
+		return len(s.AdminReplacements) == 0
+	case 19:
+		return len(s.AdminProposals) == 0
 	}
-	writeHead(bw, 5, uint64(n)) // map
-	for _, f := range fields {
-		if omitted(f.key) {
-			continue
-		}
-		writeHead(bw, 0, uint64(f.key))
-		if f.key == 5 {
-			if err := s.encodeKV(bw); err != nil {
-				return err
+	return false
+}
+
+// optionalField reports whether key is an omitempty field.
+func optionalField(key int) bool { return key == 2 || key == 18 || key == 19 }
+
+// fieldValue is the value of the state's field key (5, the key/values, is
+// encoded by encodeKV).
+func (s *State) fieldValue(key int) any {
+	switch key {
+	case 1:
+		return s.Account
+	case 2:
+		return s.Genesis
+	case 3:
+		return s.Epoch
+	case 4:
+		return s.Members
+	case 6:
+		return s.Blobs
+	case 7:
+		return s.Envelopes
+	case 8:
+		return s.Devices
+	case 9:
+		return s.Proposals
+	case 10:
+		return s.Completed
+	case 11:
+		return s.CacheFloors
+	case 12:
+		return s.Upgrades
+	case 13:
+		return s.GroupKeys
+	case 14:
+		return s.AdminOverrides
+	case 15:
+		return s.NewAdmins
+	case 16:
+		return s.SnapshotEpoch
+	case 17:
+		return s.Opened
+	case 18:
+		return s.AdminReplacements
+	case 19:
+		return s.AdminProposals
+	}
+	return nil
+}
+
+// encodeFields writes the canonical encoding of the fields from..to (key 0
+// is the map head; key 5 writes only its key, the caller writes the
+// key/values after it), as the canonical encoder orders them.
+func (s *State) encodeFields(bw *bufio.Writer, from, to int) error {
+	for key := from; key <= to; key++ {
+		switch {
+		case key == 0:
+			n := uint64(0)
+			for k := 1; k <= stateFields; k++ {
+				if !s.omitted(k) {
+					n++
+				}
 			}
+			writeHead(bw, 5, n) // map
+			continue
+		case s.omitted(key):
 			continue
 		}
-		b, err := Marshal(f.val)
+		writeHead(bw, 0, uint64(key))
+		if key == 5 {
+			continue
+		}
+		b, err := Marshal(s.fieldValue(key))
 		if err != nil {
 			return err
 		}
 		bw.Write(b)
 	}
-	return bw.Flush()
+	return nil
 }
 
 func (s *State) encodeKV(bw *bufio.Writer) error {

@@ -96,6 +96,17 @@
 //     the snapshot and keeps every fact above it (the device's own offline
 //     writes among them). A snapshot no longer needed changes nothing (a
 //     "restore-skipped" event); one older than the base is refused.
+//     RestoreFrom(now, completion, reader) is the same reading the blob
+//     once as a stream (crdt.ReadState: canonical form checked entry by
+//     entry, digest computed on the way); Blobs implementing BlobStreamer
+//     store it as it is read and commit it only once it verified.
+//   - Stage and Hydrate (restore_stream.go) restore a fresh device offline
+//     (a backup) without holding the snapshot's key/values: Stage reads
+//     and stores the blob keeping its state without them; Hydrate
+//     verifies it as Restore does (and that it is stored under the CID the
+//     completion names), rests the journal on it, ingests a tail through
+//     the same guards and ingest path, and returns the state digest after
+//     the tail (crdt.JoinedDigest). The state is built by the next Open.
 //
 // A driver carries out an Output in this order: Publish (the facts are
 // already durable: gossip them), Events, Collected, Blobs (the plan),

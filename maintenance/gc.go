@@ -3,6 +3,7 @@ package maintenance
 import (
 	"bytes"
 	"fmt"
+	"io"
 
 	"aura/crdt"
 )
@@ -19,20 +20,42 @@ func (r *Replica) loadBase() error {
 	if err := crdt.Unmarshal(b, &rec); err != nil {
 		return fmt.Errorf("load base snapshot record: %w", err)
 	}
-	blob, err := r.cfg.Blobs.Get(rec.Snapshot.BlobCID)
+	read, err := r.readBlob(rec.Snapshot.BlobCID)
 	if err != nil {
-		return fmt.Errorf("load base snapshot blob: %w", err)
+		return fmt.Errorf("load base snapshot: %w", err)
 	}
-	st, err := crdt.DecodeState(blob)
-	if err != nil {
-		return fmt.Errorf("load base snapshot state: %w", err)
-	}
-	if crdt.DigestOf(blob) != rec.Snapshot.StateDigest {
+	if read.Digest != rec.Snapshot.StateDigest {
 		return fmt.Errorf("load base snapshot: %w: digest", ErrBadSnapshot)
 	}
+	st := read.State
 	st.SetVerifier(r.verifyGroup)
 	r.base, r.baseSt = &rec, st
 	return nil
+}
+
+// readBlob decodes a held state blob, as a stream when the Blobs can
+// (BlobOpener): the blob's bytes are never held beside the state.
+func (r *Replica) readBlob(c []byte) (*crdt.StreamedState, error) {
+	var src io.Reader
+	if o, ok := r.cfg.Blobs.(BlobOpener); ok {
+		rc, err := o.Open(c)
+		if err != nil {
+			return nil, fmt.Errorf("blob: %w", err)
+		}
+		defer rc.Close()
+		src = rc
+	} else {
+		b, err := r.cfg.Blobs.Get(c)
+		if err != nil {
+			return nil, fmt.Errorf("blob: %w", err)
+		}
+		src = bytes.NewReader(b)
+	}
+	read, err := crdt.ReadState(src, crdt.ReadOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	return read, nil
 }
 
 func (r *Replica) saveBase(rec *baseRecord) error {

@@ -1,7 +1,9 @@
 package maintenance
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 
 	"aura/crdt"
 )
@@ -172,8 +174,21 @@ func (r *Replica) verifyCompletion(c *crdt.SnapshotCompleted, st *crdt.State) er
 // (NeedsRestore: it caught up meanwhile, or already rests on it) changes
 // nothing: the Output then carries a "restore-skipped" event and no
 // "restored" one. A snapshot that does not cover the one this device
-// rests on is refused (ErrStaleProposal).
+// rests on is refused (ErrStaleProposal). Restore is RestoreFrom over
+// the bytes (the simulator's path).
 func (r *Replica) Restore(now int64, c *crdt.SnapshotCompleted, blob []byte) (Output, error) {
+	return r.restore(now, c, bytes.NewReader(blob), blob)
+}
+
+// RestoreFrom is Restore reading the blob once from src (restore_stream.go):
+// the blob is decoded and checked as it is read, and stored as it is read
+// when the Blobs implement BlobStreamer, so the replica never holds the
+// blob's bytes beside the state it decodes from them.
+func (r *Replica) RestoreFrom(now int64, c *crdt.SnapshotCompleted, src io.Reader) (Output, error) {
+	return r.restore(now, c, src, nil)
+}
+
+func (r *Replica) restore(now int64, c *crdt.SnapshotCompleted, src io.Reader, whole []byte) (Output, error) {
 	snap := &c.Snapshot
 	if r.base != nil && r.base.Proposal != c.ProposalID && !snap.Frontier.Covers(r.base.Snapshot.Frontier) {
 		return Output{}, fmt.Errorf("restore: %w: the snapshot does not cover the one this device rests on", ErrStaleProposal)
@@ -182,23 +197,16 @@ func (r *Replica) Restore(now int64, c *crdt.SnapshotCompleted, blob []byte) (Ou
 		return Output{Events: []Event{{Kind: EventRestoreSkipped, Proposal: c.ProposalID,
 			Detail: "this device already holds the snapshot's prefix"}}}, nil
 	}
-	if crdt.DigestOf(blob) != snap.StateDigest {
-		return Output{}, fmt.Errorf("restore: %w: blob digest differs from the signed digest", ErrBadSnapshot)
-	}
-	st, err := crdt.DecodeState(blob)
+	read, err := stageBlob(r.cfg.Blobs, src, whole, crdt.ReadOptions{})
 	if err != nil {
-		return Output{}, fmt.Errorf("restore: %w: %w", ErrBadSnapshot, err)
-	}
-	if !r.state.Account.IsZero() && st.Account != r.state.Account {
-		return Output{}, fmt.Errorf("restore: %w: snapshot of account %s, this device is in %s", ErrBadSnapshot, st.Account, r.state.Account)
-	}
-	if err := r.verifyCompletion(c, st); err != nil {
 		return Output{}, fmt.Errorf("restore: %w", err)
 	}
-	if crdt.PrefixHash(snap.Frontier, snap.Heads) != snap.PrefixHash {
-		return Output{}, fmt.Errorf("restore: %w: chain heads do not match the signed prefix hash", ErrBadSnapshot)
+	st := read.State
+	if err := r.verifyRead(c, read); err != nil {
+		read.abort()
+		return Output{}, fmt.Errorf("restore: %w", err)
 	}
-	if _, err := r.cfg.Blobs.Put(blob); err != nil {
+	if _, err := read.commit(); err != nil {
 		return Output{}, fmt.Errorf("restore: keep blob: %w", err)
 	}
 	if r.state.Account.IsZero() {
@@ -217,6 +225,26 @@ func (r *Replica) Restore(now int64, c *crdt.SnapshotCompleted, blob []byte) (Ou
 	out.Events = append(out.Events, Event{Kind: EventRestored, Proposal: c.ProposalID,
 		Detail: fmt.Sprintf("snapshot of %d facts at epoch %d", snap.Frontier.Total(), snap.Epoch)})
 	return out, nil
+}
+
+// verifyRead checks a blob read against the signed completion: digest,
+// account, threshold signature, prefix hash.
+func (r *Replica) verifyRead(c *crdt.SnapshotCompleted, read *stagedBlob) error {
+	snap := &c.Snapshot
+	st := read.State
+	if read.Digest != snap.StateDigest {
+		return fmt.Errorf("%w: blob digest differs from the signed digest", ErrBadSnapshot)
+	}
+	if !r.state.Account.IsZero() && st.Account != r.state.Account {
+		return fmt.Errorf("%w: snapshot of account %s, this device is in %s", ErrBadSnapshot, st.Account, r.state.Account)
+	}
+	if err := r.verifyCompletion(c, st); err != nil {
+		return err
+	}
+	if crdt.PrefixHash(snap.Frontier, snap.Heads) != snap.PrefixHash {
+		return fmt.Errorf("%w: chain heads do not match the signed prefix hash", ErrBadSnapshot)
+	}
+	return nil
 }
 
 // NeedsRestore reports whether this device must restore from completed

@@ -25,6 +25,13 @@ import (
 	"aura/maintenance"
 )
 
+// RestoreMemoryLimit is the Go heap limit `aura-cli backup restore` sets
+// (debug.SetMemoryLimit, unless GOMEMLIMIT is set): the restore streams and
+// keeps a few megabytes live, but decryption and chunking leave garbage
+// behind them (age allocates every 64 KiB chunk it opens), which the
+// default GC pacing lets grow to twice the live heap and more.
+const RestoreMemoryLimit = 24 << 20
+
 // Backup restore errors: each failure has its own kind (and its own exit
 // code in aura-cli), so "wrong passphrase" never stands for a damaged file.
 var (
@@ -112,11 +119,7 @@ func RestoreBackup(ctx context.Context, o BackupRestoreOptions) (*BackupRestoreR
 		return nil, fmt.Errorf("staging directory: %w", err)
 	}
 	defer os.RemoveAll(stage)
-	b, err := readBackup(ctx, o, stage)
-	if err != nil {
-		return nil, err
-	}
-	res, err := hydrateBackup(ctx, cfg, key, filepath.Join(stage, DataDir), b)
+	res, err := restoreStaged(ctx, o, cfg, key, filepath.Join(stage, DataDir))
 	if err != nil {
 		return nil, err
 	}
@@ -183,7 +186,8 @@ func lockHomeQuiet(home string) (func(keep bool), error) {
 // its facts' signatures verified.
 type backupContent struct {
 	manifest BackupManifest
-	blobPath string
+	staged   *maintenance.Staged // the snapshot blob, read by the core as it streamed by
+	stageErr error               // why the core refused the blob (reported after the manifest check)
 	comp     *crdt.Fact
 	snap     *crdt.SnapshotCompleted
 	facts    []*crdt.Fact
@@ -220,10 +224,12 @@ func (c *countReader) Read(p []byte) (int, error) {
 	return k, err
 }
 
-// readBackup decrypts and checks the file, writing the snapshot blob into
-// stage. It classifies every failure (ErrBackupKey, …Truncated,
-// …Corrupted, …Tampered).
-func readBackup(ctx context.Context, o BackupRestoreOptions, stage string) (*backupContent, error) {
+// readBackup decrypts and checks the file, handing the snapshot blob's
+// bytes to stage as they stream by (the core reads, checks and stores
+// them; nothing holds the blob whole). It classifies every failure
+// (ErrBackupKey, …Truncated, …Corrupted, …Tampered); a blob the core
+// refused is reported by hydrateBackup, after the manifest had its say.
+func readBackup(ctx context.Context, o BackupRestoreOptions, stage func(io.Reader) (*maintenance.Staged, error)) (*backupContent, error) {
 	f, err := os.Open(o.File)
 	if err != nil {
 		return nil, errorf(ErrBadRequest, "open backup: %w", err)
@@ -246,11 +252,13 @@ func readBackup(ctx context.Context, o BackupRestoreOptions, stage string) (*bac
 		return nil, err
 	}
 	cr := &countReader{r: f, fn: o.Progress, t: fi.Size()}
-	dec, err := age.Decrypt(bufio.NewReaderSize(cr, 1<<20), o.Identities...)
+	dec, err := age.Decrypt(bufio.NewReaderSize(cr, 256<<10), o.Identities...)
 	if err != nil {
 		return nil, classifyHeader(file, hdr, o.Identities, err)
 	}
-	se := &srcErr{r: dec}
+	ahead := newReadAhead(dec, 256<<10, 4)
+	defer ahead.Close()
+	se := &srcErr{r: ahead}
 	body := func(err error) error {
 		if se.err == nil {
 			return nil
@@ -270,7 +278,7 @@ func readBackup(ctx context.Context, o BackupRestoreOptions, stage string) (*bac
 		return errorf(ErrBackupTampered, "%s decrypts but its content was altered: %s; use another copy", file, fmt.Sprintf(format, args...))
 	}
 	tr := tar.NewReader(se)
-	c := &backupContent{blobPath: filepath.Join(stage, backupBlobEntry)}
+	c := &backupContent{}
 	seen := map[string]BackupEntry{}
 	var order []string
 	var manifest, compBytes []byte
@@ -306,12 +314,30 @@ func readBackup(ctx context.Context, o BackupRestoreOptions, stage string) (*bac
 		case th.Name == backupManifest:
 			mem = &manifest
 		case th.Name == backupBlobEntry:
-			bf, err := os.OpenFile(c.blobPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-			if err != nil {
-				return nil, err
+			h.Reset()
+			er := &countReader{r: io.TeeReader(tr, h)}
+			staged, serr := stage(er)
+			if be := body(serr); be != nil {
+				return nil, be
 			}
-			defer bf.Close()
-			dst = bf
+			// The core stops at the first byte it refuses: the rest still
+			// counts for the manifest.
+			if _, err := io.CopyBuffer(struct{ io.Writer }{io.Discard}, er, buf); err != nil {
+				if be := body(err); be != nil {
+					return nil, be
+				}
+				return nil, tampered("entry %q is cut short (%v)", th.Name, err)
+			}
+			switch {
+			case errors.Is(serr, maintenance.ErrBadSnapshot):
+				c.stageErr = serr
+			case serr != nil:
+				return nil, fmt.Errorf("stage the snapshot blob: %w", serr)
+			}
+			c.staged = staged
+			seen[th.Name] = BackupEntry{Name: th.Name, Size: er.n, SHA256: hex.EncodeToString(h.Sum(nil))}
+			order = append(order, th.Name)
+			continue
 		case th.Name == backupCompEntry:
 			mem = &compBytes
 		case strings.HasPrefix(th.Name, backupFactsDir) && strings.HasSuffix(th.Name, ".fact"):
@@ -444,10 +470,11 @@ func (w *appendWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// hydrateBackup builds a store in dir from a checked backup: the replica's
-// Restore verifies the snapshot (threshold signature, digest, prefix hash)
-// and hydrates it; the tail goes through Receive like facts from a peer.
-func hydrateBackup(ctx context.Context, cfg Config, key ed25519.PrivateKey, dir string, b *backupContent) (res *BackupRestoreResult, err error) {
+// restoreStaged reads the backup into a new store in dir: the snapshot
+// blob streams from the decrypting reader into the core (maintenance.Stage)
+// and the staging blob store, then hydrateBackup verifies and hydrates.
+// The store is closed when it returns.
+func restoreStaged(ctx context.Context, o BackupRestoreOptions, cfg Config, key ed25519.PrivateKey, dir string) (res *BackupRestoreResult, err error) {
 	// quietLog turns a fatal storage error in the staging store into a
 	// panic; it becomes this error (the staging directory is dropped).
 	defer func() {
@@ -455,55 +482,62 @@ func hydrateBackup(ctx context.Context, cfg Config, key ed25519.PrivateKey, dir 
 			res, err = nil, fmt.Errorf("%w: staging store in %s: %v", ErrStorageFatal, dir, p)
 		}
 	}()
-	store, err := pebblestore.Open(dir, pebblestore.Options{Pebble: &pebble.Options{Logger: quietLog{}}})
+	// Small caches: the blob is ingested as sstables and the tail is small;
+	// the running node opens the store with its own sizes.
+	store, err := pebblestore.Open(dir, pebblestore.Options{CacheSize: 1 << 20, MemTableSize: 2 << 20, Pebble: &pebble.Options{Logger: quietLog{}}})
 	if err != nil {
 		return nil, fmt.Errorf("open the staging store: %w", err)
 	}
 	defer store.Close()
-	db := store.DB()
-	blobs, err := blobstore.New(db, prefixBlobs)
+	blobs, err := blobstore.New(store.DB(), prefixBlobs)
 	if err != nil {
 		return nil, err
 	}
 	defer blobs.Close()
-	rep, err := maintenance.Open(maintenance.Config{
-		Key: key, Store: store, Meta: &kvMeta{db: db, prefix: metaKeyPrefix}, Blobs: blobAdapter{blobs},
-		Watermark: -1, KeepSnapshots: cfg.Snapshot.Keep,
+	b, err := readBackup(ctx, o, func(r io.Reader) (*maintenance.Staged, error) {
+		return maintenance.Stage(blobAdapter{blobs}, r)
 	})
 	if err != nil {
 		return nil, err
 	}
-	blob, err := os.ReadFile(b.blobPath)
-	if err != nil {
-		return nil, err
+	return hydrateBackup(ctx, cfg, key, store, blobs, b)
+}
+
+// hydrateBackup builds the staging store from a checked backup:
+// maintenance.Hydrate verifies the snapshot (threshold signature, digest,
+// prefix hash) and rests the journal on it, and ingests the tail through
+// the replica's guards, without holding the snapshot's key/values; the
+// node builds the state from the blob and the journal when it starts.
+func hydrateBackup(ctx context.Context, cfg Config, key ed25519.PrivateKey, store *pebblestore.Store, blobs *blobstore.Store, b *backupContent) (*BackupRestoreResult, error) {
+	unverified := func(err error) error {
+		return errorf(ErrBackupUnverified, "the backup's snapshot does not verify (%w): it is not a snapshot the account signed; nothing was changed", err)
 	}
-	_, err = rep.Restore(now(), b.snap, blob) // its blob plan: BlobPlan below, after the tail
+	if b.stageErr != nil {
+		return nil, unverified(b.stageErr)
+	}
+	h, err := maintenance.Hydrate(maintenance.Config{
+		Key: key, Store: store, Meta: &kvMeta{db: store.DB(), prefix: metaKeyPrefix}, Blobs: blobAdapter{blobs},
+		Watermark: -1, KeepSnapshots: cfg.Snapshot.Keep,
+	}, b.snap, b.staged, append([]*crdt.Fact{b.comp}, b.facts...))
 	if err != nil {
 		if errors.Is(err, maintenance.ErrBadSnapshot) || errors.Is(err, maintenance.ErrDigestMismatch) {
-			return nil, errorf(ErrBackupUnverified, "the backup's snapshot does not verify (%w): it is not a snapshot the account signed; nothing was changed", err)
+			return nil, unverified(err)
 		}
 		return nil, fmt.Errorf("restore the snapshot: %w", err)
 	}
-	blob = nil
-	facts := append([]*crdt.Fact{b.comp}, b.facts...)
-	rr, _, err := rep.Receive(now(), facts)
-	if err != nil {
-		return nil, fmt.Errorf("replay the journal tail: %w", err)
-	}
 	// The core's blob plan (the restored snapshot's blob pinned); the node
 	// collects unreferenced blocks when it starts.
-	plan := rep.BlobPlan()
-	if err := plan.Apply(stagingBlobs{blobs}); err != nil {
+	if err := h.Blobs.Apply(stagingBlobs{blobs}); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	st := rep.State()
+	device := crdt.DeviceIDFromKey(key.Public().(ed25519.PublicKey))
 	return &BackupRestoreResult{
-		Device: rep.Device().String(), Account: st.Account.String(), Member: st.IsMember(rep.Device()),
-		Snapshot: b.manifest.Snapshot, Facts: len(b.facts), Added: len(rr.Added), StateDigest: st.Digest().String(),
-		ExportedBy: b.manifest.Device, Created: b.manifest.Created.Format("2006-01-02 15:04:05 MST"), account: st.Account,
+		Device: device.String(), Account: h.Account.String(), Member: h.Member,
+		Snapshot: b.manifest.Snapshot, Facts: len(b.facts), Added: len(h.Tail.Added), StateDigest: h.Digest.String(),
+		ExportedBy: b.manifest.Device, Created: b.manifest.Created.Format("2006-01-02 15:04:05 MST"), account: h.Account,
 	}, nil
 }
 

@@ -163,27 +163,50 @@
 //
 // Restore (RestoreBackup) is offline: the home must be initialised, hold
 // no journal (no data/; restoring never merges into an existing store),
-// and no node may run there (it takes HOME/aura.lock). It decrypts into a
-// staging directory in the home, reads to the end, checks every entry
-// against the manifest and every fact's signature, then builds the store
-// in the staging directory: maintenance.Replica.Restore verifies the
-// threshold signature, digest and prefix hash and hydrates, and the tail
-// goes through Replica.Receive. Only then is the staged store renamed to
-// HOME/data. Failures are of distinct kinds (ErrBackupKey, …Truncated,
-// …Corrupted, …Tampered, …Unverified, ErrRunning, ErrHomeNotFresh; aura-cli
-// exits 10–16) and leave the home's files byte for byte as they were. The
-// restored device keeps its own key: if that key is a device of the account
-// it syncs at start; otherwise it joins with an invite (Join accepts a
-// device holding the account's restored state and keeps that state) and
-// then syncs what the backup lacks.
+// and no node may run there (it takes HOME/aura.lock). It builds a new
+// store in a staging directory in the home while it decrypts (a
+// read-ahead goroutine decrypts while the other parses, so the two stages
+// use two cores): the snapshot blob's bytes stream from the TAR entry
+// through the entry's manifest hash into maintenance.Stage, which checks
+// the canonical form entry by entry and computes the state digest as it
+// reads, and writes the blob into the staging blob store as it reads
+// (blobAdapter.Create feeds blobstore.Put in its own goroutine). The
+// restore reads to the end and checks every entry against the manifest
+// and every fact's signature; only then does maintenance.Hydrate verify
+// the threshold signature, digest, prefix hash and blob CID, rest the
+// journal on the snapshot and ingest the tail through the replica's
+// guards, and the staged store is renamed to HOME/data. Failures are of
+// distinct kinds (ErrBackupKey, …Truncated, …Corrupted, …Tampered,
+// …Unverified, ErrRunning, ErrHomeNotFresh; aura-cli exits 10–16) and
+// leave the home's files byte for byte as they were (a blob the core
+// refuses is reported as Unverified only after the manifest check
+// passed, so an entry altered without its manifest stays Tampered). The
+// restored device keeps its own key: if that key is a device of the
+// account it syncs at start; otherwise it joins with an invite (Join
+// accepts a device holding the account's restored state and keeps that
+// state) and then syncs what the backup lacks.
 //
 // Memory: export streams end to end (the CLI stays near 40 MB and the node
 // grows by about 10 MB whatever the blob's size; age's scrypt passphrase
-// mode alone takes 256 MB while it derives the key). Restore streams while
-// it decrypts and checks (under 50 MB), but hydration goes through
-// Replica.Restore, which takes the blob as bytes and decodes the whole
-// state, so it needs memory in proportion to the state — as a running node
-// holding that state does.
+// mode alone takes 256 MB while it derives the key). The offline restore
+// never materialises the snapshot state: Hydrate keeps every field of it
+// but the application key/values (crdt.ReadOptions.Lean; the guards read
+// no key/value), and computes the digest after the tail with
+// crdt.JoinedDigest (from a saved hash state when the tail changed no
+// key/value, else by reading the staged blob twice more, streaming). What
+// it holds is fixed buffers (a megabyte or two), the state without its
+// key/values, and the tail's facts (up to 1000, read whole before they
+// are checked); with a 24 MiB Go memory limit (RestoreMemoryLimit, set by
+// aura-cli) its peak RSS was 58–62 MB for a 100 MB blob (restore_rss_MB
+// of BenchmarkBackup100MB), of which 38 MB is the aura-cli binary itself
+// (`aura-cli version` peaks there), and does not grow with the blob. The
+// tail is not streamed: 1000 facts of up to 64 KiB would add their size.
+// The node
+// builds the whole state when it starts (maintenance.Open, from the blob
+// and the journal): a running node holds its state, in proportion to it.
+// The network restore (restore.go) reads the blob as a stream too
+// (Replica.RestoreFrom over blobstore.Open): the replica holds the decoded
+// state, never the blob's bytes beside it nor a re-encoding to check it.
 //
 // OTA upgrades (upgrade.go, upgradeapi.go; rules in maintenance): the
 // publisher's CLI uploads each artifact (stored as a pinned blob; its

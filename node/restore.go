@@ -182,12 +182,15 @@ func (n *Node) restoreFrom(ctx context.Context, req *maintenance.RestoreRequest,
 	} else if progress != nil {
 		progress(int64(req.BlobSize), int64(req.BlobSize))
 	}
-	blob, err := n.blobs.Get(ctx, root)
+	// The replica reads the blob once, as a stream: it never holds the
+	// blob's bytes beside the state it decodes from them.
+	blob, err := n.blobs.Open(ctx, root)
 	if err != nil {
 		return 0, fmt.Errorf("read snapshot blob %s: %w", root, err)
 	}
+	defer blob.Close()
 	n.mu.Lock()
-	out, err := n.rep.Restore(now(), &req.Completion, blob)
+	out, err := n.rep.RestoreFrom(now(), &req.Completion, blob)
 	n.invalidateLocked(out, nil)
 	n.refreshMembersLocked()
 	n.mu.Unlock()
@@ -195,7 +198,7 @@ func (n *Node) restoreFrom(ctx context.Context, req *maintenance.RestoreRequest,
 		return 0, err
 	}
 	n.handle(out)
-	return int64(len(blob)), nil
+	return blob.Size(), nil
 }
 
 // syncConnected runs one sync session with every connected device.

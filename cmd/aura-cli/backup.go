@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"runtime/debug"
 	"strings"
 
 	"filippo.io/age"
@@ -114,6 +116,9 @@ func backupCmd(a *app) *cobra.Command {
 			ids, err := backupIdentities(identFile, rPassFile)
 			if err != nil {
 				return err
+			}
+			if debug.SetMemoryLimit(-1) == math.MaxInt64 { // no GOMEMLIMIT
+				debug.SetMemoryLimit(node.RestoreMemoryLimit)
 			}
 			ctx := cmd.Context()
 			bar := newBar(a, "restoring")
