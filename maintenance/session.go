@@ -65,12 +65,15 @@ func (e *ProtocolError) Error() string {
 func (e *ProtocolError) Unwrap() error { return ErrUnsupportedProtocol }
 
 // RequiredProtocol is the protocol sessions must run on st: that of the
-// activated upgrade with the highest fence that names one, else
+// upgrade in force (InForceIDs: activated, not cancelled, not
+// superseded by a newer version of its package) with the highest fence
+// that names one, else
 // BaseProtocol.
 func RequiredProtocol(st *crdt.State) string {
 	p, fence := BaseProtocol, uint64(0)
-	for _, u := range st.Upgrades {
-		if u.Activated == nil || u.Meta == nil || u.Meta.Protocol == "" {
+	for _, id := range InForceIDs(st) {
+		u := st.Upgrades[id]
+		if u.Meta.Protocol == "" {
 			continue
 		}
 		if f := u.Activated.ActivationFence; f > fence || (f == fence && u.Meta.Protocol > p) {

@@ -263,3 +263,22 @@ func TestSupportsWithoutMetadata(t *testing.T) {
 		t.Fatal("a device without metadata must support the base protocol and nothing else")
 	}
 }
+
+// Only an upgrade in force sets the protocol: a later activation of a
+// lower version of the same package (a rollback nobody acts on) names a
+// protocol no session may require.
+func TestRequiredProtocolIgnoresRollbackActivation(t *testing.T) {
+	c := newCluster(t, 3, 2)
+	c.activate("aura/2", 0, 1, 2)
+	m := &crdt.UpgradeMetadata{Package: "aura-node", Version: "1.5.0", UpgradeKind: "hard", Protocol: "aura/9",
+		ActivationFence: c.reps[0].State().Epoch, MinReady: 1, Artifacts: []crdt.UpgradeArtifact{{Platform: "none/none", SHA256: crdt.Hash{2}, Size: 1, CID: []byte{2}}}}
+	m.ID = crdt.UpgradeIDOf(m)
+	c.writeAs(0, m)
+	for i := 0; i < 3; i++ {
+		c.writeAs(i, &crdt.UpgradeReady{Upgrade: m.ID})
+	}
+	c.writeAs(0, &crdt.UpgradeActivated{Upgrade: m.ID, ToVersion: "1.5.0", ActivationFence: m.ActivationFence})
+	if got := RequiredProtocol(c.reps[0].State()); got != "aura/2" {
+		t.Fatalf("required protocol %q after a rollback activation, want aura/2", got)
+	}
+}
