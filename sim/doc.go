@@ -153,6 +153,9 @@
 //     epochs, members and capabilities, key/values with their stamps,
 //     blobs, group keys, completions, proposals (proposer, voters,
 //     abandoned) and cache floors; the violation names the differences.
+//     Admin replacement is not modelled by this reducer yet: a state that
+//     stands on an AdminReplaced fact is counted unchecked and left to
+//     admin-override.
 //   - exactly-once: every acknowledged put is one signed fact, never none,
 //     never two (deletes: as many facts as acknowledgements); a write
 //     whose device crashed inside the call may add one (exactly.go).
