@@ -540,13 +540,15 @@ func (s *State) check(f *Fact) (any, error) {
 		}
 	}
 	need := requiredCap(f.Kind)
+	if at > s.completeTo {
+		// Membership up to that epoch is not all known: a grant may still
+		// arrive, and so may a removal that revokes what the author holds
+		// now. Either verdict would depend on arrival order.
+		return nil, &notYetError{f: f, at: at, known: s.completeTo}
+	}
 	if !s.Holds(f.Author, need, at) {
 		if need == "" {
 			need = "membership"
-		}
-		if at > s.completeTo {
-			// A grant for that epoch may still arrive: not definitive.
-			return nil, &notYetError{f: f, at: at, known: s.completeTo}
 		}
 		return nil, fmt.Errorf("%s fact by %s at epoch %d: %w %q", f.Kind, f.Author, at, ErrUnauthorized, need)
 	}

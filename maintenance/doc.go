@@ -14,7 +14,9 @@
 //     signature (bad partials are named and skipped) and publishes
 //     SnapshotCompleted; the fence drops on completion or at the deadline,
 //     and buffered writes then commit, none lost (they are kept in Meta, so
-//     also across a restart).
+//     also across a restart) and none twice (a release that a crash
+//     interrupted is settled when the replica opens, by the seq it recorded
+//     for the write it was committing).
 //
 // # Epoch-scoped sessions (session.go)
 //

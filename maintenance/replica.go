@@ -299,6 +299,9 @@ func Open(cfg Config) (*Replica, error) {
 	if err := r.loadFence(); err != nil {
 		return nil, err
 	}
+	if err := r.settleBuffer(); err != nil {
+		return nil, err
+	}
 	if c := r.state.NewestSnapshot(); c != nil && (r.base == nil || r.base.Proposal != c.ProposalID) {
 		r.uncollected = c // checked by the next Tick
 	}

@@ -23,8 +23,9 @@ import (
 // It is the maintenance.Blobs the core writes snapshot state blobs to and
 // the maintenance.BlobApplier the core's blob plan is applied through.
 type blobStore struct {
-	blocks map[string][]byte // cid.KeyString() → bytes
-	pins   map[string]bool   // string(binary CID) of pinned roots
+	blocks  map[string][]byte // cid.KeyString() → bytes
+	pins    map[string]bool   // string(binary CID) of pinned roots
+	fetched []string          // blocks fetched from peers since blob-integrity last looked (tamper.go)
 }
 
 var (
@@ -165,9 +166,10 @@ func (b *blobStore) collect() (blocks int, bytes int64) {
 }
 
 // fetch copies the blocks of root that b lacks from src, each checked
-// against its CID, the way the node's Fetch does over /aura/blocks/1, and
-// returns how many it copied. It does not pin.
-func (b *blobStore) fetch(src *blobStore, root []byte) (int, error) {
+// against its CID (unless verify is false: the skip-block-check defect),
+// the way the node's Fetch does over /aura/blocks/1, and returns how many
+// it copied. It does not pin.
+func (b *blobStore) fetch(src *blobStore, root []byte, verify bool) (int, error) {
 	c, err := cid.Cast(root)
 	if err != nil {
 		return 0, err
@@ -182,10 +184,11 @@ func (b *blobStore) fetch(src *blobStore, root []byte) (int, error) {
 			if blk, ok = src.blocks[c.KeyString()]; !ok {
 				return moved, fmt.Errorf("block %s: %w", c, maintenance.ErrBlobMissing)
 			}
-			if !unixfs.Verify(c, blk) {
+			if verify && !unixfs.Verify(c, blk) {
 				return moved, fmt.Errorf("block %s does not match its CID", c)
 			}
 			b.blocks[c.KeyString()] = blk
+			b.fetched = append(b.fetched, c.KeyString())
 			moved++
 		}
 		links, err := unixfs.Links(c, blk)
@@ -426,7 +429,8 @@ func (s *sim) blobFetch(d *device, live []*blobTruth) {
 			continue
 		}
 		d.blobs.pin(bt.cid) // pinned first: a partial fetch is kept to resume
-		moved, err := d.blobs.fetch(p.blobs, bt.cid)
+		moved, err := d.blobs.fetch(p.blobs, bt.cid, !s.cfg.Defects.SkipBlockCheck)
+		s.checkFetched(d, p.name)
 		if err != nil || !d.blobs.has(bt.cid) {
 			s.violate("internal", d.name, "blob get %s from %s: %v", cidString(bt.cid), p.name, err)
 			return

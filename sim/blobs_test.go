@@ -30,7 +30,7 @@ func TestBlobStoreUsesProductCIDs(t *testing.T) {
 		if want := unixfs.Sum(data).Bytes(); !bytes.Equal(c, want) {
 			t.Fatalf("size %d: sim CID differs from the product's", n)
 		}
-		moved, err := b.fetch(a, c)
+		moved, err := b.fetch(a, c, true)
 		got, gerr := b.Get(c)
 		if err != nil || gerr != nil || !bytes.Equal(got, data) {
 			t.Fatalf("size %d: fetch: %v", n, err)

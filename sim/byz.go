@@ -41,6 +41,11 @@ func (s *sim) byzWrite(d *device, body crdt.Body) *crdt.Fact {
 	case crdt.KindDeviceAdded, crdt.KindDeviceRemoved, crdt.KindCapabilityGrant:
 		epoch++
 	}
+	return s.byzWriteAt(d, epoch, body)
+}
+
+// byzWriteAt is byzWrite at an epoch of the device's choosing.
+func (s *sim) byzWriteAt(d *device, epoch uint64, body crdt.Body) *crdt.Fact {
 	b := d.byz
 	b.w.Observe(s.maxLamport(d))
 	f, err := b.w.Write(epoch, body)
@@ -137,6 +142,12 @@ func (s *sim) onByz(e *event) {
 	}
 	if b.modes&(ByzUnauth|ByzStranger) != 0 {
 		acts = append(acts, s.byzStranger)
+	}
+	if b.modes&ByzBackdate != 0 {
+		acts = append(acts, s.byzBackdate)
+	}
+	if b.modes&ByzImpersonate != 0 {
+		acts = append(acts, s.byzImpersonate)
 	}
 	if len(acts) == 0 {
 		return

@@ -164,6 +164,8 @@ func (s *sim) checkFinal(label string) {
 	}
 	s.checkForks(hs, label)
 	s.checkAdminOverride(hs, label)
+	s.checkOracle(hs, label)
+	s.checkExactlyOnce(label)
 	for _, d := range hs {
 		// every completion valid
 		st := d.rep.State()
@@ -185,6 +187,7 @@ func (s *sim) checkFinal(label string) {
 			s.violate("fence-released", d.name, "%s: %d writes still buffered behind the fence", label, n)
 		}
 		s.checkNoLoss(d, label)
+		s.checkProposalsAuthentic(d, label)
 	}
 }
 

@@ -101,6 +101,14 @@ type Workload struct {
 	Rekey bool
 	// Admin is the admin replacement workload (admin.go; off by default).
 	Admin AdminWorkload
+	// Contend is the share of application writes that go to keys every
+	// device writes, some of them deletes and some in pairs tied on
+	// Lamport time (contend.go; 0: none).
+	Contend float64
+	// GrantEvery is the mean time between the admin's membership acts
+	// (grants.go): a capability granted to a member at a new identity
+	// epoch, or a Byzantine device removed, ms (0: none).
+	GrantEvery int64
 }
 
 // Defects are deliberate bugs for the tests that prove the invariants can
@@ -149,12 +157,31 @@ type Defects struct {
 	// device appended under maintenance:admin_override instead of the
 	// core's winner (admin.go).
 	AdminPersistOwn bool
+	// BufferSeqLost makes the driver's Meta drop overwrites of buffered
+	// writes' entries, so the seq a release records before committing a
+	// write is lost, and a release that a crash interrupted commits it
+	// again (exactly-once).
+	BufferSeqLost bool
+	// GrantEpochIgnored makes honest devices' drivers fold a put or delete
+	// their replica refused as unauthorized when its author holds the
+	// write capability at some epoch, whichever (a guard that ignores the
+	// epoch of a grant; oracle).
+	GrantEpochIgnored bool
+	// ForeignProposal makes honest devices' drivers fold a snapshot
+	// proposal their replica refused because it names another device as
+	// proposer (proposal-authentic).
+	ForeignProposal bool
+	// SkipBlockCheck makes the driver's blob fetch keep blocks without
+	// checking them against their CIDs, so a tampered snapshot blob a
+	// Byzantine device offers is stored (blob-integrity).
+	SkipBlockCheck bool
+	// LWWTieArrival makes honest devices' drivers let a received put or
+	// delete win a tie on Lamport time with its key's entry by arrival,
+	// not by the author order (oracle).
+	LWWTieArrival bool
 }
 
-func (d Defects) any() bool {
-	return d.PruneAboveFrontier || d.SkipThresholdVerify || d.LoseMetaOnCrash || d.KeygenUnsealed || d.DeleteOnTombstone || d.KeepTombstoned || d.RestoreOwnNewest ||
-		d.KeygenIgnoreEpoch || d.KeygenSkipGate || d.AdminPersistOwn
-}
+func (d Defects) any() bool { return d.String() != "" }
 
 func (d Defects) String() string {
 	var s []string
@@ -191,11 +218,26 @@ func (d Defects) String() string {
 	if d.AdminPersistOwn {
 		s = append(s, "admin-persist-own")
 	}
+	if d.BufferSeqLost {
+		s = append(s, "buffer-seq-lost")
+	}
+	if d.GrantEpochIgnored {
+		s = append(s, "grant-epoch-ignored")
+	}
+	if d.ForeignProposal {
+		s = append(s, "accept-foreign-proposal")
+	}
+	if d.SkipBlockCheck {
+		s = append(s, "skip-block-check")
+	}
+	if d.LWWTieArrival {
+		s = append(s, "lww-tie-arrival")
+	}
 	return strings.Join(s, ",")
 }
 
 // defectNames lists the defects ParseDefects knows.
-const defectNames = "prune-above-frontier, skip-threshold-verify, lose-meta-on-crash, keygen-unsealed, delete-on-tombstone, keep-tombstoned, restore-own-newest, cache-no-invalidate, keygen-ignore-epoch, keygen-skip-gate, admin-persist-own"
+const defectNames = "prune-above-frontier, skip-threshold-verify, lose-meta-on-crash, keygen-unsealed, delete-on-tombstone, keep-tombstoned, restore-own-newest, cache-no-invalidate, keygen-ignore-epoch, keygen-skip-gate, admin-persist-own, buffer-seq-lost, grant-epoch-ignored, accept-foreign-proposal, skip-block-check, lww-tie-arrival"
 
 // ParseDefects parses a comma-separated list of defect names (see
 // Defects.String).
@@ -226,6 +268,16 @@ func ParseDefects(spec string) (Defects, error) {
 			d.KeygenSkipGate = true
 		case "admin-persist-own":
 			d.AdminPersistOwn = true
+		case "buffer-seq-lost":
+			d.BufferSeqLost = true
+		case "grant-epoch-ignored":
+			d.GrantEpochIgnored = true
+		case "accept-foreign-proposal":
+			d.ForeignProposal = true
+		case "skip-block-check":
+			d.SkipBlockCheck = true
+		case "lww-tie-arrival":
+			d.LWWTieArrival = true
 		default:
 			return d, fmt.Errorf("unknown defect %q (%s)", name, defectNames)
 		}
@@ -234,7 +286,7 @@ func ParseDefects(spec string) (Defects, error) {
 }
 
 // ByzMode is a set of Byzantine behaviours.
-type ByzMode uint8
+type ByzMode uint16
 
 // Byzantine behaviours.
 const (
@@ -255,6 +307,17 @@ const (
 	// ByzStranger: only the last of those: writes signed by a key that is
 	// no member of the account.
 	ByzStranger
+	// ByzBackdate: writes signed at an identity epoch before the device
+	// held the write capability (before it was added), and, once removed,
+	// writes at the current epoch and just before the removal (grants.go).
+	ByzBackdate
+	// ByzImpersonate: snapshot proposals of the device's real frontier
+	// and digest that name an honest device as proposer (grants.go).
+	ByzImpersonate
+	// ByzTamper: offer a tampered copy of the snapshot blob to every
+	// restoring device it can reach, before the honest holders answer
+	// (tamper.go).
+	ByzTamper
 	byzEnd
 )
 
@@ -264,7 +327,8 @@ const ByzAll = byzEnd - 1
 var byzNames = []struct {
 	m    ByzMode
 	name string
-}{{ByzBadPartial, "badpartial"}, {ByzLie, "lie"}, {ByzEquivocate, "equivocate"}, {ByzUnauth, "unauth"}, {ByzStranger, "stranger"}}
+}{{ByzBadPartial, "badpartial"}, {ByzLie, "lie"}, {ByzEquivocate, "equivocate"}, {ByzUnauth, "unauth"}, {ByzStranger, "stranger"},
+	{ByzBackdate, "backdate"}, {ByzImpersonate, "impersonate"}, {ByzTamper, "tamper"}}
 
 func (m ByzMode) String() string {
 	var s []string
@@ -290,17 +354,21 @@ type Faults struct {
 	// just before one of its next durable writes (0: the default, 0.5;
 	// negative: none, crashes fall between events only; "midcall=0" in a
 	// spec). MidCallSkip lists call kinds joined by '+' (tick, write,
-	// propose, receive, restore, admit, prune) that such crashes spare.
+	// propose, receive, restore, admit, grant, prune) that such crashes spare.
 	MidCall     float64
 	MidCallSkip string
-	Offline     float64 // offline periods per device per virtual second; 3–20 s cut from the network, still writing
-	Skew        int64   // each device's clock is off by up to ± Skew ms
-	Byzantine   int     // number of Byzantine devices (the last ones of the group)
-	Byz         ByzMode // what they do (default ByzAll when Byzantine > 0)
+	// Release is the chance that a fence release (the commit of the
+	// writes buffered behind a writer fence) is struck by a crash before
+	// one of its durable steps, each equally likely (release.go).
+	Release   float64
+	Offline   float64 // offline periods per device per virtual second; 3–20 s cut from the network, still writing
+	Skew      int64   // each device's clock is off by up to ± Skew ms
+	Byzantine int     // number of Byzantine devices (the last ones of the group)
+	Byz       ByzMode // what they do (default ByzAll when Byzantine > 0)
 }
 
 // callKinds are the core calls the simulator makes (Faults.MidCallSkip).
-var callKinds = []string{"tick", "write", "propose", "receive", "restore", "admit", "prune"}
+var callKinds = []string{"tick", "write", "propose", "receive", "restore", "admit", "grant", "prune"}
 
 func contains(xs []string, x string) bool {
 	for _, y := range xs {
@@ -340,11 +408,14 @@ const FaultSyntax = `fault spec: comma-separated terms, later ones win
   midcall=P     share of crashes that strike inside a core call, before one of its
                 next durable writes (default 0.5)
   midcall-skip=K call kinds such crashes spare, joined by '+': tick, write, propose,
-                receive, restore, admit, prune
+                receive, restore, admit, grant, prune
+  release=P     chance a writer fence's release is struck by a crash before one of its
+                durable steps (record seq, commit, drop entry; drop fence), each alike
   offline=R     offline periods per device per virtual second (3-20s, still writing)
   skew=D        clock skew of each device, up to +-D
   byz=K[:MODES] K Byzantine devices; MODES joined by '+' from
-                badpartial, lie, equivocate, unauth, stranger (default all)
+                badpartial, lie, equivocate, unauth, stranger, backdate,
+                impersonate, tamper (default all)
   PRESET        one of: ` + "none, net, churn, skew, chaos, byz, all" + `
 example: loss=0.05,dup=0.02,reorder=0.1,delay=50ms,partition=0.01,crash=0.005,skew=200ms,byz=1:badpartial+lie+equivocate+unauth`
 
@@ -387,6 +458,8 @@ func (f *Faults) apply(spec string, depth int) error {
 			if f.MidCall, err = parseProb(val); err == nil && f.MidCall == 0 {
 				f.MidCall = -1
 			}
+		case "release":
+			f.Release, err = parseProb(val)
 		case "midcall-skip":
 			for _, k := range strings.Split(val, "+") {
 				if !contains(callKinds, k) {
@@ -426,7 +499,7 @@ func (f *Faults) apply(spec string, depth int) error {
 					}
 				}
 				if !found {
-					return fmt.Errorf("fault spec: unknown Byzantine mode %q (badpartial, lie, equivocate, unauth, stranger, all)", m)
+					return fmt.Errorf("fault spec: unknown Byzantine mode %q (badpartial, lie, equivocate, unauth, stranger, backdate, impersonate, tamper, all)", m)
 				}
 			}
 		default:
@@ -491,6 +564,7 @@ func (f Faults) String() string {
 	if f.MidCallSkip != "" {
 		s = append(s, "midcall-skip="+f.MidCallSkip)
 	}
+	num("release", f.Release)
 	num("offline", f.Offline)
 	ms("skew", f.Skew)
 	if f.Byzantine > 0 {
@@ -578,6 +652,9 @@ func (c Config) withDefaults() (Config, error) {
 	if f.Byzantine < 0 || c.Nodes-f.Byzantine < c.Threshold || f.Byzantine >= c.Nodes {
 		errs = append(errs, fmt.Errorf("faults: byz=%d: the %d honest devices must hold at least threshold (%d) shares, and device 0 (the admin) stays honest",
 			f.Byzantine, c.Nodes-f.Byzantine, c.Threshold))
+	}
+	if w.Contend < 0 || w.Contend > 1 || w.GrantEvery < 0 {
+		errs = append(errs, fmt.Errorf("workload: contend %g (want [0, 1]) or grants %d ms (want ≥ 0)", w.Contend, w.GrantEvery))
 	}
 	if err := w.Absence.check(c); err != nil {
 		errs = append(errs, err)

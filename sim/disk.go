@@ -49,14 +49,20 @@ func (b diskBatch) Commit(sync bool) error {
 type diskMeta struct {
 	*maintenance.MemMeta
 	d *device
+	s *sim
 }
 
 func (m diskMeta) Put(key string, value []byte) error {
+	drop := m.s.beforeMetaWrite(m.d, key, true)
 	m.d.crashPoint()
+	if drop {
+		return nil
+	}
 	return m.MemMeta.Put(key, value)
 }
 
 func (m diskMeta) Delete(key string) error {
+	m.s.beforeMetaWrite(m.d, key, false)
 	m.d.crashPoint()
 	return m.MemMeta.Delete(key)
 }
@@ -65,6 +71,8 @@ func (m diskMeta) Delete(key string) error {
 // the device (the call's outputs are lost with it) and call reports false.
 // Calls of a kind listed in Faults.MidCallSkip are shielded.
 func (s *sim) call(d *device, kind string, fn func()) (ok bool) {
+	d.callKind = kind
+	defer d.endCall()
 	if s.cfg.Faults.skipMidCall(kind) {
 		d.shielded = true
 		defer func() { d.shielded = false }()
@@ -75,6 +83,9 @@ func (s *sim) call(d *device, kind string, fn func()) (ok bool) {
 				panic(r)
 			}
 			s.res.Stats.MidCallCrashes++
+			if d.releaseArmed {
+				s.res.Stats.ReleaseCrashes++
+			}
 			s.crash(d, d.armedDur, "in the middle of a call")
 			ok = false
 		}

@@ -19,7 +19,11 @@
 //     threshold share is handed back. Half the crashes (Faults.MidCall)
 //     strike inside a core call, just before one of its durable writes (a
 //     KV batch commit or a Meta write): what the call committed before
-//     stays, the rest never happens. Fresh devices are admitted by the
+//     stays, the rest never happens. Faults.Release ("release=P") aims
+//     crashes at the writer fence's release: a release that starts is
+//     struck, with chance P, before one of its durable steps (record a
+//     buffered write's seq, commit it, drop its entry; drop the fence),
+//     each as likely (release.go). Fresh devices are admitted by the
 //     admin after the first snapshot and restore from it.
 //   - The virtual network: a priority queue of events ordered by (virtual
 //     time, scheduling order); messages carry gossip (published facts) and
@@ -41,7 +45,12 @@
 //     loss, duplication, reordering and delay; partitions that form and
 //     heal; crash and restart; offline periods; clock skew; Byzantine
 //     devices (bad partial signatures, lying digests, equivocation, facts
-//     without the capability, facts from a non-member key).
+//     without the capability, facts from a non-member key, writes
+//     backdated to epochs where the device could not write or signed
+//     after its removal ("backdate"), snapshot proposals naming an honest
+//     device as proposer ("impersonate"), tampered copies of the snapshot
+//     blob offered to every restoring device before honest holders answer
+//     ("tamper", tamper.go)).
 //   - Workload: application writes on every device (new keys and
 //     overwrites), blob operations (Workload.BlobEvery: put a blob, pinned,
 //     and append BlobStored; fetch a live blob from a reachable device; append
@@ -57,8 +66,17 @@
 //     the admin d0 by themselves, and every other honest device's operator
 //     approves one of them at random; fresh admissions (off with it) go
 //     through the admin the ground truth names.
+//     Workload.Contend (--contend P, contend.go): a share P of the writes
+//     go to four keys every device writes, a quarter of them deletes, half
+//     with a second write of the key by another device at the same
+//     instant (ties on Lamport time, decided by the author order), and
+//     the proposing operator writes 1–3 times behind its own fence.
+//     Workload.GrantEvery (--grants D, grants.go): the admin grants a
+//     member a capability at a new identity epoch, or removes a Byzantine
+//     device.
 //   - Ground truth: every fact any device signed, every application
-//     write a replica acknowledged, and every blob the workload stored with
+//     write a replica acknowledged (and those whose device crashed inside
+//     the call), and every blob the workload stored with
 //     the (author, seq) of every tombstone fact naming it.
 //   - Key generation (Workload.Keygen, `--keygen`): the group key comes
 //     from the product's session (threshold.KeygenHub on the admin d0, who
@@ -125,6 +143,26 @@
 //     replacement it appended, proves the check fires).
 //   - restart, restore, internal: a device cannot reopen its storage, a
 //     restore from a valid snapshot fails, or a core call fails.
+//   - oracle: at the end, every honest device's state equals the fold,
+//     by a reference reducer written apart from crdt's (oracle.go: epoch
+//     by epoch membership, capabilities by the epoch granted, removals,
+//     last-writer-wins by (Lamport, author, id), deletes and blob
+//     tombstones, threshold-verified completions), of exactly the facts it
+//     stands on: those under its base snapshot's frontier (ground truth,
+//     the branch its heads name) and its journal's chain above. Compared:
+//     epochs, members and capabilities, key/values with their stamps,
+//     blobs, group keys, completions, proposals (proposer, voters,
+//     abandoned) and cache floors; the violation names the differences.
+//     Admin replacement is not modelled by this reducer yet: a state that
+//     stands on an AdminReplaced fact is counted unchecked and left to
+//     admin-override.
+//   - exactly-once: every acknowledged put is one signed fact, never none,
+//     never two (deletes: as many facts as acknowledgements); a write
+//     whose device crashed inside the call may add one (exactly.go).
+//   - proposal-authentic: no snapshot proposal in an honest state names
+//     anyone but its fact's author as proposer.
+//   - blob-integrity: every block an honest device fetched from a peer
+//     matches its CID.
 //   - keygen, keygen-blame, keygen-share (with Workload.Keygen): an attempt
 //     without faults succeeds and every attempt ends; a failure blamed on a
 //     different key names a device that lied, one blamed on a broken
@@ -186,17 +224,29 @@
 //     (delete-on-tombstone), ignoring the plan's deletions
 //     (keep-tombstoned), restoring the newest completion in the device's
 //     own state instead of what RestoreTarget picks (restore-own-newest,
-//     issue 10's node bug; restore-newest catches it).
+//     issue 10's node bug; restore-newest catches it), folding refused
+//     writes whose author holds the write capability at some other epoch
+//     (grant-epoch-ignored; the oracle catches it, and on some seeds
+//     nothing else does), dropping overwrites of buffered writes' Meta
+//     entries so a release interrupted by a crash commits a write again
+//     (buffer-seq-lost; exactly-once), folding refused proposals that name
+//     another proposer (accept-foreign-proposal; proposal-authentic),
+//     keeping fetched blocks unchecked (skip-block-check; blob-integrity,
+//     on a Byzantine device's tampered blob), letting a received write win
+//     a tie on Lamport time by arrival (lww-tie-arrival; the oracle).
 //
 // # Sweeps: CI's and the one before a release
 //
 // CI (`go test -race ./sim/`) runs TestSeedSweep: every fault mix of
 // sim_test.go's mixes (none, net, churn, skew, chaos, byz, crashes only
 // between events, every crash inside a core call, two Byzantine devices,
-// serial proposals) on 5 and on 7 devices, 15 seeds each at 400 events,
-// plus full-length (2000-event) runs of the chaos and all presets, and
-// TestRegressionSeeds replays every seed that once failed (seed 149: the
-// snapshot fork of issue 10). That is sized to stay near 4 minutes under
+// serial proposals, contention: shared keys, ties, deletes, grants and
+// removals, crashes aimed at fence releases) on 5 and on 7 devices, 15
+// seeds each at 400 events, plus full-length (2000-event) runs of the
+// chaos and all presets, and TestRegressionSeeds replays every seed that
+// once failed (seed 149: the snapshot fork of issue 10; seed 111 of the
+// contend mix: a removed device's vote counted on one device only, the
+// guard having judged it before the removal arrived). That is sized to stay near 4 minutes under
 // -race on 2 cores. CI's seeds are fixed; the race detector makes each
 // seed about 8 times dearer, so wider sweeps run without it.
 //
@@ -209,10 +259,11 @@
 //	    go run ./cmd/aura-cli sim --nodes $n --seeds 2000 --events 2000 --faults "$f" --parallel 8 || break 2
 //	  done
 //	  go run ./cmd/aura-cli sim --nodes $n --seeds 2000 --events 2000 --faults chaos --serial-proposals --parallel 8 || break
+//	  go run ./cmd/aura-cli sim --nodes $n --seeds 2000 --events 2000 --faults 'all,release=0.5,byz=1:all' --contend 0.3 --grants 5s --parallel 8 || break
 //	done
 //
 // Measured without -race: about 200 seeds per CPU-minute at 5 and at 7
-// devices (2000 events, chaos), so the long sweep, 22 lines × 2000 seeds,
+// devices (2000 events, chaos), so the long sweep, 24 lines × 2000 seeds,
 // takes some 4 CPU-hours: about half an hour on 8 cores. A failing seed
 // becomes an entry of sim_test.go's regressions once fixed.
 //

@@ -71,6 +71,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		cfg.Workload.Admin, cfg.Workload.Fresh = AdminWorkload{Candidates: k}, -1
 		return err
 	})
+	fs.Float64Var(&cfg.Workload.Contend, "contend", 0, "share `P` of writes that go to keys every device writes (a quarter deletes, half in same-instant pairs that tie on Lamport time)")
+	fs.Func("grants", "mean `DURATION` between the admin's membership acts: a capability granted at a new epoch, or a Byzantine device removed (default none)", func(v string) error {
+		ms, err := parseMillis(v)
+		cfg.Workload.GrantEvery = ms
+		return err
+	})
 	fs.String("home", "", "ignored: the simulator touches no node")
 	fs.BoolVar(&asJSON, "json", false, "print one JSON document instead of the table")
 	fs.Usage = func() {
@@ -98,6 +104,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	if cfg.Events < 1 {
 		fmt.Fprintf(stderr, "aura-cli sim: --events %d: want at least 1\n", cfg.Events)
+		return 1
+	}
+	if cfg.Workload.Contend < 0 || cfg.Workload.Contend > 1 {
+		fmt.Fprintf(stderr, "aura-cli sim: --contend %g: want a share in [0, 1]\n", cfg.Workload.Contend)
 		return 1
 	}
 	if cfg.Parallel < 1 {

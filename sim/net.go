@@ -115,6 +115,8 @@ func (s *sim) receive(d, src *device, facts []*crdt.Fact, via string) int {
 		s.trace("%s <- %s %s n=%d added=%d dup=%d rej=%d pend=%d evid=%d%s", d.name, src.name, via, n,
 			len(res.Added), res.Duplicates, len(res.Rejected), res.Pending, res.Evidence, rej)
 		s.checkRejections(d, res)
+		s.doctoredFold(d, res)
+		s.tieByArrival(d, res)
 		if d.honest() {
 			for _, f := range res.Added {
 				if f.Kind == crdt.KindSnapshotCompleted {
@@ -308,13 +310,18 @@ func (s *sim) restoreNow(d *device) error {
 		return nil
 	}
 	c := &req.Completion
+	if d.honest() && !d.blobs.has(req.BlobCID) {
+		s.tamperedOffers(d, req.BlobCID)
+	}
 	var blob []byte
 	from := ""
 	try := func(p *device) bool {
 		if p == nil || p == d || !s.linkUp(d, p) {
 			return false
 		}
-		if _, err := d.blobs.fetch(p.blobs, req.BlobCID); err != nil { // block by block, each checked
+		_, err := d.blobs.fetch(p.blobs, req.BlobCID, !s.cfg.Defects.SkipBlockCheck) // block by block, each checked
+		s.checkFetched(d, p.name)
+		if err != nil {
 			return false
 		}
 		b, err := d.blobs.Get(req.BlobCID)

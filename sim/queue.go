@@ -14,23 +14,25 @@ import (
 type evKind uint8
 
 const (
-	evDeliver    evKind = iota + 1 // a message arrives at a device
-	evTick                         // a device's timer
-	evWrite                        // an application write
-	evSync                         // a device starts anti-entropy with a peer
-	evPropose                      // an operator proposes a snapshot
-	evRestore                      // a device restores from a snapshot blob
-	evCrash                        // a device crashes
-	evRestart                      // a crashed device restarts
-	evHeal                         // the partition heals
-	evOnline                       // an offline device comes back
-	evByz                          // a Byzantine device acts
-	evAdmit                        // the admin adds a fresh device
-	evBlob                         // a device stores, fetches or tombstones a blob
-	evFaultClock                   // once a virtual second: draw schedule faults
-	evBack                         // the absent device (Workload.Absence) comes back
-	evRekey                        // the admin runs a key generation (Workload.Rekey)
-	evReplace                      // the admin replacement workload starts (admin.go)
+	evDeliver     evKind = iota + 1 // a message arrives at a device
+	evTick                          // a device's timer
+	evWrite                         // an application write
+	evSync                          // a device starts anti-entropy with a peer
+	evPropose                       // an operator proposes a snapshot
+	evRestore                       // a device restores from a snapshot blob
+	evCrash                         // a device crashes
+	evRestart                       // a crashed device restarts
+	evHeal                          // the partition heals
+	evOnline                        // an offline device comes back
+	evByz                           // a Byzantine device acts
+	evAdmit                         // the admin adds a fresh device
+	evBlob                          // a device stores, fetches or tombstones a blob
+	evFaultClock                    // once a virtual second: draw schedule faults
+	evBack                          // the absent device (Workload.Absence) comes back
+	evRekey                         // the admin runs a key generation (Workload.Rekey)
+	evReplace                       // the admin replacement workload starts (admin.go)
+	evGrant                         // the admin grants a capability or removes a device (grants.go)
+	evFencedWrite                   // one write by an operator whose snapshot round is open (contend.go)
 )
 
 // msgKind is what a message carries.

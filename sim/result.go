@@ -48,6 +48,8 @@ type Stats struct {
 	RestoreErrors  int    `json:"restore_errors"`
 	Crashes        int    `json:"crashes"`
 	MidCallCrashes int    `json:"mid_call_crashes"` // of which struck inside a core call
+	ReleaseArmed   int    `json:"release_armed"`    // fence releases armed to crash (Faults.Release)
+	ReleaseCrashes int    `json:"release_crashes"`  // of which crashed inside the release
 	Partitions     int    `json:"partitions"`
 	Offlines       int    `json:"offlines"`
 	ByzActs        int    `json:"byz_acts"`
@@ -69,6 +71,22 @@ type Stats struct {
 	BlobsFreed      int `json:"blobs_freed"`      // blobs gone from a device's store after a plan (deletions checked)
 	BlocksCollected int `json:"blocks_collected"` // blocks the plans' collections dropped
 	RestoresChecked int `json:"restores_checked"` // restores restore-newest checked
+
+	// The oracle (oracle.go): device states compared with the reference
+	// fold, those it could not check (equivocations too tangled), the
+	// facts folded, and keys whose winner tied on Lamport time with a
+	// write by another device (all summed over the states checked).
+	ContendedWrites int `json:"contended_writes"` // writes to shared keys (Workload.Contend)
+	ContendedPairs  int `json:"contended_pairs"`  // of which second writes at the same instant
+	Grants          int `json:"grants"`           // capability grants (Workload.GrantEvery)
+	Removals        int `json:"removals"`         // devices removed
+	TamperedOffers  int `json:"tampered_offers"`  // tampered snapshot blobs offered to restoring devices
+	TamperedRefused int `json:"tampered_refused"` // of which the fetch refused
+	OracleChecked   int `json:"oracle_checked"`
+	WritesCounted   int `json:"writes_counted"` // acknowledged writes exactly-once counted (per check)
+	OracleUnchecked int `json:"oracle_unchecked"`
+	OracleFacts     int `json:"oracle_facts"`
+	LamportTies     int `json:"lamport_ties"`
 
 	// Workload.Absence: snapshots completed while the device was away,
 	// and its restores after it came back.
@@ -101,6 +119,8 @@ func (s *Stats) add(o Stats) {
 	s.RestoreErrors += o.RestoreErrors
 	s.Crashes += o.Crashes
 	s.MidCallCrashes += o.MidCallCrashes
+	s.ReleaseArmed += o.ReleaseArmed
+	s.ReleaseCrashes += o.ReleaseCrashes
 	s.Partitions += o.Partitions
 	s.Offlines += o.Offlines
 	s.ByzActs += o.ByzActs
@@ -116,6 +136,17 @@ func (s *Stats) add(o Stats) {
 	s.BlobsFreed += o.BlobsFreed
 	s.BlocksCollected += o.BlocksCollected
 	s.RestoresChecked += o.RestoresChecked
+	s.ContendedWrites += o.ContendedWrites
+	s.ContendedPairs += o.ContendedPairs
+	s.Grants += o.Grants
+	s.Removals += o.Removals
+	s.TamperedOffers += o.TamperedOffers
+	s.TamperedRefused += o.TamperedRefused
+	s.OracleChecked += o.OracleChecked
+	s.WritesCounted += o.WritesCounted
+	s.OracleUnchecked += o.OracleUnchecked
+	s.OracleFacts += o.OracleFacts
+	s.LamportTies += o.LamportTies
 	s.AbsentSnapshots += o.AbsentSnapshots
 	s.AbsentRestores += o.AbsentRestores
 }
@@ -138,7 +169,9 @@ type Result struct {
 	// ProposeEvery is Workload.ProposeEvery (ms).
 	ProposeEvery int64
 	// Admin is Workload.Admin.
-	Admin AdminWorkload
+	Admin      AdminWorkload
+	Contend    float64 // Workload.Contend
+	GrantEvery int64   // Workload.GrantEvery (ms)
 	// Schedule is the fault schedule as it happened: partitions, crashes,
 	// restarts, offline periods, admissions (network faults are drawn per
 	// message from the seed at the rates in Faults).
@@ -187,6 +220,12 @@ func (r Result) Command() string {
 	}
 	if r.Admin.Candidates > 0 {
 		fmt.Fprintf(&b, " --admin-replace %d", r.Admin.Candidates)
+	}
+	if r.Contend > 0 {
+		fmt.Fprintf(&b, " --contend %g", r.Contend)
+	}
+	if r.GrantEvery > 0 {
+		fmt.Fprintf(&b, " --grants %dms", r.GrantEvery)
 	}
 	if r.Defects.any() {
 		fmt.Fprintf(&b, " --defects %s", r.Defects)

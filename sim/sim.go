@@ -55,6 +55,10 @@ type device struct {
 	armedDur int64 // how long it stays down then
 	shielded bool  // inside a call that crash points spare
 
+	callKind     string // the core call running (s.call), "" between calls
+	inRelease    bool   // that call is releasing the writer fence (release.go)
+	releaseArmed bool   // the armed crash aims at that release
+
 	writes  int      // application writes issued (for key names)
 	ownKeys []string // keys this device wrote
 
@@ -89,8 +93,9 @@ type sim struct {
 	partition []int // side of each device while a partition stands; nil otherwise
 	partTok   int
 
-	truth *truth
-	res   *Result
+	truth  *truth
+	oracle *oracle
+	res    *Result
 	// what the run observed
 	named      map[int]bool      // Byzantine devices named for bad partials
 	completed  map[[16]byte]bool // proposals seen completed
@@ -122,7 +127,7 @@ func Run(cfg Config) (Result, error) {
 		Events: cfg.Events, Duration: cfg.Duration, Defects: cfg.Defects, Serial: cfg.Workload.SerialProposals,
 		Watermark: cfg.Workload.Watermark, Keygen: cfg.Workload.Keygen, Absence: cfg.Workload.Absence,
 		Rekey: cfg.Workload.Rekey, HardFork: cfg.Workload.HardFork,
-		ProposeEvery: cfg.Workload.ProposeEvery, Admin: cfg.Workload.Admin}
+		ProposeEvery: cfg.Workload.ProposeEvery, Admin: cfg.Workload.Admin, Contend: cfg.Workload.Contend, GrantEvery: cfg.Workload.GrantEvery}
 	s.netRng = rand.New(rand.NewPCG(cfg.Seed, 0x6e6574))    // "net"
 	s.workRng = rand.New(rand.NewPCG(cfg.Seed, 0x776f726b)) // "work"
 	s.faultRng = rand.New(rand.NewPCG(cfg.Seed, 0x666c74))  // "flt"
@@ -178,6 +183,7 @@ func (s *sim) setup() error {
 	s.stranger = ed25519.NewKeyFromSeed(s.seedBytes("stranger", 0))
 	s.absence.dev = s.absentDevice()
 	s.truth = newTruth(s)
+	s.oracle = newOracle(s)
 	for _, d := range s.devs[:n] {
 		if err := s.open(d); err != nil {
 			return err
@@ -259,6 +265,9 @@ func (s *sim) setup() error {
 	if w.Rekey {
 		s.at(2000, &event{kind: evRekey})
 	}
+	if w.GrantEvery > 0 {
+		s.at(s.expDelay(s.workRng, w.GrantEvery), &event{kind: evGrant})
+	}
 	if s.cfg.Faults.Partition > 0 || s.cfg.Faults.Crash > 0 || s.cfg.Faults.Offline > 0 {
 		s.at(1000, &event{kind: evFaultClock})
 	}
@@ -272,7 +281,7 @@ func (s *sim) open(d *device) error {
 	if err != nil {
 		return fmt.Errorf("open journal of %s: %w", d.name, err)
 	}
-	cfg := maintenance.Config{Key: d.key, Store: j, Meta: diskMeta{MemMeta: d.meta, d: d}, Blobs: d.blobs,
+	cfg := maintenance.Config{Key: d.key, Store: j, Meta: diskMeta{MemMeta: d.meta, d: d, s: s}, Blobs: d.blobs,
 		SnapshotTimeout: s.cfg.Workload.SnapshotTimeout, Watermark: s.cfg.Workload.Watermark,
 		WatermarkJitter: d.jitter}
 	if s.cfg.Workload.Watermark < 0 {
@@ -439,6 +448,10 @@ func (s *sim) step(e *event) {
 		s.onRekey()
 	case evReplace:
 		s.adminStart()
+	case evGrant:
+		s.onGrant(e)
+	case evFencedWrite:
+		s.onFencedWrite(e)
 	}
 }
 
@@ -483,6 +496,10 @@ func (s *sim) onWrite(e *event) {
 		return
 	}
 	s.res.Stats.DeviceEvents++
+	if w := s.cfg.Workload.Contend; w > 0 && s.workRng.Float64() < w {
+		s.contendedWrite(d)
+		return
+	}
 	s.appWrite(d)
 }
 
@@ -498,28 +515,47 @@ func (s *sim) appWrite(d *device) {
 	}
 	d.writes++
 	v := fmt.Sprintf("v%d@%s", d.writes, d.name)
+	if s.issueWrite(d, &crdt.Put{Key: k, Value: []byte(v)}, true) && isNew {
+		d.ownKeys = append(d.ownKeys, k)
+	}
+}
+
+// issueWrite hands one application write (a put or a delete) to d's
+// replica and records it in the ground truth when acknowledged; own says
+// the key is d's alone (no-write-lost then knows its last value). It
+// reports whether the write was acknowledged.
+func (s *sim) issueWrite(d *device, body crdt.Body, own bool) bool {
+	k := putKey(d.id, body)
 	var out maintenance.Output
 	var err error
-	if !s.call(d, "write", func() { out, err = d.rep.Write(s.devNow(d), &crdt.Put{Key: k, Value: []byte(v)}) }) {
-		// The device died inside Write: the put may or may not be durable.
-		s.truth.uncertain(k)
-		return
+	if !s.call(d, "write", func() { out, err = d.rep.Write(s.devNow(d), body) }) {
+		// The device died inside Write: the write may or may not be durable.
+		if own {
+			s.truth.uncertain(k.key)
+		}
+		s.truth.ledger.unsure[k]++
+		return false
 	}
 	if err != nil {
-		s.trace("%s write %s refused: %v", d.name, k, err)
-		return
-	}
-	if isNew {
-		d.ownKeys = append(d.ownKeys, k)
+		s.trace("%s write %s refused: %v", d.name, k.key, err)
+		return false
 	}
 	s.res.Stats.Writes++
 	buffered := len(out.Publish) == 0
 	if buffered {
 		s.res.Stats.Buffered++
 	}
-	s.truth.ack(k, v)
-	s.trace("%s write %s=%s buffered=%t", d.name, k, v, buffered)
+	if own {
+		s.truth.ack(k.key, k.value)
+	}
+	s.truth.ledger.acked[k]++
+	if k.kind == crdt.KindDelete {
+		s.trace("%s delete %s buffered=%t", d.name, k.key, buffered)
+	} else {
+		s.trace("%s write %s=%s buffered=%t", d.name, k.key, k.value, buffered)
+	}
 	s.handleOutput(d, out, "write")
+	return true
 }
 
 func (s *sim) onPropose(e *event) {
@@ -542,7 +578,9 @@ func (s *sim) onPropose(e *event) {
 		return
 	}
 	s.res.Stats.DeviceEvents++
-	s.propose(d, "operator")
+	if _, ok := s.propose(d, "operator"); ok && s.cfg.Workload.Contend > 0 {
+		s.fencedBurst(d)
+	}
 }
 
 func (s *sim) propose(d *device, why string) ([16]byte, bool) {

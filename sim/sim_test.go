@@ -18,6 +18,7 @@ var mixes = []struct {
 	name, spec string
 	serial     bool // Workload.SerialProposals
 	keygen     bool // Workload.Keygen: the key comes from the key generation session (dearer: a fifth of the seeds)
+	contend    bool // contendedWorkload: shared keys, ties, deletes, grants and removals
 }{
 	// The runs are short (a few hundred events, 10-20 virtual seconds),
 	// so the schedule faults come at higher rates than the presets'.
@@ -38,6 +39,17 @@ var mixes = []struct {
 	// The group key from the product's key generation session under the
 	// faults, then the usual run (keygen_test.go checks the session itself).
 	{name: "chaos-keygen", spec: "net,partition=0.1,crash=0.04,offline=0.04,skew=500ms,byz=1:all", keygen: true},
+	// Contention (shared keys written by every device, ties on Lamport
+	// time, deletes), the admin's grants and removals across epochs,
+	// crashes aimed at fence releases, and a Byzantine device doing all
+	// it can (backdated writes, proposals in another's name, tampered
+	// snapshot blobs among them): the oracle's and exactly-once's mix.
+	{name: "contend", spec: "net,partition=0.05,crash=0.06,release=0.8,offline=0.04,skew=500ms,byz=1:all", contend: true},
+}
+
+// contendedWorkload switches on the workloads of the "contend" mix.
+func contendedWorkload(w *Workload) {
+	w.Contend, w.GrantEvery = 0.4, 3000
 }
 
 // regressions are seeds that once failed, each with the exact command
@@ -53,19 +65,29 @@ var regressions = []struct {
 	events  int
 	spec    string
 	seed    uint64
-	wm      int64  // Workload.Watermark (0: the default)
-	keygen  bool   // Workload.Keygen
-	failure string // what it reported, and what fixed it
+	wm      int64   // Workload.Watermark (0: the default)
+	keygen  bool    // Workload.Keygen
+	failure string  // what it reported, and what fixed it
+	contend float64 // Workload.Contend
+	grants  int64   // Workload.GrantEvery
 }{
 	{"snapshot-fork", 5, 2000, "loss=0.05,dup=0.02,reorder=0.1,delay=50ms,partition=0.02,crash=0.01,midcall=0.5,offline=0.01,skew=500ms", 149, 0, false,
 		"issue 10: snapshot-fork (two completed snapshots with incomparable frontiers: a voter of the first restarted, " +
-			"lost its in-memory vote lock and voted for the second), then divergence and lost writes; fixed by the cover rule (maintenance/doc.go)"},
+			"lost its in-memory vote lock and voted for the second), then divergence and lost writes; fixed by the cover rule (maintenance/doc.go)", 0, 0},
 	{"completion-heads", 7, 400, "loss=0.05,dup=0.02,reorder=0.1,delay=50ms,partition=0.1,crash=0.04,midcall=0.5,offline=0.04,skew=500ms,byz=1:all", 211003, 12 << 10, true,
 		"snapshot-frontier (a completion whose chain heads do not hash to its signed prefix hash: the completer's journal had re-chained an " +
-			"equivocator's slot after it voted); fixed by tryComplete judging its heads and digest against the signed ones"},
+			"equivocator's slot after it voted); fixed by tryComplete judging its heads and digest against the signed ones", 0, 0},
 	{"equivocation-settle", 7, 400, "loss=0.05,dup=0.02,reorder=0.1,delay=50ms,partition=0.1,crash=0.04,midcall=0.5,offline=0.04,skew=500ms,byz=1:all", 20032, 12 << 10, false,
 		"convergence (a device kept the higher id of a Byzantine equivocation for good: a crash inside Receive fell between the ingest " +
-			"commit and the batch that moves the lower id into the slot); fixed by crdt.OpenJournal settling such evidence"},
+			"commit and the batch that moves the lower id into the slot); fixed by crdt.OpenJournal settling such evidence", 0, 0},
+	{"removal-epoch", 5, 400, "loss=0.05,dup=0.02,reorder=0.1,delay=50ms,partition=0.05,crash=0.06,midcall=0.5,release=0.8,offline=0.04,skew=500ms,byz=1:all", 111, 12 << 10, false,
+		"oracle and convergence (a Byzantine device's vote at the epoch its removal opened reached d1 before the removal: the guard judged it by " +
+			"the membership known then and counted it, the others refused it); fixed by crdt's guard parking every fact at an epoch whose membership " +
+			"is not known whole (crdt/guard_removal_test.go)", 0.4, 3000},
+	{"release-pruned", 5, 2000, "loss=0.05,dup=0.02,reorder=0.1,delay=50ms,partition=0.02,crash=0.01,midcall=0.5,release=0.5,offline=0.01,skew=500ms,byz=1:all", 60, 0, false,
+		"exactly-once (a release crashed after committing a buffered write and before dropping its entry; a restore then pruned the fact, and the " +
+			"next release, not finding it at the recorded seq, committed it again); fixed by Replica.Open settling the buffer " +
+			"(maintenance/snapshot_test.go TestReleaseInterruptedThenPrunedCommitsOnce)", 0.3, 5000},
 }
 
 func mustFaults(t testing.TB, spec string) Faults {
@@ -91,6 +113,9 @@ func TestMixesQuick(t *testing.T) {
 			for seed := uint64(1); seed <= 2; seed++ {
 				cfg := small(t, m.spec, seed)
 				cfg.Workload.SerialProposals, cfg.Workload.Keygen = m.serial, m.keygen
+				if m.contend {
+					contendedWorkload(&cfg.Workload)
+				}
 				r, err := Run(cfg)
 				if err != nil {
 					t.Fatal(err)
@@ -112,8 +137,8 @@ func TestRegressionSeeds(t *testing.T) {
 	for _, c := range regressions {
 		t.Run(fmt.Sprintf("%s-%d", c.name, c.seed), func(t *testing.T) {
 			t.Parallel()
-			r, err := Run(Config{Nodes: c.nodes, Seed: c.seed, Events: c.events, Faults: mustFaults(t, c.spec),
-				Workload: Workload{Watermark: c.wm, Keygen: c.keygen}})
+			w := Workload{Watermark: c.wm, Keygen: c.keygen, Contend: c.contend, GrantEvery: c.grants}
+			r, err := Run(Config{Nodes: c.nodes, Seed: c.seed, Events: c.events, Faults: mustFaults(t, c.spec), Workload: w})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -152,6 +177,9 @@ func TestSeedSweep(t *testing.T) {
 			cfg := small(t, m.spec, uint64(1000*(i+1)+100_000*(nodes-5)))
 			cfg.Nodes = nodes
 			cfg.Workload.SerialProposals, cfg.Workload.Keygen = m.serial, m.keygen
+			if m.contend {
+				contendedWorkload(&cfg.Workload)
+			}
 			n := perCell
 			if m.keygen {
 				n = max(1, perCell/5)
@@ -246,14 +274,26 @@ func TestDefectsAreCaught(t *testing.T) {
 		faults string
 		want   string // the invariant that must fire
 		absent Absence
+		tune   func(*Config)
 	}{
-		{"prune-above-frontier", Defects{PruneAboveFrontier: true}, "net", "gc-frontier", Absence{}},
-		{"skip-threshold-verify", Defects{SkipThresholdVerify: true}, "byz=1:unauth", "snapshot-signature", Absence{}},
-		{"lose-meta-on-crash", Defects{LoseMetaOnCrash: true}, "churn,crash=0.03", "no-write-lost", Absence{}},
-		{"delete-on-tombstone", Defects{DeleteOnTombstone: true}, "net", "blob-deleted-early", Absence{}},
-		{"keep-tombstoned", Defects{KeepTombstoned: true}, "net", "blob-not-freed", Absence{}},
-		{"restore-own-newest", Defects{RestoreOwnNewest: true}, "net", "restore-newest", Absence{Snapshots: 2}},
-		{"cache-no-invalidate", Defects{CacheNoInvalidate: true}, "net", "cache-stale", Absence{}},
+		{"prune-above-frontier", Defects{PruneAboveFrontier: true}, "net", "gc-frontier", Absence{}, nil},
+		{"skip-threshold-verify", Defects{SkipThresholdVerify: true}, "byz=1:unauth", "snapshot-signature", Absence{}, nil},
+		{"lose-meta-on-crash", Defects{LoseMetaOnCrash: true}, "churn,crash=0.03", "no-write-lost", Absence{}, nil},
+		{"delete-on-tombstone", Defects{DeleteOnTombstone: true}, "net", "blob-deleted-early", Absence{}, nil},
+		{"keep-tombstoned", Defects{KeepTombstoned: true}, "net", "blob-not-freed", Absence{}, nil},
+		{"restore-own-newest", Defects{RestoreOwnNewest: true}, "net", "restore-newest", Absence{Snapshots: 2}, nil},
+		{"cache-no-invalidate", Defects{CacheNoInvalidate: true}, "net", "cache-stale", Absence{}, nil},
+		// A guard that ignores the epoch of a grant lets backdated writes in.
+		{"grant-epoch-ignored", Defects{GrantEpochIgnored: true}, "net,byz=1:backdate", "oracle", Absence{}, nil},
+		// A release that loses the seq it recorded commits a write twice
+		// when a crash interrupts it.
+		{"buffer-seq-lost", Defects{BufferSeqLost: true}, "net,crash=0.02,release=1", "exactly-once", Absence{}, func(c *Config) {
+			c.Workload.WriteEvery, c.Workload.ProposeEvery = 250, 3000 // more writes behind more fences
+		}},
+		{"accept-foreign-proposal", Defects{ForeignProposal: true}, "net,byz=1:impersonate", "proposal-authentic", Absence{}, nil},
+		{"skip-block-check", Defects{SkipBlockCheck: true}, "net,byz=1:tamper", "blob-integrity", Absence{}, nil},
+		// Last-writer-wins ties broken by arrival.
+		{"lww-tie-arrival", Defects{LWWTieArrival: true}, "net", "oracle", Absence{}, func(c *Config) { contendedWorkload(&c.Workload) }},
 	}
 	const maxSeeds = 10
 	for _, c := range cases {
@@ -263,6 +303,9 @@ func TestDefectsAreCaught(t *testing.T) {
 				cfg := small(t, c.faults, seed)
 				if c.absent.Snapshots > 0 {
 					cfg = absentRun(t, c.faults, seed, c.absent)
+				}
+				if c.tune != nil {
+					c.tune(&cfg)
 				}
 				cfg.Defects = c.defect
 				r, err := Run(cfg)
@@ -308,10 +351,15 @@ func TestParseFaults(t *testing.T) {
 	if f, _ := ParseFaults("chaos,loss=0"); f.Loss != 0 || f.Crash == 0 {
 		t.Fatalf("later terms must win: %+v", f)
 	}
+	if f, err := ParseFaults("crash=0.1,release=0.3,byz=1:backdate+impersonate+tamper"); err != nil || f.Release != 0.3 || f.Byz != ByzBackdate|ByzImpersonate|ByzTamper {
+		t.Fatalf("release and the new Byzantine modes: %+v, %v", f, err)
+	} else if again, err := ParseFaults(f.String()); err != nil || again != f {
+		t.Fatalf("round trip of %q: %+v, %v", f.String(), again, err)
+	}
 	if f, _ := ParseFaults("byz=2"); f.Byz != ByzAll || f.Byzantine != 2 {
 		t.Fatalf("byz=2: %+v", f)
 	}
-	for _, bad := range []string{"loss=2", "nosuch=1", "byz=x", "byz=1:nosuch", "delay=fast", "nosuchpreset"} {
+	for _, bad := range []string{"loss=2", "nosuch=1", "byz=x", "byz=1:nosuch", "delay=fast", "nosuchpreset", "release=2", "midcall-skip=nosuch"} {
 		if _, err := ParseFaults(bad); err == nil {
 			t.Errorf("%q parsed", bad)
 		}

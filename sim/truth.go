@@ -26,6 +26,8 @@ type truth struct {
 
 	blobs     map[string]*blobTruth // string(binary CID) → the workload's blob
 	blobOrder []string              // their keys, in the order first stored
+
+	ledger writeLedger // acknowledged writes, for exactly-once (exactly.go)
 }
 
 // frontierState is a reduction of exactly a frontier, kept to extend.
@@ -43,7 +45,7 @@ type authorSeq struct {
 func newTruth(s *sim) *truth {
 	return &truth{s: s, all: map[crdt.FactID]*crdt.Fact{}, versions: map[crdt.DeviceID]map[uint64][]*crdt.Fact{},
 		writes: map[string]string{}, maybe: map[string]bool{}, open: map[[16]byte]int64{}, closed: map[[16]byte]bool{}, verified: map[[32]byte]bool{},
-		blobs: map[string]*blobTruth{}}
+		blobs: map[string]*blobTruth{}, ledger: newWriteLedger()}
 }
 
 // add records a fact (it is signed: its author says who made it).
