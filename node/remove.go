@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"aura/crdt"
@@ -181,9 +182,12 @@ func (n *Node) RemoveDevice(ctx context.Context, who string, m int) (*RemoveResu
 	return res, nil
 }
 
-// dropExMembersLocked closes the connections to devices that were members
-// and are no longer (removed): the gater refuses them from now on, and no
-// stream of theirs stays open. n.mu is held; closing runs aside.
+// dropExMembersLocked closes the connections to devices that are no
+// longer members: those just removed, and every device the state records
+// as removed (also after a restart). Removed devices are blocked in the
+// gater for good, so they are refused even as guests while an invite is
+// open (a removal is permanent: the crdt keeps the earliest removal
+// epoch). n.mu is held; closing runs aside.
 func (n *Node) dropExMembersLocked(now map[peer.ID]bool) {
 	var gone []peer.ID
 	for p := range *n.gater.members.Load() {
@@ -191,14 +195,26 @@ func (n *Node) dropExMembersLocked(now map[peer.ID]bool) {
 			gone = append(gone, p)
 		}
 	}
-	if len(gone) == 0 {
-		return
+	for d, m := range n.rep.State().Members {
+		if p := PeerID(d); m.Removed != 0 && d != n.device && !slices.Contains(gone, p) {
+			gone = append(gone, p)
+		}
 	}
+	var drop []peer.ID
 	for _, p := range gone {
 		n.gater.trust(p, false)
+		if !n.gater.isBlocked(p) {
+			n.gater.block(p, true)
+		}
+		if n.host.Network().Connectedness(p) == network.Connected {
+			drop = append(drop, p)
+		}
+	}
+	if len(drop) == 0 {
+		return
 	}
 	go func() {
-		for _, p := range gone {
+		for _, p := range drop {
 			if n.closed.Load() {
 				return
 			}
