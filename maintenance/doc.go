@@ -15,6 +15,13 @@
 //     SnapshotCompleted; the fence drops on completion or at the deadline,
 //     and buffered writes then commit, none lost (they are kept in Meta, so
 //     also across a restart).
+//   - resharing after a removal (reshare.go): PlanReshare decides from
+//     the state who is invited (every current member), with which share of
+//     the current key, and the new threshold (the key's M by default, 2 to
+//     the members otherwise: ErrReshareThreshold); NeedsReshare says a
+//     removed device still holds a share; ShareFor picks which of the
+//     shares a device holds it votes with (the current key's, at its own
+//     index, or none). The session itself is threshold.ReshareHub.
 //
 // # Epoch-scoped sessions (session.go)
 //

@@ -92,3 +92,25 @@ func NeedsReshare(st *crdt.State) bool {
 	}
 	return false
 }
+
+// ShareFor picks, among the shares a device holds (its sealed share, one
+// received by a resharing not yet published...), the one to vote with:
+// the share of the current group key that the key's fact gives this
+// device (its index names self). nil when none: a share of an earlier key
+// makes only bad partials once the key was reshared.
+func ShareFor(st *crdt.State, self crdt.DeviceID, held []*threshold.Share) *threshold.Share {
+	gk := st.GroupKey()
+	if gk == nil {
+		return nil
+	}
+	key, err := threshold.ParseGroupKey(gk.PublicKey)
+	if err != nil {
+		return nil
+	}
+	for _, sh := range held {
+		if sh != nil && sh.Matches(key) && sh.Index() < len(gk.Participants) && gk.Participants[sh.Index()] == self {
+			return sh
+		}
+	}
+	return nil
+}

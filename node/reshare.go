@@ -487,16 +487,7 @@ func (n *Node) adoptShareLocked() {
 	if cur := n.rep.Share(); cur != nil {
 		n.rememberShareLocked(cur)
 	}
-	key, err := threshold.ParseGroupKey(gk.PublicKey)
-	if err != nil {
-		return
-	}
-	var pick *threshold.Share
-	for _, sh := range n.rs.known {
-		if sh.Matches(key) && sh.Index() < len(gk.Participants) && gk.Participants[sh.Index()] == n.device {
-			pick = sh
-		}
-	}
+	pick := maintenance.ShareFor(st, n.device, n.rs.known)
 	if pick != n.rep.Share() {
 		if pick == nil {
 			n.log.Info("this device's share does not belong to the current group key: it no longer votes", "key_epoch", gk.KeyEpoch)
