@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -108,34 +109,34 @@ func (n *Node) Reshare(ctx context.Context, m int) (*GroupKeyInfo, error) {
 	if err := n.requireAdmin("reshare the threshold key"); err != nil {
 		return nil, err
 	}
-	n.mu.Lock()
-	plan, err := maintenance.PlanReshare(n.rep.State(), m)
-	share := n.rep.Share()
-	n.mu.Unlock()
-	switch {
-	case errors.Is(err, maintenance.ErrNoGroupKey):
-		return nil, errorf(ErrNotFound, "no threshold key to reshare: run `aura-cli threshold keygen --threshold M` first")
-	case errors.Is(err, maintenance.ErrReshareThreshold):
-		return nil, errorf(ErrBadRequest, "%w", err)
-	case err != nil:
-		return nil, err
-	}
-	self := -1
-	for i, d := range plan.Devices {
-		if d == n.device {
-			self = i
-		}
-	}
-	if self < 0 {
-		return nil, fmt.Errorf("%w: this device is not a member", ErrReshare)
-	}
 	n.setReshareStatus(func(s *ReshareStatus) {
 		*s = ReshareStatus{State: "running", Detail: "inviting devices", Started: time.Now(), Hub: true, Auto: s.Auto && s.State == "waiting"}
 	})
-	key, sh, ids, err := n.runReshareHub(ctx, plan, self, share)
-	if err != nil {
-		n.setReshareStatus(func(s *ReshareStatus) { s.State, s.Detail = "failed", err.Error() })
-		return nil, err
+	var key *threshold.GroupKey
+	var sh *threshold.Share
+	var ids [][]byte
+	for attempt := 1; ; attempt++ {
+		var err error
+		key, sh, ids, err = n.reshareAttempt(ctx, m)
+		if err == nil {
+			break
+		}
+		retry := maintenance.RetrySession(err, attempt)
+		if code := ErrorCode(err); code != "" {
+			outcome := "not retried"
+			if retry {
+				outcome = fmt.Sprintf("retrying under the new epoch (%d/%d)", attempt, maintenance.SessionRetries)
+			} else if code == CodeStaleEpoch {
+				outcome = fmt.Sprintf("gave up after %d retries", maintenance.SessionRetries)
+			}
+			n.sessions.note(SessionAbort{Session: "reshare", Reason: err.Error(), Code: code, Retry: outcome, At: time.Now()})
+			n.log.Warn("resharing aborted", "err", err, "outcome", outcome)
+		}
+		if !retry {
+			err = sessionHint(err)
+			n.setReshareStatus(func(s *ReshareStatus) { s.State, s.Detail = "failed", err.Error() })
+			return nil, err
+		}
 	}
 	if err := n.saveShare(sh); err != nil {
 		return nil, err
@@ -167,10 +168,42 @@ func (n *Node) Reshare(ctx context.Context, m int) (*GroupKeyInfo, error) {
 	return info, nil
 }
 
+// reshareAttempt runs one resharing under the current scope: it refuses
+// to start when maintenance.CheckSession fails for the invited devices,
+// and the hub aborts it when the check fails while it runs (the identity
+// epoch moved) until its final is out.
+func (n *Node) reshareAttempt(ctx context.Context, m int) (*threshold.GroupKey, *threshold.Share, [][]byte, error) {
+	n.mu.Lock()
+	st := n.rep.State()
+	plan, err := maintenance.PlanReshare(st, m)
+	share := n.rep.Share()
+	scope := maintenance.ScopeOf(st)
+	if err == nil {
+		err = maintenance.CheckSession(st, scope, plan.Devices)
+		if err != nil {
+			err = fmt.Errorf("%w: %w", ErrReshare, err)
+		}
+	}
+	n.mu.Unlock()
+	switch {
+	case errors.Is(err, maintenance.ErrNoGroupKey):
+		return nil, nil, nil, errorf(ErrNotFound, "no threshold key to reshare: run `aura-cli threshold keygen --threshold M` first")
+	case errors.Is(err, maintenance.ErrReshareThreshold):
+		return nil, nil, nil, errorf(ErrBadRequest, "%w", err)
+	case err != nil:
+		return nil, nil, nil, err
+	}
+	self := slices.Index(plan.Devices, n.device)
+	if self < 0 {
+		return nil, nil, nil, fmt.Errorf("%w: this device is not a member", ErrReshare)
+	}
+	return n.runReshareHub(ctx, plan, self, share, scope)
+}
+
 // runReshareHub moves frames between streams and the threshold.ReshareHub.
 // A device whose stream cannot be opened is reported broken at once: the
 // session leaves it out.
-func (n *Node) runReshareHub(ctx context.Context, plan *maintenance.ReshareRequest, self int, share *threshold.Share) (*threshold.GroupKey, *threshold.Share, [][]byte, error) {
+func (n *Node) runReshareHub(ctx context.Context, plan *maintenance.ReshareRequest, self int, share *threshold.Share, scope maintenance.Scope) (*threshold.GroupKey, *threshold.Share, [][]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, dkgStreamDeadline)
 	defer cancel()
 	var session [16]byte
@@ -277,6 +310,12 @@ func (n *Node) runReshareHub(ctx context.Context, plan *maintenance.ReshareReque
 	defer ticker.Stop()
 	started := false
 	for out.Done == nil && out.Err == nil {
+		if !hub.FinalSent() {
+			if err := n.checkSession(scope, plan.Devices); err != nil {
+				out = carry(hub.Abort(now(), err))
+				break
+			}
+		}
 		if !started && len(hub.Members()) > 0 {
 			started = true
 			members := hub.Members()
@@ -381,7 +420,28 @@ func (n *Node) handleReshare(s network.Stream) {
 	ticker := time.NewTicker(dkgTick)
 	defer ticker.Stop()
 	var out threshold.KeygenOutput
+	var scope *maintenance.Scope // of the session, once the hub named the devices
+	kept := false
 	for {
+		// The participant's side of the session gate, as for keygen: no
+		// part in a session whose check fails, until it keeps its share.
+		if ids := p.Participants(); ids != nil && !kept && out.Keep == nil && out.Err == nil && out.Done == nil {
+			parts := make([]crdt.DeviceID, len(ids))
+			for i, b := range ids {
+				copy(parts[i][:], b)
+			}
+			n.mu.Lock()
+			st := n.rep.State()
+			if scope == nil {
+				sc := maintenance.ScopeOf(st)
+				scope = &sc
+			}
+			err := maintenance.CheckSession(st, *scope, parts)
+			n.mu.Unlock()
+			if err != nil {
+				out = p.Abort(now(), err)
+			}
+		}
 		for _, err := range out.Rejected {
 			n.log.Debug("reshare step", "err", err)
 		}
@@ -399,6 +459,7 @@ func (n *Node) handleReshare(s network.Stream) {
 			}
 			n.log.Info("new threshold share kept (used once the new key is published)", "index", sh.Index()+1,
 				"threshold", out.Keep.Key.Threshold(), "devices", len(out.Keep.Participants))
+			kept = true
 			out = p.Kept(now())
 			continue
 		}

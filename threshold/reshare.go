@@ -203,6 +203,12 @@ func (h *ReshareHub) frame(t KeygenFrameType, fill func(*ReshareFrame)) []byte {
 // Over reports whether the session has finished.
 func (h *ReshareHub) Over() bool { return h.phase == hubOver }
 
+// FinalSent reports whether the hub sent final and waits for the
+// acknowledgements: members may already keep their new shares, so a
+// driver that would abort for an outside reason (the epoch moved) lets the
+// session finish from here on, as with KeygenHub.FinalSent.
+func (h *ReshareHub) FinalSent() bool { return h.phase == hubAck }
+
 // Members are the participant indexes of the new group in new index
 // order, once the DKG started (nil before).
 func (h *ReshareHub) Members() []int { return append([]int(nil), h.members...) }
@@ -680,6 +686,9 @@ func (p *ReshareParticipant) Over() bool { return p.phase == partOver }
 
 // Threshold is the new t from the init frame (0 before).
 func (p *ReshareParticipant) Threshold() int { return p.t }
+
+// Participants are the invited device ids from the init frame (nil before).
+func (p *ReshareParticipant) Participants() [][]byte { return p.ids }
 
 // OldKey is the key being reshared, from the init frame (nil before).
 func (p *ReshareParticipant) OldKey() *GroupKey { return p.oldKey }
