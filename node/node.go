@@ -273,6 +273,7 @@ func (n *Node) start(o Options) (err error) {
 	n.wg.Add(2)
 	go n.tickLoop()
 	go n.reconnectLoop()
+	n.resumeAutoReshare()
 	return nil
 }
 

@@ -182,21 +182,15 @@ func (n *Node) RemoveDevice(ctx context.Context, who string, m int) (*RemoveResu
 	return res, nil
 }
 
-// dropExMembersLocked closes the connections to devices that are no
-// longer members: those just removed, and every device the state records
-// as removed (also after a restart). Removed devices are blocked in the
-// gater for good, so they are refused even as guests while an invite is
-// open (a removal is permanent: the crdt keeps the earliest removal
-// epoch). n.mu is held; closing runs aside.
+// dropExMembersLocked closes the connections to every device the state
+// records as removed and blocks it in the gater for good, so it is refused
+// even as a guest while an invite is open (a removal is permanent: the
+// crdt keeps the earliest removal epoch). It runs whenever the member set
+// changes, and at start. n.mu is held; closing runs aside.
 func (n *Node) dropExMembersLocked(now map[peer.ID]bool) {
 	var gone []peer.ID
-	for p := range *n.gater.members.Load() {
-		if !now[p] && p != n.host.ID() {
-			gone = append(gone, p)
-		}
-	}
 	for d, m := range n.rep.State().Members {
-		if p := PeerID(d); m.Removed != 0 && d != n.device && !slices.Contains(gone, p) {
+		if p := PeerID(d); m.Removed != 0 && d != n.device && !now[p] {
 			gone = append(gone, p)
 		}
 	}

@@ -116,3 +116,16 @@ func (n *Node) holdersOnline() (online, need int, ok bool) {
 	}
 	return online, need, true
 }
+
+// resumeAutoReshare restarts, on the admin's device, the resharing a
+// removal asked for when the node stopped before it was done.
+func (n *Node) resumeAutoReshare() {
+	n.mu.Lock()
+	st := n.rep.State()
+	need := !n.rep.Account().IsZero() && st.Holds(n.device, crdt.CapAdmin, st.Epoch) && maintenance.NeedsReshare(st)
+	n.mu.Unlock()
+	if need {
+		n.log.Info("a removed device still holds a share: resharing as soon as enough share holders are online")
+		n.startAutoReshare(0)
+	}
+}
