@@ -420,11 +420,12 @@ func (n *Node) handleReshare(s network.Stream) {
 	ticker := time.NewTicker(dkgTick)
 	defer ticker.Stop()
 	var out threshold.KeygenOutput
-	var scope *maintenance.Scope // of the session, once the hub named the devices
 	kept := false
 	for {
 		// The participant's side of the session gate, as for keygen: no
-		// part in a session whose check fails, until it keeps its share.
+		// part in a session with a device lacking the protocol or
+		// readiness, until it keeps its share; the epoch is the hub's to
+		// watch (this state may still be catching up with the hub's).
 		if ids := p.Participants(); ids != nil && !kept && out.Keep == nil && out.Err == nil && out.Done == nil {
 			parts := make([]crdt.DeviceID, len(ids))
 			for i, b := range ids {
@@ -432,11 +433,7 @@ func (n *Node) handleReshare(s network.Stream) {
 			}
 			n.mu.Lock()
 			st := n.rep.State()
-			if scope == nil {
-				sc := maintenance.ScopeOf(st)
-				scope = &sc
-			}
-			err := maintenance.CheckSession(st, *scope, parts)
+			err := maintenance.CheckSession(st, maintenance.ScopeOf(st), parts)
 			n.mu.Unlock()
 			if err != nil {
 				out = p.Abort(now(), err)
