@@ -17,6 +17,13 @@
 //     also across a restart) and none twice (a release that a crash
 //     interrupted is settled when the replica opens, by the seq it recorded
 //     for the write it was committing).
+//   - resharing after a removal (reshare.go): PlanReshare decides from
+//     the state who is invited (every current member), with which share of
+//     the current key, and the new threshold (the key's M by default, 2 to
+//     the members otherwise: ErrReshareThreshold); NeedsReshare says a
+//     removed device still holds a share; ShareFor picks which of the
+//     shares a device holds it votes with (the current key's, at its own
+//     index, or none). The session itself is threshold.ReshareHub.
 //
 // # Epoch-scoped sessions (session.go)
 //

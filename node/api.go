@@ -432,6 +432,8 @@ func (n *Node) apiHandler() http.Handler {
 	})
 	n.maintenanceRoutes(mux)
 	n.deviceRoutes(mux)
+	n.removalRoutes(mux)
+	n.reshareRoutes(mux)
 	n.blobRoutes(mux)
 	n.upgradeRoutes(mux)
 	n.backupRoutes(mux)

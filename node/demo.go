@@ -47,8 +47,9 @@ func TestConfig() Config {
 // RunDemo brings up a mesh of in-process nodes on 127.0.0.1 and runs every
 // flow built so far, narrating to w: account, invites, writes, a
 // partition and its healing, threshold keygen, a snapshot round with GC,
-// the restore of a new device, and a backup exported and restored into a
-// fresh home that joins and converges.
+// the restore of a new device, a backup exported and restored into a
+// fresh home that joins and converges, and a device removed and the key
+// reshared without it.
 func RunDemo(ctx context.Context, w io.Writer, o DemoOptions) (err error) {
 	if o.Nodes == 0 {
 		o.Nodes = 3
@@ -240,6 +241,9 @@ func RunDemo(ctx context.Context, w io.Writer, o DemoOptions) (err error) {
 		return err
 	}
 	if err := demoAdmin(ctx, say, nodes, o); err != nil {
+		return err
+	}
+	if err := demoRemove(ctx, say, nodes, o); err != nil {
 		return err
 	}
 	say("demo finished in %.1fs", time.Since(start).Seconds())

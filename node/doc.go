@@ -32,6 +32,11 @@
 //     stream handler but /aura/join/1 refuses them (guardedHost wraps the
 //     handlers gossip and the blob store register), and they are
 //     disconnected after 30 s unless the join made them members.
+//   - Removed devices are out for good (remove.go): `account remove`
+//     writes DeviceRemoved; whenever the member set changes, every device
+//     closes its connections to devices the state records as removed and
+//     blocks them in the gater (not even as guests). Their facts from the
+//     removal epoch on are refused by the crdt guard.
 //
 // Protocols of this package (besides gossip's /aura/sync/1 and gossipsub,
 // and the blob store's /aura/blocks/1):
@@ -67,6 +72,18 @@
 //     readiness until it keeps its share (the epoch is the hub's to watch).
 //     A session aborted because the identity epoch moved is run again
 //     under the new scope, maintenance.RetrySession times.
+//   - /aura/reshare/1: `threshold reshare`, and the admin's node by itself
+//     after a removal as soon as the key's M share holders are connected
+//     (reshare_auto.go), runs threshold.ReshareHub over one stream per
+//     current member (reshare.go, the same transport as /aura/dkg/1), with
+//     whom and which shares maintenance.PlanReshare decides; unreachable
+//     devices are reported broken and left out. A participant seals its
+//     new share as HOME/threshold.share.next and votes with it only once a
+//     group key fact names its key (maintenance.ShareFor picks the share
+//     on every state change); a device left out holds no share of the new
+//     key. The hub seals its share and publishes the key at the next key
+//     epoch (same group public key, new commitments and participants).
+//     It runs under the same session gate and retries as key generation.
 //   - /aura/snapshot/1: answers with the fact of the newest completed
 //     snapshot. Restore asks every connected device at once and hands the
 //     answers to Replica.RestoreTarget, which picks (the node never
@@ -124,7 +141,7 @@
 //
 // Choices where DESIGN is silent: the control API is JSON over HTTP on the
 // socket (/v1/status, /v1/peers, /v1/facts, /v1/account/{create,invite,
-// join}, /v1/threshold, /v1/threshold/keygen, /v1/snapshots, /v1/restore
+// join,devices,remove}, /v1/threshold, /v1/threshold/{keygen,reshare}, /v1/snapshots, /v1/restore
 // streaming NDJSON progress, /v1/blobs: POST raw bytes, GET the list,
 // POST {cid}/fetch streaming NDJSON progress, GET {cid}/data the bytes,
 // DELETE {cid}; /v1/backup streaming a TAR); Prometheus metrics use one

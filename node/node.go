@@ -99,7 +99,8 @@ type Node struct {
 	metricsSrv *http.Server
 	metricsLn  net.Listener
 
-	dkg dkgSessions // phase 2: running keygen sessions
+	dkg dkgSessions  // phase 2: running keygen sessions
+	rs  reshareState // resharing: status, shares held, automatic resharing (reshare.go)
 
 	restoreMu sync.Mutex
 	lock      *homeLock // HOME/aura.lock, held until Close
@@ -231,6 +232,7 @@ func (n *Node) start(o Options) (err error) {
 	n.mu.Unlock()
 	n.host.SetStreamHandler(JoinProtocol, n.handleJoin)
 	n.host.SetStreamHandler(DKGProtocol, n.guardStream(n.handleDKG))
+	n.host.SetStreamHandler(ReshareProtocol, n.guardStream(n.handleReshare))
 	n.host.SetStreamHandler(SnapshotProtocol, n.guardStream(n.handleSnapshotInfo))
 	n.host.SetStreamHandler(PeersProtocol, n.guardStream(n.handlePeers))
 	n.loadSeen()
@@ -271,6 +273,7 @@ func (n *Node) start(o Options) (err error) {
 	n.wg.Add(2)
 	go n.tickLoop()
 	go n.reconnectLoop()
+	n.resumeAutoReshare()
 	return nil
 }
 
@@ -465,6 +468,7 @@ func (n *Node) handle(out maintenance.Output) {
 // refreshMembersLocked updates the gater's member set after the state
 // changed. n.mu is held.
 func (n *Node) refreshMembersLocked() {
+	n.adoptShareLocked()
 	st := n.rep.State()
 	list := st.MemberList()
 	var b strings.Builder
@@ -480,6 +484,7 @@ func (n *Node) refreshMembersLocked() {
 	for _, d := range list {
 		m[PeerID(d)] = true
 	}
+	n.dropExMembersLocked(m)
 	n.gater.setMembers(m)
 	n.kickReconnect()
 }

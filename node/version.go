@@ -31,7 +31,7 @@ type BuildInfo struct {
 // when the tree had changes).
 func Build() BuildInfo {
 	b := BuildInfo{Version: Version, Commit: "unknown", GoVersion: runtime.Version(), Protocols: AccountProtocols,
-		Wire: []string{string(gossip.SyncProtocol), "/aura/facts/1 (gossipsub topic)", string(JoinProtocol), string(DKGProtocol),
+		Wire: []string{string(gossip.SyncProtocol), "/aura/facts/1 (gossipsub topic)", string(JoinProtocol), string(DKGProtocol), string(ReshareProtocol),
 			string(SnapshotProtocol), string(PeersProtocol), string(blobstore.ProtocolID)}}
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		dirty := false

@@ -77,6 +77,7 @@ func (s *sim) maxLamport(d *device) uint64 {
 // byzReact: a Byzantine device with badpartial votes on every proposal it
 // sees with an invalid partial of the right length and its own index.
 func (s *sim) byzReact(d *device, added []*crdt.Fact) {
+	s.thiefReact(d, added)
 	b := d.byz
 	if b.modes&ByzBadPartial == 0 || (s.phase != phaseActive && s.phase != phaseProbe) {
 		return

@@ -39,6 +39,7 @@ func (s *sim) checkCompletion(holder string, c *crdt.SnapshotCompleted) {
 		s.violate("snapshot-signature", holder, "completion %x holds no valid group signature: %v", c.ProposalID[:4], err)
 		return
 	}
+	s.checkRemovedShare(holder, c)
 	s.checkComparable(holder, c)
 	if crdt.PrefixHash(sn.Frontier, sn.Heads) != sn.PrefixHash {
 		s.violate("snapshot-frontier", holder, "completion %s: chain heads do not hash to its prefix hash", id)

@@ -82,6 +82,8 @@ type Workload struct {
 	// under the faults before the workload starts, retried until it
 	// succeeds, instead of a trusted dealer.
 	Keygen bool
+	// Reshare removes a device at setup and reshares the key (reshare.go).
+	Reshare ReshareWorkload
 	// BlobEvery is the mean time between blob operations on each honest
 	// device, ms (default 4000; negative: none): `blob put` (store, pin,
 	// BlobStored), `blob get` (fetch a live blob from a reachable device

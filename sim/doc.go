@@ -178,6 +178,16 @@
 //     completion naming it, no key generation including it). Workloads
 //     HardFork and Rekey exercise them; the keygen-ignore-epoch and
 //     keygen-skip-gate defects prove them.
+//   - reshare, reshare-share, removed-share (with Workload.Reshare,
+//     `--reshare`; reshare.go): a device is removed at setup and the key
+//     reshared by the product's session under faults; an attempt with M
+//     share holders reachable and no crash succeeds, one with fewer fails
+//     with ErrReshareQuorum and nobody keeps a share; a success gives every
+//     member a share of a key with the old group public key; and no
+//     completion counts the removed device, which keeps voting with valid
+//     partials of its old share backdated to before its removal (the
+//     keep-old-key test defect, which throws the reshared key away, makes
+//     removed-share fire).
 //
 // # The upgrade simulation (upgrade.go)
 //

@@ -43,6 +43,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Parallel, "parallel", 1, "seeds run at once")
 	fs.BoolVar(&cfg.Workload.SerialProposals, "serial-proposals", false, "operators propose only while no snapshot round is open anywhere")
 	fs.Int64Var(&cfg.Workload.Watermark, "watermark", defaultWatermark, "journal `BYTES` past which devices propose a snapshot by themselves (negative: off)")
+	fs.BoolVar(&cfg.Workload.Reshare.On, "reshare", false, "remove a device at setup and reshare the key under the faults (retried until it succeeds); the removed device keeps voting with its old share")
 	fs.BoolVar(&cfg.Workload.Keygen, "keygen", false, "run the key generation session under the faults (retried until it succeeds) instead of a trusted dealer")
 	fs.BoolVar(&cfg.Workload.Rekey, "rekey", false, "the admin runs a key generation under the session gate while the identity epoch moves (session.go)")
 	fs.BoolVar(&cfg.Workload.HardFork, "hard-fork", false, "activate a hard fork at setup that one device is not ready for (session.go)")

@@ -194,7 +194,7 @@ func (s *sim) probeLiveness() {
 	p := hs[0]
 	s.appWrite(p) // something new to snapshot
 	s.flush()
-	down := s.cfg.Nodes - s.cfg.Threshold - s.cfg.Faults.Byzantine
+	down := s.cfg.Nodes - s.cfg.Threshold - s.cfg.Faults.Byzantine - s.reshare.removedHolders()
 	var crashed []*device
 	for i := len(hs) - 1; i > 0 && len(crashed) < down; i-- {
 		crashed = append(crashed, hs[i])

@@ -59,8 +59,9 @@ type Stats struct {
 	CompletionsChecked   int `json:"completions_checked"`
 	CompletionsUnchecked int `json:"completions_unchecked"` // equivocations too tangled to tell the branch
 
-	KeygenAttempts int `json:"keygen_attempts"` // key generation sessions run (Workload.Keygen)
-	KeygenFailures int `json:"keygen_failures"` // of which failed (under faults)
+	KeygenAttempts  int `json:"keygen_attempts"`            // key generation sessions run (Workload.Keygen)
+	ReshareAttempts int `json:"reshare_attempts,omitempty"` // resharing sessions run (Workload.Reshare)
+	KeygenFailures  int `json:"keygen_failures"`            // of which failed (under faults)
 
 	SessionAborts   int `json:"session_aborts"`   // key generation sessions the session gate aborted (Workload.Rekey)
 	SessionRefusals int `json:"session_refusals"` // key generation sessions it refused to start
@@ -127,6 +128,7 @@ func (s *Stats) add(o Stats) {
 	s.CompletionsChecked += o.CompletionsChecked
 	s.CompletionsUnchecked += o.CompletionsUnchecked
 	s.KeygenAttempts += o.KeygenAttempts
+	s.ReshareAttempts += o.ReshareAttempts
 	s.KeygenFailures += o.KeygenFailures
 	s.SessionAborts += o.SessionAborts
 	s.SessionRefusals += o.SessionRefusals
@@ -163,6 +165,7 @@ type Result struct {
 	Serial    bool    // Workload.SerialProposals
 	Watermark int64   // Workload.Watermark
 	Keygen    bool    // Workload.Keygen
+	Reshare   bool    // Workload.Reshare.On
 	Absence   Absence // Workload.Absence
 	Rekey     bool    // Workload.Rekey
 	HardFork  bool    // Workload.HardFork
@@ -205,6 +208,9 @@ func (r Result) Command() string {
 	}
 	if r.Keygen {
 		b.WriteString(" --keygen")
+	}
+	if r.Reshare {
+		b.WriteString(" --reshare")
 	}
 	if r.ProposeEvery != 0 && r.ProposeEvery != defaultProposeEvery {
 		fmt.Fprintf(&b, " --propose-every %dms", r.ProposeEvery)

@@ -106,6 +106,7 @@ type sim struct {
 	bcast      []pending         // synchronous delivery queue (converge and probe phases)
 	syncMode   bool
 	absence    absence
+	reshare    reshareRun // the removal and resharing at setup (reshare.go)
 }
 
 type pending struct {
@@ -125,7 +126,7 @@ func Run(cfg Config) (Result, error) {
 		violated: map[string]bool{}, checked: map[[32]byte]bool{}, proposedBy: map[int]int{}}
 	s.res = &Result{Seed: cfg.Seed, Nodes: cfg.Nodes, Threshold: cfg.Threshold, Faults: cfg.Faults,
 		Events: cfg.Events, Duration: cfg.Duration, Defects: cfg.Defects, Serial: cfg.Workload.SerialProposals,
-		Watermark: cfg.Workload.Watermark, Keygen: cfg.Workload.Keygen, Absence: cfg.Workload.Absence,
+		Watermark: cfg.Workload.Watermark, Keygen: cfg.Workload.Keygen, Reshare: cfg.Workload.Reshare.On, Absence: cfg.Workload.Absence,
 		Rekey: cfg.Workload.Rekey, HardFork: cfg.Workload.HardFork,
 		ProposeEvery: cfg.Workload.ProposeEvery, Admin: cfg.Workload.Admin, Contend: cfg.Workload.Contend, GrantEvery: cfg.Workload.GrantEvery}
 	s.netRng = rand.New(rand.NewPCG(cfg.Seed, 0x6e6574))    // "net"
@@ -229,6 +230,9 @@ func (s *sim) setup() error {
 		return err
 	}
 	setup = append(setup, out.Publish...)
+	if s.cfg.Workload.Reshare.On {
+		setup = s.removeAndReshare(setup) // a device removed, the key reshared (reshare.go)
+	}
 	for _, f := range setup {
 		s.truth.add(f)
 	}

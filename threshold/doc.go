@@ -32,6 +32,27 @@
 // it in place of the previous share, as it did before the protocol moved
 // here; a retried keygen replaces it.)
 //
+// # Resharing session
+//
+// reshare.go moves the account's key to new shares of the same group
+// public key (`aura-cli threshold reshare`, and by itself after a device
+// is removed): ReshareHub and ReshareParticipant, built like the key
+// generation session and speaking its KeygenOutput, with their own frames
+// (reshare_wire.go, ParseReshareFrame) around a resharing DKG
+// (reshare_dkg.go, kyber's pedersen DKG with OldNodes/NewNodes/Share/
+// OldThreshold). Invited devices that do not answer within
+// ReshareTimeouts.Collect are left out instead of waited for: the session
+// needs only the old threshold M of share holders online. With fewer it
+// fails with ErrReshareQuorum, a threshold the new group cannot meet
+// fails with ErrReshareThreshold, and a failed session changes nothing
+// (no participant is asked to keep a share). The devices that answered
+// are the new group, and the hub names the dealers in its start frame, so
+// the DKG needs no timeout: each member is done once every named deal is
+// certified by every member, and all interpolate the same first M deals.
+// The new key keeps the group public point (past snapshots still verify)
+// with new commitments, so a partial made with an old share is a bad
+// partial under it.
+//
 // # Curve
 //
 // The curve sits behind Backend; the default, NewBN256, is kyber v3.1.0's

@@ -64,6 +64,6 @@ func accountCmd(a *app) *cobra.Command {
 			})
 		},
 	}
-	c.AddCommand(create, invite, join)
+	c.AddCommand(create, invite, join, devicesCmd(a), removeCmd(a))
 	return c
 }

@@ -71,10 +71,11 @@ func thresholdCmd(a *app) *cobra.Command {
 				} else {
 					fmt.Fprintln(w, "this device holds no share")
 				}
+				printReshareProgress(a, cmd, w)
 			})
 		},
 	}
-	c.AddCommand(keygen, status)
+	c.AddCommand(keygen, status, reshareCmd(a))
 	return c
 }
 
