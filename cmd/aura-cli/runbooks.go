@@ -24,6 +24,8 @@ var runbookOf = map[string]string{
 	"backup":    "backup.md",
 	"peers":     "nat.md",
 	"admin":     "admin.md",
+	"upgrade":   "upgrade.md",
+	"device":    "upgrade.md",
 }
 
 // linkRunbooks appends "Runbook: docs/runbooks/PAGE" to the help of every
