@@ -116,7 +116,7 @@ func benchRaw(b *testing.B, window int) {
 
 	msg := make([]byte, 300)
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPU(b)
 	for i := 0; i < b.N; i++ {
 		if window > 0 {
 			select {
@@ -132,6 +132,7 @@ func benchRaw(b *testing.B, window int) {
 	}
 	publishing := time.Since(start)
 	waitIdle(func() int64 { return delivered.Load() }, int64(b.N), time.Second)
+	cpu := processCPU(b) - cpu0
 	b.StopTimer()
 	got := delivered.Load()
 	elapsed := time.Duration(last.Load() - start.UnixNano())
@@ -139,6 +140,7 @@ func benchRaw(b *testing.B, window int) {
 		b.Fatal("nothing delivered")
 	}
 	b.ReportMetric(float64(got)/elapsed.Seconds(), "msgs/s")
+	b.ReportMetric(cpu*1e6/float64(got), "cpu-µs/msg") // the three nodes', idle waits included
 	b.ReportMetric(100*float64(int64(b.N)-got)/float64(b.N), "loss_%")
 	if b.N > 1 {
 		b.Logf("%d published in %v, %d delivered at the far node in %v; dropped by pub/mid/far: %d/%d/%d", b.N,
@@ -249,12 +251,13 @@ func BenchmarkMeshFacts(b *testing.B) {
 	both := func() int64 { return min(held(mid), held(far)) }
 
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPU(b)
 	for _, f := range facts {
 		pub.g.Publish([]*crdt.Fact{f})
 	}
 	waitIdle(both, int64(b.N), 2*time.Second)
 	elapsed := time.Since(start)
+	cpu := processCPU(b) - cpu0
 	// Repair what gossip lost (the gap syncs did not), then demand
 	// everything.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -279,6 +282,7 @@ func BenchmarkMeshFacts(b *testing.B) {
 		elapsed = total
 	}
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "facts/s")
+	b.ReportMetric(cpu*1e6/float64(b.N), "cpu-µs/fact") // the three nodes', idle waits included
 	b.ReportMetric(100*float64(2*int64(b.N)-viaGossip)/float64(2*b.N), "synced_%")
 	s := pub.g.Stats()
 	b.ReportMetric(float64(s.FactsPublished)/float64(max(1, s.BatchesPublished)), "facts/msg")
