@@ -331,14 +331,33 @@ func (p *parsedBody) set(f *Fact, body Body) {
 	p.kind, p.of, p.body = f.Kind, f.raw[end-len(f.Body):end], body
 }
 
+// trust records that f's body bytes are known canonical (read back from
+// the store, where only checked facts are written), so decodedBody decodes
+// them without the re-encoding check.
+func (p *parsedBody) trust(f *Fact) {
+	p.set(f, nil)
+}
+
 // decodedBody is the body of f for reading only: the one DecodeFact kept
 // when the fact's kind and body bytes are unchanged since, else a fresh
-// decoding. Callers must not modify it.
+// decoding (without the canonical re-encoding when the bytes are known
+// canonical: trust). Callers must not modify it.
 func (f *Fact) decodedBody() (any, error) {
-	if p := &f.parsed; p.body != nil && p.kind == f.Kind && bytes.Equal(p.of, f.Body) {
+	p := &f.parsed
+	if p.of == nil || p.kind != f.Kind || !bytes.Equal(p.of, f.Body) {
+		return decodeBody(f.Kind, f.Body)
+	}
+	if p.body != nil {
 		return p.body, nil
 	}
-	return decodeBody(f.Kind, f.Body)
+	body := newBody(f.Kind)
+	if body == nil {
+		return nil, ErrUnknownKind
+	}
+	if err := decMode.Unmarshal(f.Body, body); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	return body, nil
 }
 
 // NewFact builds and signs a fact with a typed body.
