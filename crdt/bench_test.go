@@ -154,3 +154,33 @@ func BenchmarkReceive(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkReadBack: what a fold over the journal (StateAt) pays per stored
+// fact to get its body: the one-pass parse with the body decoded without
+// re-encoding (trusted), against the general decoding with the canonical
+// check (DecodeBody), in the same run.
+func BenchmarkReadBack(b *testing.B) {
+	raw := benchFact(b).Bytes()
+	b.Run("trusted", func(b *testing.B) {
+		for b.Loop() {
+			f, err := decodeStored(raw)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := f.decodedBody(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("checked", func(b *testing.B) {
+		for b.Loop() {
+			f, err := decodeEnvelope(raw)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := f.DecodeBody(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
