@@ -11,6 +11,11 @@
 //     ReadState (one pass over an io.Reader, canonical form checked entry
 //     by entry, digest computed as it reads, optionally keeping no
 //     key/values) accept exactly the same bytes (FuzzReadState).
+//   - A fact is decoded once per receiver: DecodeFact parses the envelope
+//     in one canonical pass and keeps the decoded body with the Fact, so
+//     the guard check and the fold read it instead of decoding again (the
+//     kept body is shared and never modified; DecodeBody returns a fresh
+//     decoding, the caller's own).
 //   - A fact's ID is the CIDv1 (dag-cbor, sha2-256) of its canonical bytes,
 //     signature included.
 //   - Signatures are checked under one rule, ed25519 with ZIP-215

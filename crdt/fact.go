@@ -59,6 +59,7 @@ type Fact struct {
 	raw      []byte // canonical bytes, set by Sign and Decode
 	id       FactID
 	verified verifyMark // signature already checked (verify.go)
+	parsed   parsedBody // body decoded by DecodeFact (body.go)
 }
 
 type wireFact struct {
@@ -187,11 +188,35 @@ func (f *Fact) Verify() error {
 // DecodeFact parses canonical fact bytes without checking the signature (so
 // that callers can verify in parallel). It rejects oversized input, malformed
 // or non-canonical bytes, unknown kinds and bodies that do not decode
-// canonically into the kind's body type.
+// canonically into the kind's body type. The decoded body is kept with the
+// fact, so the state's guard check and fold do not decode it again.
+//
+// The envelope is read by a strict canonical parser (parseEnvelope) that
+// accepts exactly the canonical encodings; any input it refuses goes
+// through the general decoder, which names the error. Both give the same
+// verdict on every input (FuzzDecodeFact checks it).
 func DecodeFact(b []byte) (*Fact, error) {
 	if len(b) > MaxFactSize {
 		return nil, fmt.Errorf("decode fact of %d bytes: %w (%d)", len(b), ErrTooLarge, MaxFactSize)
 	}
+	f, ok := parseEnvelope(b)
+	if !ok {
+		var err error
+		if f, err = decodeEnvelope(b); err != nil {
+			return nil, err
+		}
+	}
+	body, err := decodeBody(f.Kind, f.Body)
+	if err != nil {
+		return nil, fmt.Errorf("decode fact body (%s): %w", f.Kind, err)
+	}
+	f.parsed.set(f, body)
+	return f, nil
+}
+
+// decodeEnvelope is the general decoder of an envelope: full CBOR decoding,
+// then a re-encoding that must give the input back.
+func decodeEnvelope(b []byte) (*Fact, error) {
 	var w wireFact
 	if err := decMode.Unmarshal(b, &w); err != nil {
 		return nil, fmt.Errorf("decode fact: %w: %v", ErrMalformed, err)
@@ -214,12 +239,62 @@ func DecodeFact(b []byte) (*Fact, error) {
 	if err != nil || !bytes.Equal(again, b) {
 		return nil, fmt.Errorf("decode fact: %w", ErrNotCanonical)
 	}
-	if _, err := decodeBody(w.Kind, w.Body); err != nil {
-		return nil, fmt.Errorf("decode fact body (%s): %w", w.Kind, err)
-	}
 	f.raw = again
 	f.id = FactIDOf(again)
 	return f, nil
+}
+
+// parseEnvelope reads a canonical envelope [V, Account, Author, Seq, Epoch,
+// Lamport, Kind, Body, Sig] in one pass: shortest-form heads only, exact
+// lengths for the ids and the signature, a known kind, seq ≥ 1, nothing
+// after the signature. It reports false for anything else (decodeEnvelope
+// then names the fault). Body and Sig are copies, never views of b.
+func parseEnvelope(b []byte) (*Fact, bool) {
+	if len(b) < 1 || b[0] != 0x80|9 {
+		return nil, false
+	}
+	r := cborReader{b: b, i: 1}
+	var f Fact
+	if v, ok := r.uint(); !ok || v != FormatVersion {
+		return nil, false
+	}
+	acc, ok := r.bytes()
+	if !ok || len(acc) != len(f.Account) {
+		return nil, false
+	}
+	author, ok := r.bytes()
+	if !ok || len(author) != len(f.Author) {
+		return nil, false
+	}
+	copy(f.Account[:], acc)
+	copy(f.Author[:], author)
+	var seq, epoch, lamport, kind uint64
+	for _, p := range [...]*uint64{&seq, &epoch, &lamport, &kind} {
+		if *p, ok = r.uint(); !ok {
+			return nil, false
+		}
+	}
+	if seq == 0 || kind > 0xff || !Kind(kind).Known() {
+		return nil, false
+	}
+	body, ok := r.bytes()
+	if !ok {
+		return nil, false
+	}
+	sig, ok := r.bytes()
+	if !ok || len(sig) != ed25519.SignatureSize || r.i != len(b) {
+		return nil, false
+	}
+	f.Seq, f.Epoch, f.Lamport, f.Kind = seq, epoch, lamport, Kind(kind)
+	own := make([]byte, len(b)+len(body)+len(sig))
+	f.raw = own[:len(b):len(b)]
+	copy(f.raw, b)
+	f.Body = own[len(b) : len(b)+len(body) : len(b)+len(body)]
+	copy(f.Body, body)
+	f.Sig = own[len(b)+len(body):]
+	copy(f.Sig, sig)
+	f.id = FactIDOf(f.raw)
+	return &f, true
 }
 
 // DecodeVerifiedFact decodes and checks the signature.
@@ -235,8 +310,55 @@ func DecodeVerifiedFact(b []byte) (*Fact, error) {
 }
 
 // DecodeBody decodes the typed body of the fact (a pointer to the kind's
-// body struct, e.g. *Put for KindPut).
+// body struct, e.g. *Put for KindPut). The result is the caller's own.
 func (f *Fact) DecodeBody() (any, error) { return decodeBody(f.Kind, f.Body) }
+
+// parsedBody is the body DecodeFact decoded, kept for the state's check and
+// fold. It is shared by everything that folds this Fact (in the simulator,
+// many states fold one Fact), so it is only read, never modified.
+type parsedBody struct {
+	kind Kind
+	of   []byte // the body bytes it was decoded from: a view of raw
+	body Body
+}
+
+// set records body as the decoding of f's current body bytes.
+func (p *parsedBody) set(f *Fact, body Body) {
+	end := len(f.raw) - ed25519.SignatureSize - 2 // the signature and its 2-byte head end the envelope
+	if end < len(f.Body) || end > len(f.raw) || !bytes.Equal(f.raw[end-len(f.Body):end], f.Body) {
+		return
+	}
+	p.kind, p.of, p.body = f.Kind, f.raw[end-len(f.Body):end], body
+}
+
+// trust records that f's body bytes are known canonical (read back from
+// the store, where only checked facts are written), so decodedBody decodes
+// them without the re-encoding check.
+func (p *parsedBody) trust(f *Fact) {
+	p.set(f, nil)
+}
+
+// decodedBody is the body of f for reading only: the one DecodeFact kept
+// when the fact's kind and body bytes are unchanged since, else a fresh
+// decoding (without the canonical re-encoding when the bytes are known
+// canonical: trust). Callers must not modify it.
+func (f *Fact) decodedBody() (any, error) {
+	p := &f.parsed
+	if p.of == nil || p.kind != f.Kind || !bytes.Equal(p.of, f.Body) {
+		return decodeBody(f.Kind, f.Body)
+	}
+	if p.body != nil {
+		return p.body, nil
+	}
+	body := newBody(f.Kind)
+	if body == nil {
+		return nil, ErrUnknownKind
+	}
+	if err := decMode.Unmarshal(f.Body, body); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	return body, nil
+}
 
 // NewFact builds and signs a fact with a typed body.
 func NewFact(key ed25519.PrivateKey, account AccountID, seq, epoch, lamport uint64, body Body) (*Fact, error) {

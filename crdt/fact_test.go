@@ -188,9 +188,30 @@ func FuzzDecodeFact(f *testing.F) {
 	}
 	f.Add([]byte{0x89})
 	f.Fuzz(func(t *testing.T, b []byte) {
+		// The one-pass parser and the general decoder agree on every input.
+		if len(b) <= MaxFactSize {
+			fast, fastOK := parseEnvelope(b)
+			slow, slowErr := decodeEnvelope(b)
+			if fastOK {
+				if slowErr != nil {
+					t.Fatalf("parser accepts what the decoder refuses: %v", slowErr)
+				}
+				if fast.Account != slow.Account || fast.Author != slow.Author || fast.Seq != slow.Seq ||
+					fast.Epoch != slow.Epoch || fast.Lamport != slow.Lamport || fast.Kind != slow.Kind ||
+					!bytes.Equal(fast.Body, slow.Body) || !bytes.Equal(fast.Sig, slow.Sig) ||
+					!bytes.Equal(fast.raw, slow.raw) || fast.id != slow.id {
+					t.Fatalf("parser and decoder disagree: %+v vs %+v", fast, slow)
+				}
+			} else if slowErr == nil {
+				t.Fatal("decoder accepts what the parser refuses")
+			}
+		}
 		fact, err := DecodeFact(b)
 		if err != nil {
 			return
+		}
+		if body, err := fact.decodedBody(); err != nil || body == nil {
+			t.Fatalf("accepted fact without its decoded body: %v", err)
 		}
 		// One fact, one encoding: what decodes re-encodes to the input.
 		if !bytes.Equal(fact.Bytes(), b) {

@@ -66,11 +66,15 @@ func (f *Fact) badSig() error {
 }
 
 // Batch sizes of VerifyFacts: a batch check costs about a third of checking
-// its signatures one by one once it holds a few dozen, and below minBatch
-// one-by-one checks are as cheap.
+// its signatures one by one once it holds a few dozen, and keeps getting
+// cheaper per signature up to about a thousand (the multiscalar
+// multiplication amortizes better: 17.5 µs per signature at 128, 12.8 at
+// 1024); below minBatch one-by-one checks are as cheap. A batch never waits
+// for facts: it is what one message or sync frame brought, split over the
+// cores, so a larger maxBatch costs no latency.
 const (
 	minBatch = 4
-	maxBatch = 128
+	maxBatch = 1024
 )
 
 // VerifyFacts checks the signatures of fs like VerifyOnce (facts already

@@ -516,7 +516,7 @@ func (s *State) check(f *Fact) (any, error) {
 		return nil, fmt.Errorf("%s fact: %w", f.Kind, ErrWrongAccount)
 	}
 	if f.Kind == KindGenesis {
-		body, err := f.DecodeBody()
+		body, err := f.decodedBody()
 		if err != nil {
 			return nil, fmt.Errorf("%s fact: %w", f.Kind, err)
 		}
@@ -560,7 +560,7 @@ func (s *State) check(f *Fact) (any, error) {
 	}
 	// The body is decoded only now: parked facts are checked again and
 	// again, and most wait on the membership test above.
-	body, err := f.DecodeBody()
+	body, err := f.decodedBody()
 	if err != nil {
 		return nil, fmt.Errorf("%s fact: %w", f.Kind, err)
 	}
@@ -674,7 +674,7 @@ func (s *State) Apply(f *Fact) error {
 // ApplyChecked folds a fact that Check just accepted (the node's ingest path
 // checks, then stores, then folds).
 func (s *State) ApplyChecked(f *Fact) {
-	body, _ := f.DecodeBody() // Check decoded it already
+	body, _ := f.decodedBody() // Check decoded it already
 	s.apply(f, body)
 	if len(s.parked) > 0 && ChangesGuards(f.Kind) {
 		s.retryParked()

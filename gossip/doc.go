@@ -26,7 +26,8 @@
 // message.
 //
 // The validator decodes each message once and hands the new facts to the
-// receive loop in the message's ValidatorData. It rejects a message that
+// receive loop in the message's ValidatorData (each with its decoded body,
+// so neither the guard check nor the fold decodes it again). It rejects a message that
 // is oversized, malformed or not canonical, that holds a fact with a bad
 // signature, of another account, or whose author lacks the capability
 // (crdt.ErrUnauthorized); it ignores a message whose facts are all held

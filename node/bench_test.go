@@ -3,7 +3,11 @@ package node
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -254,4 +258,129 @@ func BenchmarkGCDisk100MB(b *testing.B) {
 	b.ReportMetric(mb(after.SST), "sst-MB-after")
 	b.ReportMetric(mb(after.WAL), "wal-MB-after")
 	b.ReportMetric(ms(gcTime/time.Duration(b.N)), "round+gc-ms")
+}
+
+// ---- scale curves (issue 17 item 3) ----
+//
+// The devices of one benchmark share this process and its cores, so the
+// per-device figures are the process's CPU time divided by the number of
+// devices, next to the wall time:
+//
+//	go test ./node/ -run '^$' -bench 'ScaleRound/devices=(3|5|10)/facts=100k' -benchtime 1x -timeout 60m
+//	go test ./node/ -run '^$' -bench 'ScaleRound/devices=5/facts=1M' -benchtime 1x -timeout 60m
+//	go test ./node/ -run '^$' -bench 'ScaleKeygen' -benchtime 1x -timeout 30m
+//
+// The catch-up curve is gossip's BenchmarkCatchUp100k and BenchmarkCatchUp1M.
+
+// processCPU is the CPU time, in seconds, this process has used (user and
+// system, all threads).
+func processCPU(tb testing.TB) float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+}
+
+// memPerDevice is the Go heap in use and the process's resident set, in
+// MiB per device, after a collection.
+func memPerDevice(devices int) (heap, rss float64) {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	heap = float64(ms.HeapInuse) / (1 << 20) / float64(devices)
+	if b, err := os.ReadFile("/proc/self/status"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if kb, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+				var n float64
+				if _, err := fmt.Sscanf(strings.TrimSpace(kb), "%f", &n); err == nil {
+					rss = n / 1024 / float64(devices)
+				}
+			}
+		}
+	}
+	return heap, rss
+}
+
+// BenchmarkScaleRound: one snapshot round (proposal, votes, completion and
+// GC on every device) on a loopback mesh of N devices with a majority key,
+// over a journal of F ~200-byte facts on 10,000 keys. Reports the round's
+// wall time, the CPU seconds per device it cost, and memory per device with
+// the journal loaded.
+func BenchmarkScaleRound(b *testing.B) {
+	for _, facts := range []struct {
+		name string
+		n    int
+	}{{"100k", 100_000}, {"1M", 1_000_000}} {
+		for _, devices := range []int{3, 5, 10, 30} {
+			b.Run(fmt.Sprintf("devices=%d/facts=%s", devices, facts.name), func(b *testing.B) {
+				benchScaleRound(b, devices, facts.n)
+			})
+		}
+	}
+}
+
+func benchScaleRound(b *testing.B, devices, total int) {
+	m := devices/2 + 1
+	edit := func(c *Config) {
+		c.Snapshot.Timeout = Duration(10 * time.Minute) // the round must not be abandoned on a slow machine
+	}
+	var wall time.Duration
+	var cpu, heap, rss float64
+	b.StopTimer()
+	for i := 0; i < b.N; i++ {
+		ns := loadedMesh(b, devices, m, total, 10_000, 200, edit)
+		h, r := memPerDevice(devices)
+		heap, rss = heap+h, rss+r
+		cpu0 := processCPU(b)
+		b.StartTimer()
+		fig := snapshotRound(b, ns, m, 10*time.Minute)
+		b.StopTimer()
+		cpu += processCPU(b) - cpu0
+		wall += fig.round
+		for _, n := range ns {
+			_ = n.Close()
+		}
+	}
+	n := float64(b.N)
+	b.ReportMetric(wall.Seconds()/n, "round-s")
+	b.ReportMetric(cpu/n/float64(devices), "cpu-s/device")
+	b.ReportMetric(heap/n, "heap-MB/device")
+	b.ReportMetric(rss/n, "rss-MB/device")
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkScaleKeygen: a distributed key generation for a majority key on
+// a loopback mesh of N devices, from the first Keygen call until every
+// device holds its share and the group key fact. (Resharing belongs here
+// too, as BenchmarkScaleReshare, once resharing lands.)
+func BenchmarkScaleKeygen(b *testing.B) {
+	for _, devices := range []int{5, 10, 20, 30} {
+		b.Run(fmt.Sprintf("devices=%d", devices), func(b *testing.B) {
+			var wall time.Duration
+			var cpu float64
+			b.StopTimer()
+			for i := 0; i < b.N; i++ {
+				dir := b.TempDir()
+				ns := make([]*Node, devices)
+				for k := range ns {
+					ns[k] = startNodeWith(b, filepath.Join(dir, fmt.Sprintf("n%d", k+1)), nil)
+				}
+				m := devices/2 + 1
+				formAccount(b, ns, uint64(m))
+				cpu0, start := processCPU(b), time.Now()
+				b.StartTimer()
+				keygenAll(b, ns, m)
+				b.StopTimer()
+				wall += time.Since(start)
+				cpu += processCPU(b) - cpu0
+				for _, n := range ns {
+					_ = n.Close()
+				}
+			}
+			b.ReportMetric(wall.Seconds()/float64(b.N), "keygen-s")
+			b.ReportMetric(cpu/float64(b.N)/float64(devices), "cpu-s/device")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
 }
