@@ -10,22 +10,24 @@ import (
 // in a release archive).
 const RunbookDir = "docs/runbooks/"
 
-// runbookOf names the runbook page for each top-level command's task; its
-// subcommands share it. A page missing from docs/runbooks fails
+// runbookOf names the runbook page for each command's task, by its path
+// under aura-cli; subcommands share their parent's unless named. A page missing from docs/runbooks fails
 // TestHelpNamesRunbooks.
 var runbookOf = map[string]string{
-	"account":   "account.md",
-	"fact":      "account.md",
-	"status":    "account.md",
-	"snapshot":  "snapshot.md",
-	"threshold": "snapshot.md",
-	"restore":   "restore.md",
-	"blob":      "blobs.md",
-	"backup":    "backup.md",
-	"peers":     "nat.md",
-	"admin":     "admin.md",
-	"upgrade":   "upgrade.md",
-	"device":    "upgrade.md",
+	"account":         "account.md",
+	"account remove":  "remove.md",
+	"account devices": "remove.md",
+	"fact":            "account.md",
+	"status":          "account.md",
+	"snapshot":        "snapshot.md",
+	"threshold":       "snapshot.md",
+	"restore":         "restore.md",
+	"blob":            "blobs.md",
+	"backup":          "backup.md",
+	"peers":           "nat.md",
+	"admin":           "admin.md",
+	"upgrade":         "upgrade.md",
+	"device":          "upgrade.md",
 }
 
 // linkRunbooks appends "Runbook: docs/runbooks/PAGE" to the help of every
@@ -44,8 +46,9 @@ func linkRunbooks(root *cobra.Command) {
 		}
 		for _, sub := range c.Commands() {
 			p := page
-			if c == root {
-				p = runbookOf[sub.Name()]
+			path := strings.TrimPrefix(sub.CommandPath(), root.Name()+" ")
+			if named, ok := runbookOf[path]; ok {
+				p = named
 			}
 			walk(sub, p)
 		}

@@ -16,7 +16,7 @@ func TestHelpNamesRunbooks(t *testing.T) {
 			t.Errorf("%s names runbook %s: %v", cmd, page, err)
 		}
 	}
-	for _, args := range [][]string{{"snapshot", "propose", "--help"}, {"backup", "restore", "--help"}, {"account", "--help"}, {"blob", "rm", "--help"}} {
+	for _, args := range [][]string{{"snapshot", "propose", "--help"}, {"backup", "restore", "--help"}, {"account", "--help"}, {"blob", "rm", "--help"}, {"account", "remove", "--help"}} {
 		c := root()
 		var out bytes.Buffer
 		c.SetOut(&out)
@@ -24,7 +24,11 @@ func TestHelpNamesRunbooks(t *testing.T) {
 		if err := c.Execute(); err != nil {
 			t.Fatalf("%v: %v", args, err)
 		}
-		want := "Runbook: " + RunbookDir + runbookOf[args[0]]
+		page := runbookOf[args[0]]
+		if p, ok := runbookOf[args[0]+" "+args[1]]; ok {
+			page = p
+		}
+		want := "Runbook: " + RunbookDir + page
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("aura-cli %s: help lacks %q:\n%s", strings.Join(args, " "), want, out.String())
 		}

@@ -34,7 +34,12 @@ func printStatus(w io.Writer, s node.Status) {
 	if s.Account == "" {
 		p("account", "none (run `aura-cli account create` or `aura-cli account join CODE`)")
 	} else {
-		role := "member"
+		role := "removed: this device is no longer in the account"
+		for _, d := range s.Devices {
+			if d == s.Device {
+				role = "member"
+			}
+		}
 		if s.Admin {
 			role = "admin"
 		}
