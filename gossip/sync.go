@@ -199,7 +199,8 @@ func (s *syncer) peerEventLoop() {
 	}
 }
 
-// periodicLoop syncs with one random topic peer every SyncInterval ±25 %.
+// periodicLoop syncs with one topic peer every SyncInterval ±25 %: the
+// one tried least recently, so every peer gets its turn.
 func (s *syncer) periodicLoop() {
 	g := s.g
 	defer g.wg.Done()
@@ -209,19 +210,56 @@ func (s *syncer) periodicLoop() {
 	rng := g.cfg.Rand
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	tried := map[peer.ID]time.Time{}
+	inflight := map[peer.ID]bool{}
+	done := make(chan peer.ID, 16)
 	for {
 		base := float64(g.cfg.SyncInterval)
 		timer.Reset(time.Duration(base * (0.75 + 0.5*rng.Float64())))
-		select {
-		case <-g.ctx.Done():
-			return
-		case <-timer.C:
+	wait:
+		for {
+			select {
+			case <-g.ctx.Done():
+				return
+			case q := <-done:
+				delete(inflight, q)
+				continue
+			case <-timer.C:
+				break wait
+			}
 		}
 		peers := g.topic.ListPeers()
 		if len(peers) == 0 {
 			continue
 		}
-		_, _ = g.syncWith(g.ctx, peers[rng.IntN(len(peers))], "periodic")
+		// The peer tried least recently (ties drawn at random), in a
+		// goroutine of its own: a peer that went away without closing
+		// its connection holds its session until the idle timeout, and
+		// must not hold up anti-entropy with the peers that remain.
+		rng.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
+		var p peer.ID
+		for _, q := range peers {
+			if inflight[q] {
+				continue
+			}
+			if p == "" || tried[q].Before(tried[p]) {
+				p = q
+			}
+		}
+		if p == "" {
+			continue
+		}
+		tried[p] = time.Now()
+		inflight[p] = true
+		g.wg.Add(1)
+		go func() {
+			defer g.wg.Done()
+			_, _ = g.syncWith(g.ctx, p, "periodic")
+			select {
+			case done <- p:
+			case <-g.ctx.Done():
+			}
+		}()
 	}
 }
 
