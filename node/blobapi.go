@@ -61,9 +61,16 @@ func ParseBlobCID(s string) (cid.Cid, error) {
 	return c, nil
 }
 
-// blobRef returns the state's record of a blob; n.mu is held.
+// blobRefLocked returns a copy of the state's record of a blob (nil if
+// none); n.mu is held. A copy, because the fold updates the record in
+// place once the lock is released.
 func (n *Node) blobRefLocked(c cid.Cid) *crdt.BlobRef {
-	return n.rep.State().Blobs[crdt.BlobKey(c.Bytes())]
+	ref := n.rep.State().Blobs[crdt.BlobKey(c.Bytes())]
+	if ref == nil {
+		return nil
+	}
+	cp := *ref
+	return &cp
 }
 
 func (n *Node) blobInfo(c cid.Cid, ref *crdt.BlobRef) BlobInfo {
