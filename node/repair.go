@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"time"
@@ -80,8 +81,13 @@ func damaged(home string, err error) error {
 
 // probeStore opens the store and reads every key and value (checksums
 // are checked on every block read): nil means the store is sound.
-func probeStore(home string) (err error) {
-	st, err := openStore(home, &pebble.Options{Logger: quietLog{}})
+func probeStore(home string) error {
+	return contained(func(log quietLog) error { return probeStoreWith(home, log) },
+		func(err error) error { return fmt.Errorf("%w: %v", ErrDamagedStore, err) })
+}
+
+func probeStoreWith(home string, log quietLog) (err error) {
+	st, err := openStore(home, &pebble.Options{Logger: log})
 	if err != nil {
 		return err
 	}
@@ -161,12 +167,26 @@ func salvageStore(dir string, device crdt.DeviceID) (s *salvage, err error) {
 		}
 		dir = tmp
 	}
+	var got *salvage // written by fn, read only once fn returned
+	err = contained(func(log quietLog) error {
+		var rerr error
+		got, rerr = readSalvage(dir, device, log)
+		return rerr
+	}, func(err error) error { return fmt.Errorf("read the damaged store: %v", err) })
+	if err != nil {
+		return nil, err
+	}
+	return got, nil
+}
+
+// readSalvage reads what salvageStore keeps from a read-only store.
+func readSalvage(dir string, device crdt.DeviceID, log quietLog) (s *salvage, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			s, err = nil, fmt.Errorf("read the damaged store: %v", p)
 		}
 	}()
-	st, err := pebblestore.Open(dir, pebblestore.Options{Pebble: &pebble.Options{ReadOnly: true, Logger: quietLog{}}})
+	st, err := pebblestore.Open(dir, pebblestore.Options{Pebble: &pebble.Options{ReadOnly: true, Logger: log}})
 	if err != nil {
 		return nil, err
 	}
@@ -187,12 +207,36 @@ func salvageStore(dir string, device crdt.DeviceID) (s *salvage, err error) {
 	return s, nil
 }
 
-type quietLog struct{}
+// quietLog is the Pebble logger of the stores repair reads while they may
+// be damaged: it says nothing, and its Fatalf (which must not return)
+// hands the error to contained and ends the goroutine that hit it.
+type quietLog struct{ fatal chan error }
 
 func (quietLog) Infof(string, ...any)  {}
 func (quietLog) Errorf(string, ...any) {}
-func (quietLog) Fatalf(format string, args ...any) {
-	panic(fmt.Sprintf(format, args...))
+func (l quietLog) Fatalf(format string, args ...any) {
+	select {
+	case l.fatal <- fmt.Errorf(format, args...):
+	default:
+	}
+	runtime.Goexit()
+}
+
+// contained runs fn, which reads a store that may be damaged, in a
+// goroutine of its own, so that Pebble's Fatalf (quietLog) ends only that
+// goroutine; its error comes back through wrap. A fatal error in one of
+// Pebble's own goroutines leaves fn's goroutine behind (repair is a
+// short-lived command).
+func contained(fn func(quietLog) error, wrap func(error) error) error {
+	log := quietLog{fatal: make(chan error, 1)}
+	done := make(chan error, 1)
+	go func() { done <- fn(log) }()
+	select {
+	case err := <-done:
+		return err
+	case err := <-log.fatal:
+		return wrap(err)
+	}
 }
 
 // Repair moves a damaged store aside (never deleting it), keeps the device
