@@ -41,7 +41,9 @@ func (s *Store) put(ctx context.Context, r io.Reader, pin bool) (cid.Cid, int64,
 	cr := &ctxReader{ctx: ctx, r: r}
 	k := s.newSink()
 	defer k.close(false) // stops the ingester on error paths; no-op after close(true)
-	root, n, err := unixfs.Import(cr, unixfs.Layout{ChunkSize: s.opts.chunkSize, MaxLinks: s.opts.maxLinks}, func(c cid.Cid, data []byte) error {
+	// The sink copies every block into its sstable or batch before add
+	// returns.
+	root, n, err := unixfs.ImportCopying(cr, unixfs.Layout{ChunkSize: s.opts.chunkSize, MaxLinks: s.opts.maxLinks}, func(c cid.Cid, data []byte) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}

@@ -110,6 +110,10 @@ func Stage(blobs Blobs, src io.Reader) (*Staged, error) {
 // Size is the blob's size in bytes.
 func (s *Staged) Size() int64 { return s.blob.Size }
 
+// Digest is the state digest of the blob's bytes (crdt.DigestOf), not yet
+// compared with any completion.
+func (s *Staged) Digest() crdt.Hash { return s.blob.Digest }
+
 // Hydrated reports a Hydrate.
 type Hydrated struct {
 	Account crdt.AccountID

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -26,12 +25,11 @@ var (
 // errBlobAborted ends the Put of an aborted blob.
 var errBlobAborted = errors.New("blob aborted")
 
-// blobWriter feeds blobstore.Put, which runs in its own goroutine: a
-// megabyte is buffered on this side, so Put hashes and stores one while
-// the caller produces the next.
+// blobWriter feeds blobstore.Put, which runs in its own goroutine: four
+// buffers of 256 KiB lie between them (bufPipe), so Put chunks, hashes and
+// stores a megabyte while the caller decodes and hashes the next.
 type blobWriter struct {
-	pw   *io.PipeWriter
-	bw   *bufio.Writer
+	p    *bufPipe
 	done chan putResult
 }
 
@@ -43,25 +41,23 @@ type putResult struct {
 // Create starts a blob; its blocks are stored as they come (unpinned),
 // and Commit returns its root once all are durable.
 func (b blobAdapter) Create() (maintenance.BlobWriter, error) {
-	pr, pw := io.Pipe()
-	w := &blobWriter{pw: pw, bw: bufio.NewWriterSize(pw, 1<<20), done: make(chan putResult, 1)}
+	p := newBufPipe(256<<10, 4)
+	w := &blobWriter{p: p, done: make(chan putResult, 1)}
 	go func() {
-		c, _, err := b.s.Put(context.Background(), pr)
-		pr.CloseWithError(err) // a failed Put fails the writer's next Write
+		c, _, err := b.s.Put(context.Background(), p)
+		p.CloseWithError(err) // a failed Put fails the writer's next Write
 		w.done <- putResult{c, err}
 	}()
 	return w, nil
 }
 
-func (w *blobWriter) Write(p []byte) (int, error) { return w.bw.Write(p) }
+func (w *blobWriter) Write(p []byte) (int, error) { return w.p.Write(p) }
 
 func (w *blobWriter) Commit() ([]byte, error) {
-	if err := w.bw.Flush(); err != nil {
-		w.pw.CloseWithError(err)
+	if err := w.p.CloseWrite(nil); err != nil {
 		<-w.done
 		return nil, err
 	}
-	w.pw.Close()
 	r := <-w.done
 	if r.err != nil {
 		return nil, r.err
@@ -70,7 +66,7 @@ func (w *blobWriter) Commit() ([]byte, error) {
 }
 
 func (w *blobWriter) Abort() {
-	w.pw.CloseWithError(errBlobAborted)
+	_ = w.p.CloseWrite(errBlobAborted)
 	<-w.done
 }
 

@@ -60,11 +60,24 @@ type Emit func(c cid.Cid, data []byte) error
 // and returns the root CID and the number of bytes read. Equal bytes give
 // equal blocks and an equal root, whoever imports them.
 func Import(r io.Reader, l Layout, emit Emit) (root cid.Cid, n int64, err error) {
+	return importDAG(r, l, emit, false)
+}
+
+// ImportCopying is Import for an emit that copies each block before it
+// returns (a store writing it out): a leaf's data is then valid only
+// during the call, and Import reads every chunk into one reused buffer
+// instead of allocating one per leaf (a 100 MB blob otherwise leaves 100
+// MB of garbage behind it).
+func ImportCopying(r io.Reader, l Layout, emit Emit) (root cid.Cid, n int64, err error) {
+	return importDAG(r, l, emit, true)
+}
+
+func importDAG(r io.Reader, l Layout, emit Emit, reuse bool) (root cid.Cid, n int64, err error) {
 	l, err = l.withDefaults()
 	if err != nil {
 		return cid.Undef, 0, err
 	}
-	b := &builder{r: r, l: l, emit: emit}
+	b := &builder{r: r, l: l, emit: emit, reuse: reuse}
 	var nd child
 	if b.done() {
 		nd, err = b.leaf(nil)
@@ -119,6 +132,9 @@ type builder struct {
 	next []byte // prefetched chunk, nil when none
 	eof  bool
 	err  error
+
+	reuse bool   // ImportCopying: leaves' data is not kept by emit
+	spare []byte // with reuse, the chunk buffer to read into next
 }
 
 // prepare prefetches the next chunk (idempotent).
@@ -126,7 +142,11 @@ func (b *builder) prepare() {
 	if b.next != nil || b.eof || b.err != nil {
 		return
 	}
-	buf := make([]byte, b.l.ChunkSize)
+	buf := b.spare
+	b.spare = nil
+	if buf == nil {
+		buf = make([]byte, b.l.ChunkSize)
+	}
 	k, err := io.ReadFull(b.r, buf)
 	b.n += int64(k)
 	switch {
@@ -172,7 +192,11 @@ func (b *builder) leafData() (child, error) {
 	if b.err != nil {
 		return child{}, b.err
 	}
-	return b.leaf(d)
+	c, err := b.leaf(d)
+	if b.reuse && cap(d) == b.l.ChunkSize {
+		b.spare = d[:cap(d)] // emit copied it
+	}
+	return c, err
 }
 
 // layout is boxo's balanced.Layout: the first chunk is the root until a

@@ -226,6 +226,8 @@ func remanifest(t *testing.T, bodies map[string][]byte) {
 		sum := sha256.Sum256(bodies[en.Name])
 		m.Entries[i].Size, m.Entries[i].SHA256 = int64(len(bodies[en.Name])), hex.EncodeToString(sum[:])
 	}
+	// Restore checks the blob through the state digest the manifest names.
+	m.Snapshot.StateDigest = crdt.DigestOf(bodies["snapshot.blob"]).String()
 	b, _ := json.Marshal(&m)
 	bodies["manifest.json"] = b
 }
@@ -298,6 +300,22 @@ func TestBackupRestoreFailures(t *testing.T) {
 		rewrap(t, p, id.Recipient(), names, b)
 		return p
 	}()
+	alteredBlob := func() string {
+		b := cloneBodies(bodies)
+		blob := append([]byte(nil), b["snapshot.blob"]...)
+		blob[len(blob)/2] ^= 1
+		b["snapshot.blob"] = blob
+		p := filepath.Join(dir, "altered-blob.age")
+		rewrap(t, p, id.Recipient(), names, b)
+		return p
+	}()
+	notState := func() string {
+		b := cloneBodies(bodies)
+		b["snapshot.blob"] = bytes.Repeat([]byte{0xff}, len(b["snapshot.blob"]))
+		p := filepath.Join(dir, "not-state.age")
+		rewrap(t, p, id.Recipient(), names, b)
+		return p
+	}()
 	badSig := func() string {
 		// A re-signed completion (the exporting device's own key) whose
 		// threshold signature is off by one bit: every fact signature and
@@ -343,6 +361,8 @@ func TestBackupRestoreFailures(t *testing.T) {
 		{"corrupted body", []string{write("corrupt.age", corrupt), "--identity", idFile}, 12, "corrupted"},
 		{"not an age file", []string{write("garbage.age", bytes.Repeat([]byte("not age\n"), 100)), "--identity", idFile}, 12, "not an age-encrypted backup"},
 		{"tampered fact", []string{tamperedFact, "--identity", idFile}, 13, "facts/000001.fact: sha256"},
+		{"tampered blob", []string{alteredBlob, "--identity", idFile}, 13, "snapshot.blob: state digest"},
+		{"blob replaced by non-state bytes", []string{notState, "--identity", idFile}, 13, "snapshot.blob is not a snapshot state"},
 		{"tampered blob, manifest recomputed", []string{badDigest, "--identity", idFile}, 14, "does not verify"},
 		{"bad threshold signature", []string{badSig, "--identity", idFile}, 14, "threshold signature"},
 	}
