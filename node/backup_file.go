@@ -75,14 +75,21 @@ func (c *Client) ExportBackup(ctx context.Context, o ExportOptions) (*ExportResu
 
 // ExportBackupFile writes n's backup, encrypted, to out (in-process: the
 // demo and benchmarks).
+//
+// The node's side (blob read, hashed, archived) runs in its own goroutine
+// a megabyte ahead of the encryption (bufPipe), as the node's process
+// runs ahead of aura-cli's through the socket.
 func ExportBackupFile(ctx context.Context, n *Node, out string, recipients []age.Recipient) (*ExportResult, error) {
-	pr, pw := io.Pipe()
+	p := newBufPipe(256<<10, 4)
+	done := make(chan struct{})
 	go func() {
-		_, err := n.ExportBackup(ctx, pw)
-		pw.CloseWithError(err)
+		defer close(done)
+		_, err := n.ExportBackup(ctx, p)
+		_ = p.CloseWrite(err)
 	}()
-	res, err := WriteBackupFile(ctx, out, recipients, pr, nil)
-	pr.CloseWithError(errors.New("export abandoned"))
+	res, err := WriteBackupFile(ctx, out, recipients, p, nil)
+	p.CloseWithError(errors.New("export abandoned"))
+	<-done
 	return res, err
 }
 
