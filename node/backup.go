@@ -49,7 +49,10 @@ const (
 const BackupTail = 1000
 
 // BackupManifest is the last entry of a backup: what it holds and the
-// sha256 of every other entry.
+// sha256 of every other entry. Restore checks the snapshot blob through
+// Snapshot.StateDigest (the domain-separated SHA-256 of its bytes, which
+// the core computes as it reads them) and every other entry through its
+// sha256; the blob's sha256 is there for `sha256sum` after `tar x`.
 type BackupManifest struct {
 	Format    string         `json:"format"`
 	Account   string         `json:"account"`
