@@ -7,9 +7,7 @@ import (
 	"sync"
 
 	"github.com/cockroachdb/pebble"
-	"github.com/cockroachdb/pebble/objstorage/objstorageprovider"
 	"github.com/cockroachdb/pebble/sstable"
-	"github.com/cockroachdb/pebble/vfs"
 	mh "github.com/multiformats/go-multihash"
 )
 
@@ -246,12 +244,12 @@ func (s *Store) openStaged() (*stagedFile, error) {
 	}
 	f.path = tmp.Name()
 	tmp.Close()
-	file, err := vfs.Default.Create(f.path)
+	file, err := createStaged(f.path)
 	if err != nil {
 		os.Remove(f.path)
 		return nil, fmt.Errorf("blobstore: staging file: %w", err)
 	}
-	f.w = sstable.NewWriter(objstorageprovider.NewFileWritable(file), sstable.WriterOptions{
+	f.w = sstable.NewWriter(file, sstable.WriterOptions{
 		TableFormat: s.db.FormatMajorVersion().MaxTableFormat(),
 		// Blobs are compact CBOR or encrypted: compression would cost
 		// CPU for nothing (Pebble would store the blocks raw anyway).
