@@ -364,6 +364,11 @@ func newBody(k Kind) Body {
 }
 
 func decodeBody(k Kind, b []byte) (Body, error) {
+	if k == KindPut {
+		if p, ok := decodePut(b); ok {
+			return p, nil
+		}
+	}
 	body := newBody(k)
 	if body == nil {
 		return nil, ErrUnknownKind
