@@ -316,18 +316,13 @@ func (r *Replica) foldChain(st *crdt.State) (uint64, error) {
 	var lamport uint64
 	pruned := r.store.PrunedTo()
 	vv := r.store.VersionVector()
-	for _, a := range vv.Authors() {
-		if vv[a] <= pruned[a] {
-			continue
-		}
-		err := r.store.Range(a, pruned[a]+1, vv[a], func(f *crdt.Fact) error {
-			_ = st.Apply(f)
-			lamport = max(lamport, f.Lamport)
-			return nil
-		})
-		if err != nil {
-			return 0, err
-		}
+	err := crdt.RangeCausal(r.store, pruned, vv, func(f *crdt.Fact) error {
+		_ = st.Apply(f)
+		lamport = max(lamport, f.Lamport)
+		return nil
+	})
+	if err != nil {
+		return 0, err
 	}
 	return lamport, nil
 }

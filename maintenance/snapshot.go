@@ -64,20 +64,19 @@ func (r *Replica) StateAt(frontier crdt.VersionVector) (*crdt.State, error) {
 	pruned := r.store.PrunedTo()
 	held := r.store.VersionVector()
 	for _, a := range frontier.Authors() {
-		from, to := pruned[a]+1, frontier[a]
+		to := frontier[a]
 		if to < pruned[a] {
 			return nil, fmt.Errorf("state at frontier: author %s seq %d is below the collected prefix (%d): %w", a.Short(), to, pruned[a], ErrStaleProposal)
 		}
 		if to > held[a] {
 			return nil, fmt.Errorf("state at frontier: author %s seq %d not held (have %d): %w", a.Short(), to, held[a], crdt.ErrUnknownPrefix)
 		}
-		if from > to {
-			continue
-		}
-		err := r.store.Range(a, from, to, func(f *crdt.Fact) error { _ = st.Apply(f); return nil })
-		if err != nil {
-			return nil, fmt.Errorf("state at frontier: %w", err)
-		}
+	}
+	// In causal order: folded author by author, the facts of every author
+	// sorted before the admin parked until its DeviceAdded, and each guard
+	// change re-checked all of them.
+	if err := crdt.RangeCausal(r.store, pruned, frontier, func(f *crdt.Fact) error { _ = st.Apply(f); return nil }); err != nil {
+		return nil, fmt.Errorf("state at frontier: %w", err)
 	}
 	return st, nil
 }
