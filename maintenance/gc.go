@@ -128,12 +128,14 @@ func (r *Replica) collect(c *crdt.SnapshotCompleted) Output {
 	if !bytes.Equal(cid, snap.BlobCID) {
 		out.Events = append(out.Events, Event{Kind: EventWarning, Proposal: c.ProposalID, Detail: "state blob CID differs from the completion's (chunking?)"})
 	}
-	st, err := crdt.DecodeState(enc)
+	// The streaming decoder accepts exactly what DecodeState accepts, with
+	// the same state, without re-encoding the whole state to check it.
+	read, err := crdt.ReadState(bytes.NewReader(enc), crdt.ReadOptions{})
 	if err != nil {
 		out.Events = append(out.Events, Event{Kind: EventError, Proposal: c.ProposalID, Err: err, Detail: "decode own state"})
 		return out
 	}
-	o, err := r.rebase(c, st)
+	o, err := r.rebase(c, read.State)
 	out.merge(o)
 	if err != nil {
 		out.Events = append(out.Events, Event{Kind: EventError, Proposal: c.ProposalID, Err: err})
