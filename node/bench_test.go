@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"aura/crdt"
+	"aura/threshold"
 )
 
 // The benchmarks below build their mesh and journal with the timer
@@ -21,15 +23,19 @@ import (
 //	go test ./node/ -run '^$' -bench 'SnapshotRound100k|GCDisk100MB' -benchtime 1x
 
 // keygenAll runs a DKG for an m-of-N key from ns[0] and waits until every
-// node holds its share and the group key fact.
+// node holds its share and the group key fact. The session's own
+// deadlines are the product's (threshold.KeygenTimeouts); the waits after
+// it grow with the mesh (meshWait), since the key fact has to reach every
+// device sharing the same cores.
 func keygenAll(tb testing.TB, ns []*Node, m int) {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*dkgStreamDeadline)
 	defer cancel()
 	if _, err := ns[0].Keygen(ctx, m); err != nil {
-		tb.Fatal(err)
+		tb.Fatalf("keygen %d-of-%d: %v", m, len(ns), err)
 	}
-	waitFor(tb, 20*time.Second, "group key and shares everywhere", func() bool {
+	wait := meshWait(len(ns))
+	waitFor(tb, wait, "group key and shares everywhere", func() bool {
 		for _, n := range ns {
 			s := n.Status()
 			if s.GroupKey == nil || !s.GroupKey.HasShare {
@@ -38,7 +44,52 @@ func keygenAll(tb testing.TB, ns []*Node, m int) {
 		}
 		return true
 	})
-	waitConverged(tb, 20*time.Second, ns)
+	waitConverged(tb, wait, ns)
+}
+
+// meshWait is how long the benchmarks wait for something to reach every
+// one of k devices (membership, a key fact, convergence): 20 s, plus 2 s a
+// device beyond 5.
+func meshWait(k int) time.Duration {
+	return 20*time.Second + time.Duration(max(0, k-5))*2*time.Second
+}
+
+// formMesh is formAccount with budgets that grow with the mesh: it creates
+// the account on ns[0] (threshold m), joins every other node by invite,
+// each join with its own deadline (formAccount's createAndJoin shares one
+// 30 s deadline among all the joins, and meshUp one 30 s deadline among
+// all k(k-1)/2 dials, which 30 devices on 2 loaded cores can run out of:
+// the later joins then fail dialing), connects every pair, and waits for
+// the full membership on every node.
+func formMesh(tb testing.TB, ns []*Node, m uint64) {
+	tb.Helper()
+	if _, err := ns[0].CreateAccount("test", m); err != nil {
+		tb.Fatalf("create the account: %v", err)
+	}
+	for i, n := range ns[1:] {
+		code, _, err := ns[0].Invite(0)
+		if err != nil {
+			tb.Fatalf("invite device %d: %v", i+2, err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		_, err = n.Join(ctx, code)
+		cancel()
+		if err != nil {
+			tb.Fatalf("join device %d of %d: %v", i+2, len(ns), err)
+		}
+	}
+	pairs := len(ns) * (len(ns) - 1) / 2
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second+time.Duration(pairs)*200*time.Millisecond)
+	defer cancel()
+	meshUp(ctx, ns)
+	waitFor(tb, meshWait(len(ns)), "membership everywhere", func() bool {
+		for _, n := range ns {
+			if len(n.Members()) != len(ns) {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // loadedMesh starts k nodes on 127.0.0.1 (config TestConfig edited by
@@ -55,7 +106,7 @@ func loadedMesh(tb testing.TB, k, m, total, keys, factSize int, edit func(*Confi
 	for i := range ns {
 		ns[i] = startNodeWith(tb, filepath.Join(dir, fmt.Sprintf("n%d", i+1)), edit)
 	}
-	formAccount(tb, ns, uint64(m))
+	formMesh(tb, ns, uint64(m))
 	keygenAll(tb, ns, m)
 	want := ns[0].VersionVector()
 	for i, n := range ns {
@@ -269,6 +320,7 @@ func BenchmarkGCDisk100MB(b *testing.B) {
 //	go test ./node/ -run '^$' -bench 'ScaleRound/devices=(3|5|10)/facts=100k' -benchtime 1x -timeout 60m
 //	go test ./node/ -run '^$' -bench 'ScaleRound/devices=5/facts=1M' -benchtime 1x -timeout 60m
 //	go test ./node/ -run '^$' -bench 'ScaleKeygen' -benchtime 1x -timeout 30m
+//	go test ./node/ -run '^$' -bench 'ScaleReshare' -benchtime 1x -timeout 30m
 //
 // The catch-up curve is gossip's BenchmarkCatchUp100k and BenchmarkCatchUp1M.
 
@@ -350,10 +402,24 @@ func benchScaleRound(b *testing.B, devices, total int) {
 	b.ReportMetric(0, "ns/op")
 }
 
+// scaleMesh starts devices nodes on loopback and forms their account with
+// a majority threshold, which it returns.
+func scaleMesh(b *testing.B, devices int) ([]*Node, int) {
+	b.Helper()
+	dir := b.TempDir()
+	ns := make([]*Node, devices)
+	for k := range ns {
+		ns[k] = startNodeWith(b, filepath.Join(dir, fmt.Sprintf("n%d", k+1)), nil)
+	}
+	m := devices/2 + 1
+	formMesh(b, ns, uint64(m))
+	return ns, m
+}
+
 // BenchmarkScaleKeygen: a distributed key generation for a majority key on
 // a loopback mesh of N devices, from the first Keygen call until every
-// device holds its share and the group key fact. (Resharing belongs here
-// too, as BenchmarkScaleReshare, once resharing lands.)
+// device holds its share and the group key fact. BenchmarkScaleReshare is
+// the resharing of that key on the same meshes.
 func BenchmarkScaleKeygen(b *testing.B) {
 	for _, devices := range []int{5, 10, 20, 30} {
 		b.Run(fmt.Sprintf("devices=%d", devices), func(b *testing.B) {
@@ -361,13 +427,7 @@ func BenchmarkScaleKeygen(b *testing.B) {
 			var cpu float64
 			b.StopTimer()
 			for i := 0; i < b.N; i++ {
-				dir := b.TempDir()
-				ns := make([]*Node, devices)
-				for k := range ns {
-					ns[k] = startNodeWith(b, filepath.Join(dir, fmt.Sprintf("n%d", k+1)), nil)
-				}
-				m := devices/2 + 1
-				formAccount(b, ns, uint64(m))
+				ns, m := scaleMesh(b, devices)
 				cpu0, start := processCPU(b), time.Now()
 				b.StartTimer()
 				keygenAll(b, ns, m)
@@ -383,4 +443,99 @@ func BenchmarkScaleKeygen(b *testing.B) {
 			b.ReportMetric(0, "ns/op")
 		})
 	}
+}
+
+// BenchmarkScaleReshare: the resharing `aura-cli threshold reshare` runs
+// (Node.Reshare on the admin's device, the threshold kept) of a majority
+// key on a loopback mesh of N devices, every device online and holding a
+// share of the key BenchmarkScaleKeygen's session made: from the Reshare
+// call until every device holds its share of the new key and the group
+// key fact of the next key epoch names all N devices. The group public key
+// must not change. Reports the wall time and the process's CPU seconds
+// over it per device, as BenchmarkScaleKeygen does.
+func BenchmarkScaleReshare(b *testing.B) {
+	for _, devices := range []int{5, 10, 20, 30} {
+		b.Run(fmt.Sprintf("devices=%d", devices), func(b *testing.B) {
+			var wall time.Duration
+			var cpu float64
+			b.StopTimer()
+			for i := 0; i < b.N; i++ {
+				ns, m := scaleMesh(b, devices)
+				keygenAll(b, ns, m)
+				before := ns[0].Status().GroupKey
+				pub := groupPublicKey(b, ns[0])
+				cpu0, start := processCPU(b), time.Now()
+				b.StartTimer()
+				reshareAll(b, ns, before.KeyEpoch)
+				b.StopTimer()
+				wall += time.Since(start)
+				cpu += processCPU(b) - cpu0
+				for _, n := range ns {
+					if got := groupPublicKey(b, n); !bytes.Equal(got, pub) {
+						b.Fatalf("device %s: the resharing changed the group public key", n.Device().Short())
+					}
+				}
+				for _, n := range ns {
+					_ = n.Close()
+				}
+			}
+			b.ReportMetric(wall.Seconds()/float64(b.N), "reshare-s")
+			b.ReportMetric(cpu/float64(b.N)/float64(devices), "cpu-s/device")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
+
+// reshareAll reshares the group key from ns[0] (the admin), keeping its
+// threshold, and waits until every node holds the group key fact of the
+// next key epoch, naming every node, and its share of that key.
+func reshareAll(tb testing.TB, ns []*Node, epoch uint64) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*dkgStreamDeadline)
+	defer cancel()
+	info, err := ns[0].Reshare(ctx, 0)
+	if err != nil {
+		tb.Fatalf("reshare among %d devices: %v", len(ns), err)
+	}
+	if info.KeyEpoch != epoch+1 || len(info.Participants) != len(ns) {
+		tb.Fatalf("reshared key at epoch %d for %d devices, want epoch %d for all %d", info.KeyEpoch, len(info.Participants), epoch+1, len(ns))
+	}
+	waitFor(tb, meshWait(len(ns)), "the reshared key and its shares everywhere", func() bool {
+		for _, n := range ns {
+			s := n.Status().GroupKey
+			if s == nil || s.KeyEpoch != info.KeyEpoch || !s.HasShare || len(s.Participants) != len(ns) {
+				return false
+			}
+		}
+		return true
+	})
+	for _, n := range ns {
+		n.mu.Lock()
+		sh, gk := n.rep.Share(), n.rep.State().GroupKey()
+		n.mu.Unlock()
+		key, err := threshold.ParseGroupKey(gk.PublicKey)
+		if err != nil {
+			tb.Fatalf("device %s: parse the reshared key: %v", n.Device().Short(), err)
+		}
+		if !sh.Matches(key) {
+			tb.Fatalf("device %s votes with a share of another key", n.Device().Short())
+		}
+	}
+}
+
+// groupPublicKey is the group public key n's state names (resharing keeps
+// it; the commitments change).
+func groupPublicKey(tb testing.TB, n *Node) []byte {
+	tb.Helper()
+	n.mu.Lock()
+	gk := n.rep.State().GroupKey()
+	n.mu.Unlock()
+	if gk == nil {
+		tb.Fatalf("device %s holds no group key", n.Device().Short())
+	}
+	key, err := threshold.ParseGroupKey(gk.PublicKey)
+	if err != nil {
+		tb.Fatalf("device %s: parse the group key: %v", n.Device().Short(), err)
+	}
+	return key.PublicKey()
 }
