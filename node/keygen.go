@@ -36,7 +36,8 @@ const maxDKGFrame = threshold.MaxKeygenFrame
 const (
 	dkgTick = 200 * time.Millisecond
 	// dkgStreamDeadline is a safety net beyond the sessions' own deadlines
-	// (60 s for the hub, 90 s for a participant).
+	// (the hub's: 60 s, longer for a large DKG, at most 77.5 s up to 30
+	// devices; 90 s for a participant).
 	dkgStreamDeadline = 95 * time.Second
 )
 

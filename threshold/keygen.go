@@ -61,7 +61,8 @@ import (
 // KeygenTimeouts are a session's deadlines, in the driver's time unit (ms
 // for the node and the simulator), counted from the session's start.
 type KeygenTimeouts struct {
-	// DKG is when the DKG stops waiting for missing responses (default 20 s).
+	// DKG is when the DKG stops waiting for missing responses (default
+	// DefaultDKGDeadline for the number of participants).
 	DKG int64
 	// Session is when the whole session fails (default 60 s for the hub,
 	// 90 s for a participant, which starts waiting before the hub's
@@ -69,15 +70,24 @@ type KeygenTimeouts struct {
 	Session int64
 }
 
-func (t KeygenTimeouts) withDefaults(session int64) KeygenTimeouts {
+func (t KeygenTimeouts) withDefaults(session int64, n int) KeygenTimeouts {
 	if t.DKG <= 0 {
-		t.DKG = 20_000
+		t.DKG = DefaultDKGDeadline(n)
 	}
 	if t.Session <= 0 {
-		t.Session = session
+		t.Session = max(session, t.DKG+30_000)
 	}
 	return t
 }
+
+// DefaultDKGDeadline is how long (ms) a hub waits for a DKG of n
+// participants to certify its deals: 20 s, plus 25 ms × n², because each
+// device checks every deal's responses (its work grows with n², and the
+// whole mesh's with n³: a 30-device DKG costs about 0.8 CPU-s per device,
+// 25 CPU-s in all). 20.6 s at 5 devices, 30 s at 20, 42.5 s at 30. The
+// hub's session then lasts at least 30 s longer, and stays under a
+// participant's 90 s up to 30 devices.
+func DefaultDKGDeadline(n int) int64 { return 20_000 + 25*int64(n)*int64(n) }
 
 // Sentinels a *KeygenError wraps (errors.Is).
 var (
@@ -225,7 +235,7 @@ func NewKeygenHub(cfg KeygenHubConfig) (*KeygenHub, error) {
 	if err := checkParticipantIDs(cfg.Participants); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadDKGConfig, err)
 	}
-	cfg.Timeouts = cfg.Timeouts.withDefaults(60_000)
+	cfg.Timeouts = cfg.Timeouts.withDefaults(60_000, n)
 	return &KeygenHub{cfg: cfg, backend: b, n: n,
 		pubs: make([][]byte, n), results: make([][]byte, n), acked: make([]bool, n)}, nil
 }
@@ -655,7 +665,7 @@ func NewKeygenParticipant(cfg KeygenParticipantConfig, now int64) (*KeygenPartic
 	if len(cfg.Self) == 0 || cfg.Rand == nil {
 		return nil, fmt.Errorf("%w: Self and Rand are required", ErrBadDKGConfig)
 	}
-	cfg.Timeouts = cfg.Timeouts.withDefaults(90_000)
+	cfg.Timeouts = cfg.Timeouts.withDefaults(90_000, 0)
 	return &KeygenParticipant{cfg: cfg, backend: b, start: now, self: NoParticipant}, nil
 }
 

@@ -57,22 +57,22 @@ type ReshareTimeouts struct {
 	// (default 5 s).
 	Collect int64
 	// DKG is how long the hub waits for every deal to be certified
-	// (default 20 s).
+	// (default DefaultDKGDeadline for the number of devices).
 	DKG int64
 	// Session is when the whole session fails (default 60 s for the hub,
 	// 90 s for a participant).
 	Session int64
 }
 
-func (t ReshareTimeouts) withDefaults(session int64) ReshareTimeouts {
+func (t ReshareTimeouts) withDefaults(session int64, n int) ReshareTimeouts {
 	if t.Collect <= 0 {
 		t.Collect = 5_000
 	}
 	if t.DKG <= 0 {
-		t.DKG = 20_000
+		t.DKG = DefaultDKGDeadline(n)
 	}
 	if t.Session <= 0 {
-		t.Session = session
+		t.Session = max(session, t.Collect+t.DKG+30_000)
 	}
 	return t
 }
@@ -179,7 +179,7 @@ func NewReshareHub(cfg ReshareHubConfig) (*ReshareHub, error) {
 	if holders < oldT {
 		return nil, fmt.Errorf("%w: only %d of the devices hold a share of the key, it needs %d", ErrReshareQuorum, holders, oldT)
 	}
-	cfg.Timeouts = cfg.Timeouts.withDefaults(60_000)
+	cfg.Timeouts = cfg.Timeouts.withDefaults(60_000, n)
 	h := &ReshareHub{cfg: cfg, backend: b, n: n,
 		pubs: make([][]byte, n), claims: make([]int, n), dropped: make([]string, n), gone: make([]bool, n),
 		newIdx: make([]int, n), results: make([][]byte, n), acked: make([]bool, n)}
@@ -677,7 +677,7 @@ func NewReshareParticipant(cfg ReshareParticipantConfig, now int64) (*ResharePar
 	if len(cfg.Self) == 0 || cfg.Rand == nil {
 		return nil, fmt.Errorf("%w: Self and Rand are required", ErrBadDKGConfig)
 	}
-	cfg.Timeouts = cfg.Timeouts.withDefaults(90_000)
+	cfg.Timeouts = cfg.Timeouts.withDefaults(90_000, 0)
 	return &ReshareParticipant{cfg: cfg, backend: b, start: now, self: NoParticipant, claim: NoShare}, nil
 }
 
