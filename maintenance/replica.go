@@ -72,6 +72,11 @@ type Config struct {
 	// default SnapshotTimeout). See admin.go.
 	AdminPolicy  AdminPolicy
 	AdminTimeout int64
+	// CheckFold (tests and the simulator) makes every use of the live
+	// state for the state at a frontier refold the journal too and
+	// compare; a mismatch panics (the fold would depend on order). See
+	// encodedAt and CheckFoldShortcuts.
+	CheckFold bool
 }
 
 func (c *Config) defaults() {
@@ -330,6 +335,7 @@ func (r *Replica) foldChain(st *crdt.State) (uint64, error) {
 // rebuild recomputes the live state from the base and the chain (after an
 // equivocation moved a chain slot).
 func (r *Replica) rebuild() error {
+	r.cache.enc = nil // a frontier may name other facts now
 	var st *crdt.State
 	if r.baseSt != nil {
 		st = r.baseSt.Clone()
@@ -401,12 +407,30 @@ func (r *Replica) ingest(facts []*crdt.Fact) (crdt.IngestResult, error) {
 		if i+1 < len(sorted) && !crdt.ChangesGuards(f.Kind) {
 			continue
 		}
+		// The chain the live state folds, tracked while a proposal may be
+		// chained: captureProposed keeps the state at its frontier.
+		var folded crdt.VersionVector
+		for _, f := range sorted[start : i+1] {
+			if f.Kind == crdt.KindSnapshotProposed {
+				folded = r.store.VersionVector()
+				break
+			}
+		}
 		res, err := r.store.Ingest(sorted[start:i+1], r.admit)
 		if err != nil {
 			return total, err
 		}
 		start = i + 1
+		if len(res.Rechained) > 0 {
+			folded = nil // an equivocation moved a slot: the live state is rebuilt below
+		}
 		for _, c := range res.Chained {
+			if folded != nil {
+				if c.Kind == crdt.KindSnapshotProposed {
+					r.captureProposed(c, folded)
+				}
+				folded[c.Author] = c.Seq
+			}
 			_ = r.state.Apply(c)
 		}
 		if len(res.Rechained) > 0 {

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"aura/crdt"
 	"aura/threshold"
@@ -84,17 +85,71 @@ func (r *Replica) StateAt(frontier crdt.VersionVector) (*crdt.State, error) {
 // encodedAt is the canonical encoding of StateAt(frontier), cached for the
 // last frontier asked: a round computes it to vote, to complete and to
 // collect.
+//
+// The live state is the fold of exactly the journal's chain (foldChain),
+// so at the journal's own version vector it is the state at that frontier
+// without refolding anything: the proposer's case. A voter holds the
+// proposal fact beyond the frontier; captureProposed kept the live state's
+// encoding from just before that fact was folded, when the journal held
+// exactly the frontier (a quiet mesh). Anything else refolds (StateAt).
 func (r *Replica) encodedAt(frontier crdt.VersionVector) ([]byte, error) {
 	if r.cache.enc != nil && r.cache.frontier.Equal(frontier) && r.cache.pruned.Equal(r.store.PrunedTo()) {
 		return r.cache.enc, nil
 	}
-	st, err := r.StateAt(frontier)
-	if err != nil {
-		return nil, err
+	var enc []byte
+	if frontier.Equal(r.store.VersionVector()) {
+		enc = r.state.Encode()
+		r.crossCheckFold(frontier, enc)
+	} else {
+		st, err := r.StateAt(frontier)
+		if err != nil {
+			return nil, err
+		}
+		enc = st.Encode()
 	}
-	enc := st.Encode()
 	r.cache.frontier, r.cache.pruned, r.cache.enc = frontier.Clone(), r.store.PrunedTo(), enc
 	return enc, nil
+}
+
+// captureProposed runs just before the live state folds a chained
+// SnapshotProposed f, folded being the chain the live state holds then: if
+// that is the proposal's frontier, the live state's encoding is the state
+// at the frontier, which the vote on f needs.
+func (r *Replica) captureProposed(f *crdt.Fact, folded crdt.VersionVector) {
+	body, err := f.DecodeBody()
+	p, ok := body.(*crdt.SnapshotProposed)
+	if err != nil || !ok || !p.Frontier.Equal(folded) {
+		return
+	}
+	enc := r.state.Encode()
+	r.crossCheckFold(p.Frontier, enc)
+	r.cache.frontier, r.cache.pruned, r.cache.enc = p.Frontier.Clone(), r.store.PrunedTo(), enc
+}
+
+// checkFoldShortcuts, set by CheckFoldShortcuts (tests), makes every
+// replica's use of the live state for a frontier refold the
+// journal too and compare.
+var checkFoldShortcuts atomic.Bool
+
+// CheckFoldShortcuts turns on (or off), for every replica of the process,
+// the cross-check of the live state against a refold of the journal
+// wherever encodedAt takes the live state for the state at a frontier
+// (Config.CheckFold does it for one replica). For tests: a mismatch
+// panics, naming the frontier (it would mean the fold depends on order).
+func CheckFoldShortcuts(on bool) { checkFoldShortcuts.Store(on) }
+
+func (r *Replica) crossCheckFold(frontier crdt.VersionVector, enc []byte) {
+	if !r.cfg.CheckFold && !checkFoldShortcuts.Load() {
+		return
+	}
+	st, err := r.StateAt(frontier)
+	if err != nil {
+		panic(fmt.Sprintf("maintenance: cross-check of the live state at %v: %v", frontier, err))
+	}
+	if again := st.Encode(); !bytes.Equal(again, enc) {
+		live, _ := crdt.DecodeState(enc)
+		panic(fmt.Sprintf("maintenance: the live state at %v (digest %s) differs from the journal's fold (digest %s): %s", frontier, crdt.DigestOf(enc), crdt.DigestOf(again), crdt.StateDiff(live, st)))
+	}
 }
 
 // heads returns the chain heads at frontier and their prefix hash.

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -10,9 +11,17 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"aura/maintenance"
 )
 
 func TestMain(m *testing.M) {
+	// Tests (not benchmarks, which measure the shortcut) refold the journal
+	// wherever the core takes the live state for a frontier, and compare.
+	flag.Parse()
+	if f := flag.Lookup("test.bench"); f == nil || f.Value.String() == "" {
+		maintenance.CheckFoldShortcuts(true)
+	}
 	goleak.VerifyTestMain(m,
 		// Process-wide workers of libp2p dependencies, started once.
 		goleak.IgnoreTopFunction("github.com/ipfs/go-log/v2/writer.(*MirrorWriter).logRoutine"),

@@ -39,6 +39,11 @@ type Config struct {
 	// Parallel is how many seeds Sweep runs at once (default 1). Each run
 	// stays single-threaded and deterministic.
 	Parallel int
+	// NoFoldCheck skips the cross-check that honest replicas run wherever
+	// the core takes the live state for the state at a frontier (a refold
+	// of the journal, compared; maintenance.Config.CheckFold): for
+	// benchmarks of the simulator's speed.
+	NoFoldCheck bool
 }
 
 // defaultWatermark is Workload.Watermark's default.

@@ -287,7 +287,10 @@ func (s *sim) open(d *device) error {
 	}
 	cfg := maintenance.Config{Key: d.key, Store: j, Meta: diskMeta{MemMeta: d.meta, d: d, s: s}, Blobs: d.blobs,
 		SnapshotTimeout: s.cfg.Workload.SnapshotTimeout, Watermark: s.cfg.Workload.Watermark,
-		WatermarkJitter: d.jitter}
+		WatermarkJitter: d.jitter,
+		// Honest cores only: a planted defect may make the fold depend on
+		// the order facts came in, which is for the invariants to find.
+		CheckFold: s.cfg.Defects == (Defects{}) && !s.cfg.NoFoldCheck}
 	if s.cfg.Workload.Watermark < 0 {
 		cfg.Watermark = -1
 	}
