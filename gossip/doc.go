@@ -43,7 +43,7 @@
 // in arrival order, so batches of one publisher do not overtake each other.
 //
 // Publish queues facts (the node calls it once they are durable) and a
-// flush loop sends a batch when FlushBytes (256 KiB) are queued or the
+// flush loop sends a batch when FlushBytes (512 KiB) are queued or the
 // oldest fact waited FlushDelay (5 ms). Publish never blocks on the network
 // and never drops silently: a fact that does not fit the queue
 // (MaxPendingBytes) or that gossipsub refuses is counted and logged, and

@@ -47,7 +47,8 @@ type Config struct {
 	Logger  *slog.Logger
 
 	// FlushBytes flushes a pending batch once it holds this many bytes
-	// (default 256 KiB, at most MaxMessageBytes).
+	// (default 512 KiB, at most MaxMessageBytes: ~1,700 facts of 300 bytes,
+	// which a receiver checks in one signature batch).
 	FlushBytes int
 	// FlushDelay is the longest a published fact waits for more facts to
 	// share its message (default 5 ms).
@@ -110,10 +111,10 @@ func (c *Config) withDefaults() (Config, error) {
 		d.Logger = slog.New(slog.DiscardHandler)
 	}
 	if d.FlushBytes <= 0 {
-		d.FlushBytes = 256 << 10
+		d.FlushBytes = 512 << 10
 	}
 	if d.FlushBytes > MaxMessageBytes {
-		d.FlushBytes = MaxMessageBytes
+		d.FlushBytes = 512 << 10
 	}
 	if d.FlushDelay <= 0 {
 		d.FlushDelay = 5 * time.Millisecond
