@@ -17,6 +17,15 @@
 //     also across a restart) and none twice (a release that a crash
 //     interrupted is settled when the replica opens, by the seq it recorded
 //     for the write it was committing).
+//     "Reduces exactly that prefix" costs a refold of the journal
+//     (crdt.RangeCausal, in causal order) only when nothing cheaper is
+//     exact: the live state is the fold of exactly the chain, so at the
+//     journal's own version vector it is the state at that frontier (the
+//     proposer), and a voter keeps the live state's encoding from just
+//     before it folds a chained proposal whose frontier its journal held
+//     then (captureProposed; not across an equivocation's rebuild).
+//     Config.CheckFold (tests, the simulator's honest cores) refolds at
+//     every such shortcut and panics on a difference.
 //   - resharing after a removal (reshare.go): PlanReshare decides from
 //     the state who is invited (every current member), with which share of
 //     the current key, and the new threshold (the key's M by default, 2 to
