@@ -9,6 +9,8 @@ import (
 	"github.com/cockroachdb/pebble"
 	"github.com/cockroachdb/pebble/sstable"
 	mh "github.com/multiformats/go-multihash"
+
+	"aura/directio"
 )
 
 // seqsPerFile is how many block numbers a sink reserves at a time; unused
@@ -244,12 +246,12 @@ func (s *Store) openStaged() (*stagedFile, error) {
 	}
 	f.path = tmp.Name()
 	tmp.Close()
-	file, err := createStaged(f.path)
+	file, err := directio.Create(f.path, 0o644)
 	if err != nil {
 		os.Remove(f.path)
 		return nil, fmt.Errorf("blobstore: staging file: %w", err)
 	}
-	f.w = sstable.NewWriter(file, sstable.WriterOptions{
+	f.w = sstable.NewWriter(stagedWritable{file}, sstable.WriterOptions{
 		TableFormat: s.db.FormatMajorVersion().MaxTableFormat(),
 		// Blobs are compact CBOR or encrypted: compression would cost
 		// CPU for nothing (Pebble would store the blocks raw anyway).
@@ -265,6 +267,19 @@ func (s *Store) openStaged() (*stagedFile, error) {
 	})
 	return f, nil
 }
+
+// stagedWritable is the objstorage.Writable a staged sstable is written
+// through: a directio.File, so a fetch does not copy every byte into fresh
+// page-cache pages it will not read again (on a VM each new page faults to
+// the hypervisor: that cost a fetch more CPU than hashing the blocks).
+type stagedWritable struct{ f *directio.File }
+
+func (w stagedWritable) Write(p []byte) error {
+	_, err := w.f.Write(p)
+	return err
+}
+func (w stagedWritable) Finish() error { return w.f.Finish() }
+func (w stagedWritable) Abort()        { w.f.Abort() }
 
 // discard drops a staged file.
 func (f *stagedFile) discard() {

@@ -2,7 +2,6 @@ package node
 
 import (
 	"archive/tar"
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +12,8 @@ import (
 	"strconv"
 
 	"filippo.io/age"
+
+	"aura/directio"
 )
 
 // The encrypted backup file. The process that asks for the backup (the
@@ -124,14 +125,24 @@ func WriteBackupFile(ctx context.Context, out string, recipients []age.Recipient
 	if err != nil {
 		return nil, fmt.Errorf("create a temporary file beside %s: %w", out, err)
 	}
+	tmpName := tmp.Name()
+	tmp.Close()
+	// Written once and read back only by a restore: past the page cache
+	// (directio), so the export does not pay for caching 100 MB.
+	file, err := directio.Create(tmpName, 0o600)
+	if err != nil {
+		os.Remove(tmpName)
+		return nil, fmt.Errorf("create a temporary file beside %s: %w", out, err)
+	}
 	defer func() {
 		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
+			if file != nil {
+				file.Abort()
+			}
+			os.Remove(tmpName)
 		}
 	}()
-	bw := bufio.NewWriterSize(tmp, 1<<20)
-	aw, err := age.Encrypt(bw, recipients...)
+	aw, err := age.Encrypt(file, recipients...)
 	if err != nil {
 		return nil, fmt.Errorf("encrypt: %w", err)
 	}
@@ -189,32 +200,25 @@ func WriteBackupFile(ctx context.Context, out string, recipients []age.Recipient
 	}
 	if pad := (backupChunk - cw.n%backupChunk) % backupChunk; pad > 0 {
 		if _, err := cw.Write(make([]byte, pad)); err != nil {
-			return nil, fmt.Errorf("write %s: %w", tmp.Name(), err)
+			return nil, fmt.Errorf("write %s: %w", tmpName, err)
 		}
 	}
 	if err := aw.Close(); err != nil {
-		return nil, fmt.Errorf("write %s: %w", tmp.Name(), err)
+		return nil, fmt.Errorf("write %s: %w", tmpName, err)
 	}
-	if err := bw.Flush(); err != nil {
-		return nil, fmt.Errorf("write %s: %w", tmp.Name(), err)
+	size := file.Size()
+	ferr := file.Finish() // writes the tail, fsyncs, closes
+	file = nil
+	if ferr != nil {
+		return nil, ferr
 	}
-	if err := tmp.Sync(); err != nil {
-		return nil, fmt.Errorf("fsync %s: %w", tmp.Name(), err)
-	}
-	fi, err := tmp.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if err := tmp.Close(); err != nil {
-		return nil, fmt.Errorf("write %s: %w", tmp.Name(), err)
-	}
-	if err := os.Rename(tmp.Name(), out); err != nil {
+	if err := os.Rename(tmpName, out); err != nil {
 		return nil, fmt.Errorf("move the backup into place: %w", err)
 	}
 	if err := syncDir(dir); err != nil {
 		return nil, err
 	}
-	return &ExportResult{File: out, Bytes: fi.Size(), Manifest: m}, nil
+	return &ExportResult{File: out, Bytes: size, Manifest: m}, nil
 }
 
 // check compares the entries read with the manifest's list (their
