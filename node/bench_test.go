@@ -461,28 +461,9 @@ func scaleMesh(b *testing.B, devices int) ([]*Node, int) {
 // device holds its share and the group key fact. BenchmarkScaleReshare is
 // the resharing of that key on the same meshes.
 func BenchmarkScaleKeygen(b *testing.B) {
-	for _, devices := range []int{5, 10, 20, 30} {
-		b.Run(fmt.Sprintf("devices=%d", devices), func(b *testing.B) {
-			var wall time.Duration
-			var cpu float64
-			b.StopTimer()
-			for i := 0; i < b.N; i++ {
-				ns, m := scaleMesh(b, devices)
-				cpu0, start := processCPU(b), time.Now()
-				b.StartTimer()
-				keygenAll(b, ns, m)
-				b.StopTimer()
-				wall += time.Since(start)
-				cpu += processCPU(b) - cpu0
-				for _, n := range ns {
-					_ = n.Close()
-				}
-			}
-			b.ReportMetric(wall.Seconds()/float64(b.N), "keygen-s")
-			b.ReportMetric(cpu/float64(b.N)/float64(devices), "cpu-s/device")
-			b.ReportMetric(0, "ns/op")
-		})
-	}
+	benchScaleSession(b, "keygen-s", func(b *testing.B, ns []*Node, m int) (func(), func()) {
+		return func() { keygenAll(b, ns, m) }, nil
+	})
 }
 
 // BenchmarkScaleReshare: the resharing `aura-cli threshold reshare` runs
@@ -494,6 +475,25 @@ func BenchmarkScaleKeygen(b *testing.B) {
 // must not change. Reports the wall time and the process's CPU seconds
 // over it per device, as BenchmarkScaleKeygen does.
 func BenchmarkScaleReshare(b *testing.B) {
+	benchScaleSession(b, "reshare-s", func(b *testing.B, ns []*Node, m int) (func(), func()) {
+		keygenAll(b, ns, m)
+		before := ns[0].Status().GroupKey
+		pub := groupPublicKey(b, ns[0])
+		return func() { reshareAll(b, ns, before.KeyEpoch) }, func() {
+			for _, n := range ns {
+				if got := groupPublicKey(b, n); !bytes.Equal(got, pub) {
+					b.Fatalf("device %s: the resharing changed the group public key", n.Device().Short())
+				}
+			}
+		}
+	})
+}
+
+// benchScaleSession runs a threshold session on meshes of 5, 10, 20 and 30
+// devices: setup (untimed) prepares a fresh mesh and returns the timed
+// step and a check run after it (untimed, may be nil). Reports the step's
+// wall time as metric and the process's CPU seconds over it per device.
+func benchScaleSession(b *testing.B, metric string, setup func(b *testing.B, ns []*Node, m int) (timed, check func())) {
 	for _, devices := range []int{5, 10, 20, 30} {
 		b.Run(fmt.Sprintf("devices=%d", devices), func(b *testing.B) {
 			var wall time.Duration
@@ -501,25 +501,21 @@ func BenchmarkScaleReshare(b *testing.B) {
 			b.StopTimer()
 			for i := 0; i < b.N; i++ {
 				ns, m := scaleMesh(b, devices)
-				keygenAll(b, ns, m)
-				before := ns[0].Status().GroupKey
-				pub := groupPublicKey(b, ns[0])
+				timed, check := setup(b, ns, m)
 				cpu0, start := processCPU(b), time.Now()
 				b.StartTimer()
-				reshareAll(b, ns, before.KeyEpoch)
+				timed()
 				b.StopTimer()
 				wall += time.Since(start)
 				cpu += processCPU(b) - cpu0
-				for _, n := range ns {
-					if got := groupPublicKey(b, n); !bytes.Equal(got, pub) {
-						b.Fatalf("device %s: the resharing changed the group public key", n.Device().Short())
-					}
+				if check != nil {
+					check()
 				}
 				for _, n := range ns {
 					_ = n.Close()
 				}
 			}
-			b.ReportMetric(wall.Seconds()/float64(b.N), "reshare-s")
+			b.ReportMetric(wall.Seconds()/float64(b.N), metric)
 			b.ReportMetric(cpu/float64(b.N)/float64(devices), "cpu-s/device")
 			b.ReportMetric(0, "ns/op")
 		})
