@@ -38,7 +38,8 @@
 // by side in the key space. Put and Fetch stream block bytes into sstables
 // in a staging directory ([WithStagingDir]) and ingest them into Pebble
 // 32 MiB at a time, then write the catalogue entries in a batch: each byte
-// is written to disk once, where a batch write would go through the WAL, a
+// is written to disk once (past the page cache where the file system
+// allows it: aura/directio), where a batch write would go through the WAL, a
 // flush and compactions (random multihash keys made every compaction
 // rewrite everything). New probes ingestion once; when it is not possible
 // (a Pebble on an in-memory filesystem, a staging directory on another
@@ -96,7 +97,9 @@
 // # Imports
 //
 // blobstore imports nothing of aura except its own pure subpackage
-// aura/blobstore/unixfs (and, if ever needed, types of aura/crdt). It must never import aura/node (node imports blobstore) nor the
+// aura/blobstore/unixfs, the leaf aura/directio (staged files written past
+// the page cache) and, if ever needed, types of aura/crdt. It must never
+// import aura/node (node imports blobstore) nor the
 // pure cores (maintenance, sim): they name blobs by CID and the node driver
 // calls this package.
 package blobstore
