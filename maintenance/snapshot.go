@@ -144,13 +144,19 @@ func (r *Replica) crossCheckFold(frontier crdt.VersionVector, enc []byte) {
 	}
 	st, err := r.StateAt(frontier)
 	if err != nil {
-		panic(fmt.Sprintf("maintenance: cross-check of the live state at %v: %v", frontier, err))
+		panic(&FoldMismatch{Detail: fmt.Sprintf("refolding the journal at %v: %v", frontier, err)})
 	}
 	if again := st.Encode(); !bytes.Equal(again, enc) {
 		live, _ := crdt.DecodeState(enc)
-		panic(fmt.Sprintf("maintenance: the live state at %v (digest %s) differs from the journal's fold (digest %s): %s", frontier, crdt.DigestOf(enc), crdt.DigestOf(again), crdt.StateDiff(live, st)))
+		panic(&FoldMismatch{Detail: fmt.Sprintf("the live state at %v (digest %s) differs from the journal's fold (digest %s): %s", frontier, crdt.DigestOf(enc), crdt.DigestOf(again), crdt.StateDiff(live, st))})
 	}
 }
+
+// FoldMismatch is what the fold cross-check (Config.CheckFold) panics
+// with: the simulator reports it as the fold-order invariant.
+type FoldMismatch struct{ Detail string }
+
+func (m *FoldMismatch) Error() string { return "maintenance: fold cross-check: " + m.Detail }
 
 // heads returns the chain heads at frontier and their prefix hash.
 func (r *Replica) heads(frontier crdt.VersionVector) (map[crdt.DeviceID]crdt.Hash, crdt.Hash, error) {

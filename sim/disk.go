@@ -79,6 +79,14 @@ func (s *sim) call(d *device, kind string, fn func()) (ok bool) {
 	}
 	defer func() {
 		if r := recover(); r != nil {
+			if m, isFold := r.(*maintenance.FoldMismatch); isFold {
+				// The core's state would depend on the order facts came
+				// in: reported, and the device goes on (its call's outputs
+				// are lost, as in a crash).
+				s.violate("fold-order", d.name, "%s", m.Detail)
+				ok = false
+				return
+			}
 			if _, mid := r.(midCrash); !mid {
 				panic(r)
 			}

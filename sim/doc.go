@@ -130,6 +130,9 @@
 //   - byzantine-named: a Byzantine device whose bad partial reached the
 //     liveness probe's proposer (its vote is in the proposer's state) is
 //     named ("bad-partial" event), and honest devices never are.
+//   - fold-order: wherever an honest core takes its live state for the
+//     state at a frontier, a refold of its journal gives the same state
+//     (maintenance.Config.CheckFold; off with Config.NoFoldCheck).
 //   - restore-newest: a device that reports a restore done holds the newest
 //     completed snapshot that any device it synced with held at that time
 //     (what their sync replies and snapshot answers carried since the
