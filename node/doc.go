@@ -173,7 +173,9 @@
 // file is written to a temporary file beside FILE, checked against the
 // manifest, padded with zeros to a multiple of age's 64 KiB chunk (TAR
 // readers ignore them), fsynced, renamed, and the directory fsynced: a
-// crash leaves no partial FILE (at most a .FILE.tmp-* beside it). The
+// crash leaves no partial FILE (at most a .FILE.tmp-* beside it); it is
+// written past the page cache (aura/directio: written once, read back only
+// by a restore). The
 // padding makes every chunk of a good backup full-size, so restore can
 // tell a truncated file (short last chunk, missing final chunk) from a
 // corrupted one (a full chunk that fails authentication).
@@ -181,23 +183,28 @@
 // Restore (RestoreBackup) is offline: the home must be initialised, hold
 // no journal (no data/; restoring never merges into an existing store),
 // and no node may run there (it takes HOME/aura.lock). It builds a new
-// store in a staging directory in the home while it decrypts (a
-// read-ahead goroutine decrypts while the other parses, so the two stages
-// use two cores): the snapshot blob's bytes stream from the TAR entry
-// through the entry's manifest hash into maintenance.Stage, which checks
-// the canonical form entry by entry and computes the state digest as it
-// reads, and writes the blob into the staging blob store as it reads
-// (blobAdapter.Create feeds blobstore.Put in its own goroutine). The
-// restore reads to the end and checks every entry against the manifest
-// and every fact's signature; only then does maintenance.Hydrate verify
+// store in a staging directory in the home while it decrypts, in
+// stages that hand buffers over without lockstep (a read-ahead goroutine
+// decrypts; the reader parses the TAR and hands the snapshot blob's bytes
+// to maintenance.Stage, which checks the canonical form entry by entry and
+// computes the state digest as it reads; blobAdapter.Create feeds them
+// through a buffered pipe (bufPipe) to blobstore.Put in its own goroutine,
+// which chunks, hashes and stages the blocks; Pebble writes the staged
+// sstables on its own). The blob entry is checked against the manifest
+// through that digest (the manifest's snapshot.state_digest, a
+// domain-separated SHA-256 of the same bytes), every other entry through
+// its sha256. The restore reads to the end and checks every entry against
+// the manifest and every fact's signature; only then does
+// maintenance.Hydrate verify
 // the threshold signature, digest, prefix hash and blob CID, rest the
 // journal on the snapshot and ingest the tail through the replica's
 // guards, and the staged store is renamed to HOME/data. Failures are of
 // distinct kinds (ErrBackupKey, …Truncated, …Corrupted, …Tampered,
 // …Unverified, ErrRunning, ErrHomeNotFresh; aura-cli exits 10–16) and
-// leave the home's files byte for byte as they were (a blob the core
-// refuses is reported as Unverified only after the manifest check
-// passed, so an entry altered without its manifest stays Tampered). The
+// leave the home's files byte for byte as they were (a blob whose digest
+// differs from the manifest's, or that is no state encoding, is Tampered;
+// Unverified is a blob the manifest vouches for whose threshold signature
+// or digest the snapshot's completion does not bear out). The
 // restored device keeps its own key: if that key is a device of the
 // account it syncs at start; otherwise it joins with an invite (Join
 // accepts a device holding the account's restored state and keeps that
