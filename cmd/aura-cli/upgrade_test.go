@@ -73,6 +73,17 @@ func TestUpgradeCommands(t *testing.T) {
 		}
 		return s
 	}
+	// first is the state of n's first upgrade, "" while n knows none (the
+	// publish fact may not have reached it yet).
+	first := func(n *node.Node, f func(node.UpgradeInfo) string) string {
+		t.Helper()
+		if s := status(n); len(s.Upgrades) > 0 {
+			return f(s.Upgrades[0])
+		}
+		return ""
+	}
+	local := func(u node.UpgradeInfo) string { return u.Local.State }
+	phase := func(u node.UpgradeInfo) string { return u.Phase }
 	file := filepath.Join(dir, "aura-node-2.0.0")
 	if err := os.WriteFile(file, []byte("the 2.0.0 binary"), 0o600); err != nil {
 		t.Fatal(err)
@@ -84,7 +95,7 @@ func TestUpgradeCommands(t *testing.T) {
 		t.Fatalf("publish printed %q", out)
 	}
 	waitUntil(t, 20*time.Second, "both verified", func() bool {
-		return status(a).Upgrades[0].Local.State == "verified" && status(b).Upgrades[0].Local.State == "verified"
+		return first(a, local) == "verified" && first(b, local) == "verified"
 	})
 	s := status(b)
 	u := s.Upgrades[0]
@@ -98,7 +109,7 @@ func TestUpgradeCommands(t *testing.T) {
 		t.Fatalf("approve printed %q", out)
 	}
 	waitUntil(t, 20*time.Second, "activated on both", func() bool {
-		return status(a).Upgrades[0].Phase == "activated" && status(b).Upgrades[0].Phase == "activated"
+		return first(a, phase) == "activated" && first(b, phase) == "activated"
 	})
 	s = status(b)
 	if len(s.InForce) != 1 || s.InForce[0] != id || s.Upgrades[0].Local.State != "ready" || s.Upgrades[0].Ready != 2 {
