@@ -76,15 +76,52 @@ func (p *bufPipe) send() error {
 	return nil
 }
 
+// ReadFrom fills the pipe's buffers straight from r (no copy in between:
+// io.Copy into a bufPipe uses it) until r ends; io.EOF is not an error.
+func (p *bufPipe) ReadFrom(r io.Reader) (int64, error) {
+	var n int64
+	for {
+		select {
+		case <-p.done:
+			return n, p.err
+		default:
+		}
+		k, err := r.Read(p.cur[len(p.cur):cap(p.cur)])
+		p.cur = p.cur[:len(p.cur)+k]
+		n += int64(k)
+		if len(p.cur) == cap(p.cur) {
+			if serr := p.send(); serr != nil {
+				return n, serr
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+// flush hands over what the current buffer holds, if anything.
+func (p *bufPipe) flush() error {
+	if len(p.cur) == 0 {
+		return nil
+	}
+	return p.send()
+}
+
 // CloseWrite ends the stream: the reader reads what was written, then
-// err (io.EOF when nil).
+// err (io.EOF when nil). With another error, bytes still buffered on this
+// side are dropped (an aborted blob stays aborted): flush first to keep
+// them.
 func (p *bufPipe) CloseWrite(err error) error {
 	if err == nil {
 		err = io.EOF
 	}
 	var serr error
-	if len(p.cur) > 0 && err == io.EOF {
-		serr = p.send()
+	if err == io.EOF {
+		serr = p.flush()
 	}
 	p.werr = err // closing full publishes it
 	close(p.full)
