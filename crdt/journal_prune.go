@@ -43,72 +43,111 @@ func (j *Journal) prune(v VersionVector) (facts, freed uint64, err error) {
 			return 0, 0, fmt.Errorf("prune %s to %d: %w (held to %d)", a.Short(), v[a], ErrUnknownPrefix, h.seq)
 		}
 	}
-	batch := j.kv.NewBatch()
-	defer batch.Close()
-	heads := make(map[DeviceID]authorHead)
-	var evidence uint64
+	// The chain facts to prune are known from the heads; the evidence
+	// among them is listed (it is rare).
+	var chainFacts uint64
+	var evidence []evidenceEntry
 	for _, a := range authors {
 		h, to := j.heads[a], v[a]
 		if to <= h.pruned {
 			continue
 		}
-		// Chain facts (h.pruned, to].
-		lo, hi := seqRange(tagChain, a, h.pruned+1, to)
-		next := h.pruned + 1
-		var last Hash
-		err := j.kv.Scan(lo, hi, func(k, val []byte) error {
-			if _, s := keySeq(k); s != next || len(val) < 64 {
-				return fmt.Errorf("chain of %s at %d: %w", a.Short(), next, errCorrupt)
-			}
-			next++
-			copy(last[:], val[:32])
-			var id FactID
-			copy(id[:], val[32:64])
-			facts++
-			freed += uint64(len(val) - 64)
-			return batch.Delete(locatorKey(id))
-		})
-		if err == nil && next != to+1 {
-			err = fmt.Errorf("chain of %s ends at %d below %d: %w", a.Short(), next-1, to, errCorrupt)
-		}
+		chainFacts += to - h.pruned
+		ev, err := j.evidenceUpTo(a, to)
 		if err != nil {
 			return 0, 0, fmt.Errorf("prune: %w", err)
+		}
+		evidence = append(evidence, ev...)
+	}
+	if chainFacts == 0 && len(evidence) == 0 {
+		return 0, 0, nil
+	}
+	batch := j.kv.NewBatch()
+	defer batch.Close()
+	heads := make(map[DeviceID]authorHead)
+	stats := j.stats
+	facts = chainFacts + uint64(len(evidence))
+	// Locators are keyed by fact id, so the pruned ones are scattered among
+	// the kept ones: deleting them one by one costs a tombstone each and a
+	// compaction that rewrites the whole locator range. When fewer facts
+	// stay than go (a snapshot round prunes nearly everything), the
+	// locator range is dropped whole and the kept facts' locators are
+	// written again.
+	rewrite := stats.Facts < 2*facts
+	for _, a := range authors {
+		h, to := j.heads[a], v[a]
+		if to <= h.pruned {
+			continue
+		}
+		lo, hi := seqRange(tagChain, a, h.pruned+1, to)
+		if rewrite {
+			// Read the last pruned chain record for its hash.
+			last, ok, err := j.kv.Get(seqKey(tagChain, a, to))
+			if err != nil || !ok || len(last) < 64 {
+				return 0, 0, fmt.Errorf("prune: chain of %s at %d: %w (%v)", a.Short(), to, errCorrupt, err)
+			}
+			copy(h.prunedHash[:], last[:32])
+		} else {
+			// Chain facts (h.pruned, to]: delete each one's locator.
+			next := h.pruned + 1
+			err := j.kv.Scan(lo, hi, func(k, val []byte) error {
+				if _, s := keySeq(k); s != next || len(val) < 64 {
+					return fmt.Errorf("chain of %s at %d: %w", a.Short(), next, errCorrupt)
+				}
+				next++
+				copy(h.prunedHash[:], val[:32])
+				var id FactID
+				copy(id[:], val[32:64])
+				freed += uint64(len(val) - 64)
+				return batch.Delete(locatorKey(id))
+			})
+			if err == nil && next != to+1 {
+				err = fmt.Errorf("chain of %s ends at %d below %d: %w", a.Short(), next-1, to, errCorrupt)
+			}
+			if err != nil {
+				return 0, 0, fmt.Errorf("prune: %w", err)
+			}
 		}
 		if err := batch.DeleteRange(lo, hi); err != nil {
 			return 0, 0, fmt.Errorf("prune: %w", err)
 		}
 		// Evidence at seqs ≤ to.
 		elo, ehi := seqRange(tagEvidence, a, 0, to)
-		err = j.kv.Scan(elo, ehi, func(k, val []byte) error {
-			if len(k) != 2+32+8+32 || len(val) < 32 {
-				return fmt.Errorf("evidence record: %w", errCorrupt)
-			}
-			var id FactID
-			copy(id[:], k[42:])
-			facts++
-			evidence++
-			freed += uint64(len(val) - 32)
-			return batch.Delete(locatorKey(id))
-		})
-		if err != nil {
-			return 0, 0, fmt.Errorf("prune: %w", err)
-		}
 		if err := batch.DeleteRange(elo, ehi); err != nil {
 			return 0, 0, fmt.Errorf("prune: %w", err)
 		}
-		h.pruned, h.prunedHash = to, last
+		h.pruned = to
 		heads[a] = h
 		if err := batch.Set(authorKey(tagHead, a), h.encode()); err != nil {
 			return 0, 0, fmt.Errorf("prune: %w", err)
 		}
 	}
-	if len(heads) == 0 {
-		return 0, 0, nil
+	if rewrite {
+		kept, keptBytes, err := j.rewriteLocators(batch, func(a DeviceID) uint64 {
+			if h, ok := heads[a]; ok {
+				return h.pruned
+			}
+			return j.heads[a].pruned
+		})
+		if err != nil {
+			return 0, 0, fmt.Errorf("prune: %w", err)
+		}
+		if kept != stats.Facts-facts || keptBytes > stats.Bytes {
+			return 0, 0, fmt.Errorf("prune: %d facts of %d bytes stay, counters say %d of %d before pruning %d: %w",
+				kept, keptBytes, stats.Facts, stats.Bytes, facts, errCorrupt)
+		}
+		freed = stats.Bytes - keptBytes
+	} else {
+		for _, e := range evidence {
+			freed += e.size
+			if err := batch.Delete(locatorKey(e.id)); err != nil {
+				return 0, 0, fmt.Errorf("prune: %w", err)
+			}
+		}
 	}
-	stats := j.stats
 	stats.Facts -= facts
 	stats.Bytes -= freed
-	stats.Equivocations -= evidence
+	stats.Equivocations -= uint64(len(evidence))
 	stats.PrunedFacts += facts
 	stats.PrunedBytes += freed
 	if err := batch.Set(tagKey(tagCounters), encodeCounters(stats)); err != nil {
@@ -125,4 +164,87 @@ func (j *Journal) prune(v VersionVector) (facts, freed uint64, err error) {
 	j.gen++
 	j.mu.Unlock()
 	return facts, freed, nil
+}
+
+// evidenceEntry is one evidence record: the conflicting fact's id and size.
+type evidenceEntry struct {
+	id   FactID
+	size uint64
+}
+
+// evidenceUpTo lists the evidence of author a at seqs ≤ to.
+func (j *Journal) evidenceUpTo(a DeviceID, to uint64) ([]evidenceEntry, error) {
+	var out []evidenceEntry
+	lo, hi := seqRange(tagEvidence, a, 0, to)
+	err := j.kv.Scan(lo, hi, func(k, val []byte) error {
+		if len(k) != 2+32+8+32 || len(val) < 32 {
+			return fmt.Errorf("evidence record: %w", errCorrupt)
+		}
+		var e evidenceEntry
+		copy(e.id[:], k[42:])
+		e.size = uint64(len(val) - 32)
+		out = append(out, e)
+		return nil
+	})
+	return out, err
+}
+
+// rewriteLocators adds to batch a deletion of the whole locator range and
+// the locators of every fact that stays: chain facts above floor(author),
+// pending facts, and evidence above floor(author). It returns how many
+// facts stay and their bytes. The caller holds the write lock.
+func (j *Journal) rewriteLocators(batch KVBatch, floor func(DeviceID) uint64) (kept, bytes uint64, err error) {
+	lo := []byte{JournalPrefix, tagLocator}
+	if err := batch.DeleteRange(lo, prefixEnd(lo)); err != nil {
+		return 0, 0, err
+	}
+	var kbuf, lbuf []byte
+	set := func(id FactID, a DeviceID, seq uint64, where byte, size int) error {
+		kept++
+		bytes += uint64(size)
+		kbuf = appendLocatorKey(kbuf[:0], id)
+		lbuf = appendLocator(lbuf[:0], a, seq, where)
+		return batch.Set(kbuf, lbuf)
+	}
+	for a, h := range j.heads {
+		from := floor(a)
+		if h.seq > from {
+			clo, chi := seqRange(tagChain, a, from+1, h.seq)
+			err := j.kv.Scan(clo, chi, func(k, val []byte) error {
+				if len(val) < 64 {
+					return fmt.Errorf("chain record: %w", errCorrupt)
+				}
+				_, s := keySeq(k)
+				return set(FactID(val[32:64]), a, s, whereChain, len(val)-64)
+			})
+			if err != nil {
+				return 0, 0, err
+			}
+		}
+		if h.pending > 0 {
+			plo, phi := seqRange(tagPending, a, 0, ^uint64(0))
+			err := j.kv.Scan(plo, phi, func(k, val []byte) error {
+				if len(val) < 32 {
+					return fmt.Errorf("pending record: %w", errCorrupt)
+				}
+				_, s := keySeq(k)
+				return set(FactID(val[:32]), a, s, whereChain, len(val)-32)
+			})
+			if err != nil {
+				return 0, 0, err
+			}
+		}
+		elo, ehi := seqRange(tagEvidence, a, from+1, ^uint64(0))
+		err := j.kv.Scan(elo, ehi, func(k, val []byte) error {
+			if len(k) != 2+32+8+32 || len(val) < 32 {
+				return fmt.Errorf("evidence record: %w", errCorrupt)
+			}
+			_, s := keySeq(k)
+			return set(FactID(k[42:]), a, s, whereEvidence, len(val)-32)
+		})
+		if err != nil {
+			return 0, 0, err
+		}
+	}
+	return kept, bytes, nil
 }

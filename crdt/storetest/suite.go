@@ -38,6 +38,7 @@ func Run(t *testing.T, h Harness) {
 		{"Admit", testAdmit},
 		{"RangeBySeq", testRangeBySeq},
 		{"Prune", testPrune},
+		{"PruneMost", testPruneMost},
 		{"Rebase", testRebase},
 		{"Reopen", testReopen},
 		{"Concurrent", testConcurrent},
@@ -678,6 +679,68 @@ func testPrune(t *testing.T, h Harness) {
 	}
 	if prefixHash(t, s, vv) != prefixHash(t, ref, vv) {
 		t.Fatal("prefix hash at the frontier lost")
+	}
+}
+
+// testPruneMost prunes most of the journal, as a snapshot round does, so
+// the journal drops its whole locator range and writes the kept facts'
+// locators again: every kept fact (chain above the frontier, pending,
+// evidence above the frontier, authors not pruned) must still be found by
+// id, and the pruned ones must not.
+func testPruneMost(t *testing.T, h Harness) {
+	s := h.Open(t, account)
+	defer func() { s.Close() }()
+	a, b, c := NewAuthor(account, "a"), NewAuthor(account, "b"), NewAuthor(account, "c")
+	fa, fb, fc := a.Chain(t, 40), b.Chain(t, 40), c.Chain(t, 3)
+	evil3, evil38 := a.At(t, 3, 3, "evil3"), a.At(t, 38, 38, "evil38")
+	pend := b.At(t, 43, 43, "pending")
+	ingest(t, s, slices.Concat(fa, fb, fc, []*crdt.Fact{evil3, evil38, pend}))
+	before := s.Stats()
+	pruned := slices.Concat(fa[:36], fb[:36], []*crdt.Fact{evil3})
+	kept := slices.Concat(fa[36:], fb[36:], fc, []*crdt.Fact{evil38, pend})
+	var wantBytes uint64
+	for _, f := range pruned {
+		wantBytes += uint64(f.Size())
+	}
+	v := crdt.VersionVector{a.ID: 36, b.ID: 36}
+	n, freed, err := s.Prune(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != uint64(len(pruned)) || freed != wantBytes {
+		t.Fatalf("pruned %d facts of %d bytes, want %d of %d", n, freed, len(pruned), wantBytes)
+	}
+	check := func(s crdt.Store) {
+		t.Helper()
+		mustHave(t, s, false, pruned...)
+		mustHave(t, s, true, kept...)
+		for _, f := range kept {
+			if g, err := s.Get(f.ID()); err != nil || g.ID() != f.ID() {
+				t.Fatalf("get kept fact %s: %v", f.ID(), err)
+			}
+		}
+		st := s.Stats()
+		if st.Facts != uint64(len(kept)) || st.Bytes != before.Bytes-wantBytes || st.PrunedFacts != uint64(len(pruned)) ||
+			st.Equivocations != 1 || st.Pending != 1 {
+			t.Fatalf("stats after prune %+v (before %+v)", st, before)
+		}
+	}
+	check(s)
+	if h.Reopen != nil {
+		s = h.Reopen(t, s)
+		check(s)
+	}
+	// Kept facts are duplicates; the gap below the pending fact fills.
+	res, err := s.Ingest([]*crdt.Fact{Decoded(t, fa[37]), Decoded(t, fc[0]), Decoded(t, pend)}, nil)
+	if err != nil || res.Duplicates != 3 || len(res.Added) != 0 {
+		t.Fatalf("re-ingest kept facts: %+v %v", res, err)
+	}
+	ingest(t, s, []*crdt.Fact{b.At(t, 41, 41, "41"), b.At(t, 42, 42, "42")})
+	if got := s.VersionVector()[b.ID]; got != 43 {
+		t.Fatalf("b at %d after filling the gap, want 43", got)
+	}
+	if g, err := s.Get(pend.ID()); err != nil || g.ID() != pend.ID() {
+		t.Fatalf("get the chained pending fact: %v", err)
 	}
 }
 
