@@ -193,8 +193,8 @@ func (j *Journal) evidenceUpTo(a DeviceID, to uint64) ([]evidenceEntry, error) {
 }
 
 // rewriteLocators adds to batch a deletion of the whole locator range and
-// the locators of every fact that stays: chain facts above floor(author),
-// pending facts, and evidence above floor(author). It returns how many
+// the locators of every fact that stays: chain facts, pending facts and
+// evidence above floor(author). It returns how many
 // facts stay and their bytes. The caller holds the write lock.
 func (j *Journal) rewriteLocators(batch KVBatch, floor func(DeviceID) uint64) (kept, bytes uint64, err error) {
 	lo := []byte{JournalPrefix, tagLocator}
@@ -225,7 +225,7 @@ func (j *Journal) rewriteLocators(batch KVBatch, floor func(DeviceID) uint64) (k
 			}
 		}
 		if h.pending > 0 {
-			plo, phi := seqRange(tagPending, a, 0, ^uint64(0))
+			plo, phi := seqRange(tagPending, a, from+1, ^uint64(0))
 			err := j.kv.Scan(plo, phi, func(k, val []byte) error {
 				if len(val) < 32 {
 					return fmt.Errorf("pending record: %w", errCorrupt)

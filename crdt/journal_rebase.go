@@ -61,6 +61,39 @@ func (j *Journal) jump(v VersionVector, heads map[DeviceID]Hash, jump []DeviceID
 	defer j.wmu.Unlock()
 	w := &ingestWrite{j: j, batch: j.kv.NewBatch(), heads: make(map[DeviceID]authorHead), stats: j.stats}
 	defer w.batch.Close()
+	// As in Prune: when the journal drops more chain facts than it keeps,
+	// the locator range is rewritten with the kept facts' locators (first
+	// in the batch, from what the KV holds now) instead of one delete per
+	// dropped fact.
+	var dropped uint64
+	floor := make(map[DeviceID]uint64, len(jump))
+	for _, a := range jump {
+		h := j.heads[a]
+		floor[a] = v[a]
+		if top := min(h.seq, v[a]); top > h.pruned {
+			dropped += top - h.pruned
+		}
+	}
+	rewrite := j.stats.Facts < 2*dropped
+	var kept uint64
+	if rewrite {
+		var err error
+		kept, _, err = j.rewriteLocators(w.batch, func(a DeviceID) uint64 {
+			if f, ok := floor[a]; ok {
+				return f
+			}
+			return j.heads[a].pruned
+		})
+		if err != nil {
+			return fmt.Errorf("rebase: %w", err)
+		}
+	}
+	deleteLocator := func(id FactID) error {
+		if rewrite {
+			return nil
+		}
+		return w.batch.Delete(locatorKey(id))
+	}
 	for _, a := range jump {
 		h, to := j.heads[a], v[a]
 		// Chain facts (pruned, min(seq, to)] are covered: drop them.
@@ -76,7 +109,7 @@ func (j *Journal) jump(v VersionVector, heads map[DeviceID]Hash, jump []DeviceID
 				w.stats.Bytes -= uint64(len(val) - 64)
 				w.stats.PrunedFacts++
 				w.stats.PrunedBytes += uint64(len(val) - 64)
-				return w.batch.Delete(locatorKey(id))
+				return deleteLocator(id)
 			})
 			if err != nil {
 				return fmt.Errorf("rebase %s: %w", a.Short(), err)
@@ -100,7 +133,7 @@ func (j *Journal) jump(v VersionVector, heads map[DeviceID]Hash, jump []DeviceID
 				w.stats.Bytes -= uint64(len(val) - 32)
 				w.stats.PrunedFacts++
 				w.stats.PrunedBytes += uint64(len(val) - 32)
-				return w.batch.Delete(locatorKey(id))
+				return deleteLocator(id)
 			})
 			if err != nil {
 				return fmt.Errorf("rebase %s: %w", a.Short(), err)
@@ -122,7 +155,7 @@ func (j *Journal) jump(v VersionVector, heads map[DeviceID]Hash, jump []DeviceID
 			w.stats.Bytes -= uint64(len(val) - 32)
 			w.stats.PrunedFacts++
 			w.stats.PrunedBytes += uint64(len(val) - 32)
-			return w.batch.Delete(locatorKey(id))
+			return deleteLocator(id)
 		})
 		if err != nil {
 			return fmt.Errorf("rebase %s: %w", a.Short(), err)
@@ -169,6 +202,9 @@ func (j *Journal) jump(v VersionVector, heads map[DeviceID]Hash, jump []DeviceID
 		if err := w.batch.Set(authorKey(tagHead, a), st.h.encode()); err != nil {
 			return err
 		}
+	}
+	if rewrite && kept != w.stats.Facts {
+		return fmt.Errorf("rebase: %d facts stay, counters say %d: %w", kept, w.stats.Facts, errCorrupt)
 	}
 	if err := w.batch.Set(tagKey(tagCounters), encodeCounters(w.stats)); err != nil {
 		return err

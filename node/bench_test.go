@@ -125,7 +125,10 @@ func loadedMesh(tb testing.TB, k, m, total, keys, factSize int, edit func(*Confi
 	if k > 1 {
 		meshUp(ctx, ns)
 	}
-	waitHolds(tb, 5*time.Minute, ns, want)
+	// Every device verifies and stores every other device's facts: allow
+	// 50 µs per fact per device beyond five minutes (a 30-device mesh over
+	// a million facts is 30 million ingests on two cores).
+	waitHolds(tb, 5*time.Minute+time.Duration(k*total)*50*time.Microsecond, ns, want)
 	waitConverged(tb, time.Minute, ns)
 	return ns
 }

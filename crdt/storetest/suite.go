@@ -40,6 +40,7 @@ func Run(t *testing.T, h Harness) {
 		{"Prune", testPrune},
 		{"PruneMost", testPruneMost},
 		{"Rebase", testRebase},
+		{"RebaseMost", testRebaseMost},
 		{"Reopen", testReopen},
 		{"Concurrent", testConcurrent},
 		{"Closed", testClosed},
@@ -957,5 +958,59 @@ func testRebase(t *testing.T, h Harness) {
 	}
 	if res, _ := s.Ingest([]*crdt.Fact{Decoded(t, fb[4])}, nil); len(res.Rejected) != 1 || !errors.Is(res.Rejected[0].Err, crdt.ErrPruned) {
 		t.Fatalf("fact under the snapshot after rebase: %+v, want ErrPruned", res)
+	}
+}
+
+// testRebaseMost rebases a journal that held most of an author's chain
+// below the snapshot's frontier but not all of it (a device offline across
+// a round): it drops more than it keeps, so its locators are rewritten.
+func testRebaseMost(t *testing.T, h Harness) {
+	a, b := NewAuthor(account, "a"), NewAuthor(account, "b")
+	fa, fb := a.Chain(t, 4), b.Chain(t, 30)
+	evil10 := b.At(t, 10, 10, "evil10")
+	ref := h.Open(t, account)
+	defer ref.Close()
+	ingest(t, ref, slices.Concat(fa, fb))
+	v := crdt.VersionVector{a.ID: 1, b.ID: 26}
+	heads := map[crdt.DeviceID]crdt.Hash{}
+	for id, seq := range v {
+		hh, err := ref.ChainHash(id, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		heads[id] = hh
+	}
+	s := h.Open(t, account)
+	defer func() { s.Close() }()
+	// b: 1..25 held, 28 pending, evidence at 10; 26 and 27 missing.
+	ingest(t, s, slices.Concat(fa, fb[:25], []*crdt.Fact{fb[27], evil10}))
+	if err := s.Rebase(v, heads); err != nil {
+		t.Fatal(err)
+	}
+	check := func(s crdt.Store) {
+		t.Helper()
+		mustHave(t, s, false, slices.Concat(fa[:1], fb[:25], []*crdt.Fact{evil10})...)
+		mustHave(t, s, true, fa[1], fa[2], fa[3], fb[27])
+		if g, err := s.Get(fb[27].ID()); err != nil || g.ID() != fb[27].ID() {
+			t.Fatalf("get the pending fact: %v", err)
+		}
+		if st := s.Stats(); st.Facts != 4 || st.Pending != 1 || st.Equivocations != 0 {
+			t.Fatalf("stats after rebase %+v, want 4 facts, 1 pending", st)
+		}
+		wantVV(t, s, crdt.VersionVector{a.ID: 4, b.ID: 26})
+	}
+	check(s)
+	if h.Reopen != nil {
+		s = h.Reopen(t, s)
+		check(s)
+	}
+	ingest(t, s, []*crdt.Fact{Decoded(t, fb[26])})
+	vv := crdt.VersionVector{a.ID: 4, b.ID: 28}
+	wantVV(t, s, vv)
+	if prefixHash(t, s, vv) != prefixHash(t, ref, vv) {
+		t.Fatal("chain after rebase differs from the snapshot source")
+	}
+	if res, err := s.Ingest([]*crdt.Fact{Decoded(t, fb[27]), Decoded(t, fa[3])}, nil); err != nil || res.Duplicates != 2 {
+		t.Fatalf("kept facts are not duplicates after rebase: %+v %v", res, err)
 	}
 }
