@@ -123,10 +123,17 @@ func (s *Store) Fetch(ctx context.Context, root cid.Cid, peers []peer.ID, progre
 		return f.stats, err
 	}
 
+	f.sink = s.newSink()
+	f.sink.release = putBuf
 	for _, w := range f.workers {
 		f.wg.Go(func() { f.runWorker(w) })
 	}
 	f.wg.Wait()
+	if err := f.sink.close(false); err != nil {
+		f.mu.Lock()
+		f.failLocked(fmt.Errorf("blobstore: fetch: store blocks: %w", err))
+		f.mu.Unlock()
+	}
 	f.mu.Lock()
 	if f.wake != nil {
 		f.wake.Stop()
@@ -204,7 +211,6 @@ type want struct {
 
 type worker struct {
 	p        peer.ID
-	sink     *sink // used by the worker's reader goroutine only
 	st       *PeerStats
 	queue    []*want // assigned, not requested yet
 	inflight map[*want]struct{}
@@ -221,8 +227,13 @@ type fetch struct {
 
 	total     atomic.Int64 // DAG size from the root's links
 	heldBytes atomic.Int64 // held before, or shared subtrees counted once
-	stored    atomic.Int64 // bytes written by the workers' sinks
-	wrote     atomic.Bool  // some sink wrote something
+	stored    atomic.Int64 // bytes written by the sink
+	wrote     atomic.Bool  // the sink wrote something
+
+	// sink stores the blocks of all workers: one stream of staged
+	// sstables, so a fetch ingests a file per stageBytes, not per peer.
+	sinkMu sync.Mutex
+	sink   *sink
 
 	progressMu sync.Mutex // progress is called by one goroutine at a time
 
@@ -600,7 +611,10 @@ func (f *fetch) receive(w *worker, x *want, data []byte) error {
 		}
 	}
 	size := int64(len(data))
-	if serr := w.sink.add(x.c.Hash(), data); serr != nil {
+	f.sinkMu.Lock()
+	serr := f.sink.add(x.c.Hash(), data)
+	f.sinkMu.Unlock()
+	if serr != nil {
 		err = fmt.Errorf("blobstore: fetch: store block: %w", serr)
 	} else {
 		f.wrote.Store(true)
@@ -634,15 +648,6 @@ func (f *fetch) receive(w *worker, x *want, data []byte) error {
 }
 
 func (f *fetch) runWorker(w *worker) {
-	w.sink = f.s.newSink()
-	w.sink.release = putBuf
-	defer func() {
-		if err := w.sink.close(false); err != nil {
-			f.mu.Lock()
-			f.failLocked(fmt.Errorf("blobstore: fetch: store blocks: %w", err))
-			f.mu.Unlock()
-		}
-	}()
 	str, err := f.s.opts.host.NewStream(f.ctx, w.p, ProtocolID)
 	if err != nil {
 		f.drop(w, &PeerError{Peer: w.p, Err: err})
