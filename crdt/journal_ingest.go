@@ -2,9 +2,10 @@ package crdt
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 )
 
 // Ingest implements Store.
@@ -227,10 +228,14 @@ func (w *ingestWrite) setSeq(tag byte, a DeviceID, seq uint64, parts ...[]byte) 
 
 // placeState is the per-author state while placing one batch.
 type placeState struct {
-	a       DeviceID
-	h       authorHead
-	chained map[uint64]FactID // chained in this batch
-	pendNew map[uint64]*Fact  // made pending in this batch, still pending
+	a    DeviceID
+	h    authorHead
+	run  []FactID // chained in this batch: seqs base+1, base+2, …
+	base uint64
+	// chained is no longer read or written (run replaced it); the rebase
+	// still names it when it builds a placeState. Drop it with that.
+	chained map[uint64]FactID
+	pendNew map[uint64]*Fact // made pending in this batch, still pending
 }
 
 func (w *ingestWrite) place(admitted []*Fact) error {
@@ -245,13 +250,13 @@ func (w *ingestWrite) place(admitted []*Fact) error {
 	for _, a := range order {
 		fs := byAuthor[a]
 		// By seq; at one seq the lowest id first, so it takes the slot.
-		sort.Slice(fs, func(x, y int) bool {
-			if fs[x].Seq != fs[y].Seq {
-				return fs[x].Seq < fs[y].Seq
+		slices.SortFunc(fs, func(x, y *Fact) int {
+			if x.Seq != y.Seq {
+				return cmp.Compare(x.Seq, y.Seq)
 			}
-			return bytes.Compare(fs[x].id[:], fs[y].id[:]) < 0
+			return bytes.Compare(x.id[:], y.id[:])
 		})
-		st := &placeState{a: a, h: w.j.heads[a], chained: make(map[uint64]FactID, len(fs))}
+		st := &placeState{a: a, h: w.j.heads[a], run: make([]FactID, 0, len(fs))}
 		if st.h.seq == 0 && st.h.hash.IsZero() {
 			st.h.hash = ChainGenesis(a)
 		}
@@ -272,8 +277,10 @@ func (w *ingestWrite) place(admitted []*Fact) error {
 func (w *ingestWrite) placeOne(st *placeState, f *Fact) error {
 	s := f.Seq
 	if s <= st.h.seq { // the chain already holds seq s: evidence
-		kept, ok := st.chained[s]
-		if !ok {
+		var kept FactID
+		if len(st.run) > 0 && s > st.base {
+			kept = st.run[s-st.base-1]
+		} else {
 			v, found, err := w.j.kv.Get(seqKey(tagChain, st.a, s))
 			if err != nil {
 				return err
@@ -365,9 +372,12 @@ func (w *ingestWrite) chain(st *placeState, id FactID, raw []byte, f *Fact) erro
 		}
 	}
 	w.chained = append(w.chained, f)
+	if len(st.run) == 0 {
+		st.base = st.h.seq
+	}
 	st.h.hash = ChainNext(st.h.hash, id)
 	st.h.seq++
-	st.chained[st.h.seq] = id
+	st.run = append(st.run, id)
 	return w.setSeq(tagChain, st.a, st.h.seq, st.h.hash[:], id[:], raw)
 }
 

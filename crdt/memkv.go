@@ -20,10 +20,18 @@ type MemKV struct {
 
 const memMaxLevel = 24
 
+// memNode is one key of the skip list. Its key and value are one slice
+// (kv[:klen] and kv[klen:]), and the tower of the usual levels (1 and 2,
+// 15 of 16 nodes) is inline, so that a node is one allocation.
 type memNode struct {
-	key, val []byte
-	next     []*memNode
+	kv    []byte
+	klen  int
+	next  []*memNode
+	tower [2]*memNode
 }
+
+func (n *memNode) key() []byte { return n.kv[:n.klen:n.klen] }
+func (n *memNode) val() []byte { return n.kv[n.klen:] }
 
 // NewMemKV returns an empty in-memory KV.
 func NewMemKV() *MemKV {
@@ -56,7 +64,7 @@ func (m *MemKV) randomLevel() int {
 func (m *MemKV) seek(key []byte, update []*memNode) *memNode {
 	x := m.head
 	for i := m.level - 1; i >= 0; i-- {
-		for x.next[i] != nil && bytes.Compare(x.next[i].key, key) < 0 {
+		for x.next[i] != nil && bytes.Compare(x.next[i].key(), key) < 0 {
 			x = x.next[i]
 		}
 		if update != nil {
@@ -71,10 +79,10 @@ func (m *MemKV) Get(key []byte) ([]byte, bool, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	x := m.seek(key, nil)
-	if x == nil || !bytes.Equal(x.key, key) {
+	if x == nil || !bytes.Equal(x.key(), key) {
 		return nil, false, nil
 	}
-	return bytes.Clone(x.val), true, nil
+	return bytes.Clone(x.val()), true, nil
 }
 
 // Scan implements KV. It reads in chunks under the lock and calls fn
@@ -88,14 +96,14 @@ func (m *MemKV) Scan(lo, hi []byte, fn func(key, value []byte) error) error {
 		chunk = chunk[:0]
 		m.mu.RLock()
 		x := m.seek(from, nil)
-		if x != nil && !inclusive && bytes.Equal(x.key, from) {
+		if x != nil && !inclusive && bytes.Equal(x.key(), from) {
 			x = x.next[0]
 		}
 		for ; x != nil && len(chunk) < 256; x = x.next[0] {
-			if hi != nil && bytes.Compare(x.key, hi) >= 0 {
+			if hi != nil && bytes.Compare(x.key(), hi) >= 0 {
 				break
 			}
-			chunk = append(chunk, kv{x.key, x.val}) // nodes' slices are never modified in place
+			chunk = append(chunk, kv{x.key(), x.val()}) // nodes' bytes are never modified in place
 		}
 		m.mu.RUnlock()
 		if len(chunk) == 0 {
@@ -113,11 +121,13 @@ func (m *MemKV) Scan(lo, hi []byte, fn func(key, value []byte) error) error {
 	}
 }
 
-func (m *MemKV) set(key, val []byte) {
+// set makes kv[:klen] hold kv[klen:]; the node keeps kv.
+func (m *MemKV) set(kv []byte, klen int) {
+	key := kv[:klen]
 	var update [memMaxLevel]*memNode
 	x := m.seek(key, update[:])
-	if x != nil && bytes.Equal(x.key, key) {
-		x.val = val
+	if x != nil && bytes.Equal(x.key(), key) {
+		x.kv, x.klen = kv, klen
 		return
 	}
 	l := m.randomLevel()
@@ -127,7 +137,12 @@ func (m *MemKV) set(key, val []byte) {
 		}
 		m.level = l
 	}
-	n := &memNode{key: key, val: val, next: make([]*memNode, l)}
+	n := &memNode{kv: kv, klen: klen}
+	if l <= len(n.tower) {
+		n.next = n.tower[:l]
+	} else {
+		n.next = make([]*memNode, l)
+	}
 	for i := 0; i < l; i++ {
 		n.next[i] = update[i].next[i]
 		update[i].next[i] = n
@@ -141,10 +156,10 @@ func (m *MemKV) deleteRange(lo, hi []byte) {
 	x := m.seek(lo, update[:])
 	for x != nil {
 		if hi == nil {
-			if !bytes.Equal(x.key, lo) {
+			if !bytes.Equal(x.key(), lo) {
 				return
 			}
-		} else if bytes.Compare(x.key, hi) >= 0 {
+		} else if bytes.Compare(x.key(), hi) >= 0 {
 			return
 		}
 		for i := 0; i < len(x.next); i++ {
@@ -170,29 +185,61 @@ func (m *MemKV) Compact(lo, hi []byte) error { return nil }
 // the same MemKV.
 func (m *MemKV) Close() error { return nil }
 
+// memOp is one write of a batch: kv[:klen] is the key (or the low end of
+// a range), kv[klen:] the value (or the high end).
 type memOp struct {
-	kind  byte // 's' set, 'd' delete, 'r' range delete
-	k, v  []byte
-	hiKey []byte
+	kind byte // 's' set, 'd' delete, 'r' range delete
+	klen int
+	kv   []byte
 }
 
+// A batch copies what it is given into arena chunks once it holds more
+// than memArenaFrom bytes (before that, one allocation per write, so that
+// a small batch pins no more than it stores): the nodes it commits keep
+// views of those chunks.
+const (
+	memArenaFrom = 4 << 10
+	memChunk     = 16 << 10
+)
+
 type memBatch struct {
-	m   *MemKV
-	ops []memOp
+	m     *MemKV
+	ops   []memOp
+	arena []byte // the current chunk; its unused capacity is free
+	bytes int    // copied so far
+}
+
+// copyIn returns a copy of a ‖ b that the batch owns.
+func (b *memBatch) copyIn(a, c []byte) []byte {
+	n := len(a) + len(c)
+	b.bytes += n
+	var dst []byte
+	switch {
+	case b.bytes <= memArenaFrom || n > memChunk/4:
+		dst = make([]byte, 0, n)
+	case n <= cap(b.arena)-len(b.arena):
+		dst = b.arena[len(b.arena):len(b.arena)]
+		b.arena = b.arena[:len(b.arena)+n]
+	default:
+		b.arena = make([]byte, n, memChunk)
+		dst = b.arena[:0]
+	}
+	dst = append(append(dst, a...), c...)
+	return dst[:n:n]
 }
 
 func (b *memBatch) Set(key, value []byte) error {
-	b.ops = append(b.ops, memOp{kind: 's', k: bytes.Clone(key), v: bytes.Clone(value)})
+	b.ops = append(b.ops, memOp{kind: 's', klen: len(key), kv: b.copyIn(key, value)})
 	return nil
 }
 
 func (b *memBatch) Delete(key []byte) error {
-	b.ops = append(b.ops, memOp{kind: 'd', k: bytes.Clone(key)})
+	b.ops = append(b.ops, memOp{kind: 'd', klen: len(key), kv: b.copyIn(key, nil)})
 	return nil
 }
 
 func (b *memBatch) DeleteRange(lo, hi []byte) error {
-	b.ops = append(b.ops, memOp{kind: 'r', k: bytes.Clone(lo), hiKey: bytes.Clone(hi)})
+	b.ops = append(b.ops, memOp{kind: 'r', klen: len(lo), kv: b.copyIn(lo, hi)})
 	return nil
 }
 
@@ -202,20 +249,20 @@ func (b *memBatch) Commit(sync bool) error {
 	for _, op := range b.ops {
 		switch op.kind {
 		case 's':
-			b.m.set(op.k, op.v)
+			b.m.set(op.kv, op.klen)
 		case 'd':
-			b.m.deleteRange(op.k, nil)
+			b.m.deleteRange(op.kv[:op.klen], nil)
 		case 'r':
-			if bytes.Compare(op.k, op.hiKey) < 0 {
-				b.m.deleteRange(op.k, op.hiKey)
+			if lo, hi := op.kv[:op.klen], op.kv[op.klen:]; bytes.Compare(lo, hi) < 0 {
+				b.m.deleteRange(lo, hi)
 			}
 		}
 	}
-	b.ops = nil
+	b.ops, b.arena = nil, nil
 	return nil
 }
 
 func (b *memBatch) Close() error {
-	b.ops = nil
+	b.ops, b.arena = nil, nil
 	return nil
 }
