@@ -16,7 +16,13 @@ type MemKV struct {
 	level int
 	rng   uint64
 	n     int
+	slab  []memNode // nodes allocated ahead, memSlab at a time
 }
+
+// memSlab is how many nodes are allocated at once. A deleted node's slot
+// is cleared (it pins no key or value) but stays allocated until the
+// others of its slab are deleted too.
+const memSlab = 64
 
 const memMaxLevel = 24
 
@@ -137,7 +143,12 @@ func (m *MemKV) set(kv []byte, klen int) {
 		}
 		m.level = l
 	}
-	n := &memNode{kv: kv, klen: klen}
+	if len(m.slab) == 0 {
+		m.slab = make([]memNode, memSlab)
+	}
+	n := &m.slab[0]
+	m.slab = m.slab[1:]
+	n.kv, n.klen = kv, klen
 	if l <= len(n.tower) {
 		n.next = n.tower[:l]
 	} else {
@@ -168,10 +179,12 @@ func (m *MemKV) deleteRange(lo, hi []byte) {
 			}
 		}
 		m.n--
+		next := x.next[0]
+		*x = memNode{}
 		if hi == nil {
 			return
 		}
-		x = x.next[0]
+		x = next
 	}
 }
 
