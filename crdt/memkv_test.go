@@ -10,8 +10,8 @@ import (
 	"pgregory.net/rapid"
 )
 
-// TestMemKVModel holds MemKV to a sorted map: random batches of sets,
-// deletes and range deletes (small and large, so that both the
+// TestMemKVModel holds MemKV to a sorted map: random batches of sets
+// (at random keys and runs of ascending ones), deletes and range deletes (small and large, so that both the
 // per-write copies and the arena chunks are used), then Get of every key
 // ever written and a Scan of random ranges, against the model.
 func TestMemKVModel(t *testing.T) {
@@ -28,6 +28,14 @@ func TestMemKVModel(t *testing.T) {
 			for range rapid.IntRange(0, 800).Draw(t, "ops") {
 				k := key.Draw(t, "key")
 				switch rapid.IntRange(0, 9).Draw(t, "op") {
+				case 9: // keys in ascending order, as the journal writes a chain
+					from := rapid.IntRange(0, 600).Draw(t, "from")
+					for n := range rapid.IntRange(1, 300).Draw(t, "n") {
+						k := fmt.Appendf(nil, "k%03d", from+n)
+						_ = b.Set(k, k)
+						next[string(k)] = k
+						written = append(written, string(k))
+					}
 				case 0:
 					_ = b.Delete(k)
 					delete(next, string(k))
