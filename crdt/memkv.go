@@ -10,15 +10,26 @@ import (
 // over the same MemKV to model a restart. Commit applies a batch
 // atomically; sync is meaningless in memory.
 //
-// The keys are held in order in runs of at most memRunMax entries, the
-// runs in order in one slice: a lookup is a binary search over the runs'
-// first keys and one within a run, an insert shifts part of one run (a
-// full run is split in two), and an entry costs no allocation of its own.
+// The keys are held in a B+ tree: leaves of at most memFanout entries in
+// key order, inner nodes of at most memFanout children. A lookup is a
+// binary search per level, an insert shifts part of one leaf (a full node
+// is split in two), and an entry costs no allocation of its own. A node
+// left empty by deletes is removed; nodes are not merged otherwise.
 type MemKV struct {
 	mu   sync.RWMutex
-	runs [][]memEntry // none empty; each sorted, and below the next
+	root *memNode
 	n    int
 }
+
+// memNode is a leaf (ents) or an inner node (kids, with seps[i] a lower
+// bound of the keys under kids[i+1] and above those under kids[i]).
+type memNode struct {
+	ents []memEntry
+	kids []*memNode
+	seps [][]byte
+}
+
+func (x *memNode) leaf() bool { return x.kids == nil }
 
 // memEntry is one key and its value: kv[:klen] and kv[klen:].
 type memEntry struct {
@@ -29,10 +40,10 @@ type memEntry struct {
 func (e *memEntry) key() []byte { return e.kv[:e.klen:e.klen] }
 func (e *memEntry) val() []byte { return e.kv[e.klen:] }
 
-const memRunMax = 128
+const memFanout = 32
 
 // NewMemKV returns an empty in-memory KV.
-func NewMemKV() *MemKV { return &MemKV{} }
+func NewMemKV() *MemKV { return &MemKV{root: &memNode{}} }
 
 // Len is the number of keys held.
 func (m *MemKV) Len() int {
@@ -41,56 +52,90 @@ func (m *MemKV) Len() int {
 	return m.n
 }
 
-// seek returns the position of the first entry with key ≥ key: run r,
-// index i (r == len(m.runs) when there is none; i == len(m.runs[r]) only
-// for the last run, when key is above its keys).
-func (m *MemKV) seek(key []byte) (r, i int) {
-	// The last run whose first key is ≤ key (or the first run).
-	lo, hi := 0, len(m.runs)
-	for hi-lo > 1 {
+// memStep is one inner node on the way down and the child taken.
+type memStep struct {
+	x *memNode
+	i int
+}
+
+// memPath is a position: the inner nodes above a leaf, the leaf, and an
+// index in it.
+type memPath struct {
+	up   [memMaxDepth]memStep
+	n    int
+	leaf *memNode
+	i    int
+}
+
+// memMaxDepth bounds the tree's height: 32^12 keys.
+const memMaxDepth = 12
+
+// seek returns the position of the first entry with key ≥ key in the
+// leaf where key belongs (p.i == len(p.leaf.ents) when it is above them).
+func (m *MemKV) seek(key []byte) memPath {
+	var p memPath
+	x := m.root
+	for !x.leaf() {
+		// The number of separators ≤ key is the child to take.
+		lo, hi := 0, len(x.seps)
+		for lo < hi {
+			mid := int(uint(lo+hi) >> 1)
+			if bytes.Compare(x.seps[mid], key) <= 0 {
+				lo = mid + 1
+			} else {
+				hi = mid
+			}
+		}
+		p.up[p.n] = memStep{x, lo}
+		p.n++
+		x = x.kids[lo]
+	}
+	lo, hi := 0, len(x.ents)
+	for lo < hi {
 		mid := int(uint(lo+hi) >> 1)
-		if bytes.Compare(m.runs[mid][0].key(), key) <= 0 {
-			lo = mid
+		if bytes.Compare(x.ents[mid].key(), key) < 0 {
+			lo = mid + 1
 		} else {
 			hi = mid
 		}
 	}
-	if lo == len(m.runs) {
-		return lo, 0
-	}
-	run := m.runs[lo]
-	a, b := 0, len(run)
-	for a < b {
-		mid := int(uint(a+b) >> 1)
-		if bytes.Compare(run[mid].key(), key) < 0 {
-			a = mid + 1
-		} else {
-			b = mid
-		}
-	}
-	if a == len(run) && lo+1 < len(m.runs) {
-		return lo + 1, 0
-	}
-	return lo, a
+	p.leaf, p.i = x, lo
+	return p
 }
 
-// at returns the entry at (r, i), or nil past the end.
-func (m *MemKV) at(r, i int) *memEntry {
-	if r >= len(m.runs) || i >= len(m.runs[r]) {
-		return nil
+// entry returns the entry at p, moving p to the next leaf first when it is
+// past the end of its own; nil at the end of the KV.
+func (p *memPath) entry() *memEntry {
+	for p.i >= len(p.leaf.ents) {
+		// Up to the first node with a child to the right, then down its
+		// leftmost path.
+		for p.n > 0 && p.up[p.n-1].i+1 >= len(p.up[p.n-1].x.kids) {
+			p.n--
+		}
+		if p.n == 0 {
+			return nil
+		}
+		p.up[p.n-1].i++
+		x := p.up[p.n-1].x.kids[p.up[p.n-1].i]
+		for !x.leaf() {
+			p.up[p.n] = memStep{x, 0}
+			p.n++
+			x = x.kids[0]
+		}
+		p.leaf, p.i = x, 0
 	}
-	return &m.runs[r][i]
+	return &p.leaf.ents[p.i]
 }
 
 // Get implements KV.
 func (m *MemKV) Get(key []byte) ([]byte, bool, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	e := m.at(m.seek(key))
-	if e == nil || !bytes.Equal(e.key(), key) {
+	p := m.seek(key)
+	if p.i >= len(p.leaf.ents) || !bytes.Equal(p.leaf.ents[p.i].key(), key) {
 		return nil, false, nil
 	}
-	return bytes.Clone(e.val()), true, nil
+	return bytes.Clone(p.leaf.ents[p.i].val()), true, nil
 }
 
 // Scan implements KV. It reads in chunks under the lock and calls fn
@@ -103,19 +148,16 @@ func (m *MemKV) Scan(lo, hi []byte, fn func(key, value []byte) error) error {
 	for {
 		chunk = chunk[:0]
 		m.mu.RLock()
-		r, i := m.seek(from)
-		if e := m.at(r, i); e != nil && !inclusive && bytes.Equal(e.key(), from) {
-			i++
+		p := m.seek(from)
+		if e := p.entry(); e != nil && !inclusive && bytes.Equal(e.key(), from) {
+			p.i++
 		}
-	scan:
-		for ; r < len(m.runs); r, i = r+1, 0 {
-			for ; i < len(m.runs[r]); i++ {
-				e := &m.runs[r][i]
-				if (hi != nil && bytes.Compare(e.key(), hi) >= 0) || len(chunk) == 256 {
-					break scan
-				}
-				chunk = append(chunk, kv{e.key(), e.val()}) // entries' bytes are never modified in place
+		for e := p.entry(); e != nil && len(chunk) < 256; e = p.entry() {
+			if hi != nil && bytes.Compare(e.key(), hi) >= 0 {
+				break
 			}
+			chunk = append(chunk, kv{e.key(), e.val()}) // entries' bytes are never modified in place
+			p.i++
 		}
 		m.mu.RUnlock()
 		if len(chunk) == 0 {
@@ -136,73 +178,75 @@ func (m *MemKV) Scan(lo, hi []byte, fn func(key, value []byte) error) error {
 // set makes kv[:klen] hold kv[klen:]; the entry keeps kv.
 func (m *MemKV) set(kv []byte, klen int) {
 	e := memEntry{kv: kv, klen: klen}
-	if len(m.runs) == 0 {
-		m.runs = append(m.runs, insertEntry(nil, 0, e))
-		m.n++
-		return
-	}
-	r, i := m.seek(e.key())
-	run := m.runs[r]
-	if i < len(run) && bytes.Equal(run[i].key(), e.key()) {
-		run[i] = e
+	p := m.seek(e.key())
+	x := p.leaf
+	if p.i < len(x.ents) && bytes.Equal(x.ents[p.i].key(), e.key()) {
+		x.ents[p.i] = e
 		return
 	}
 	m.n++
-	if i == 0 && r > 0 {
-		// Between run r-1's last key and run r's first: the end of run
-		// r-1 is as good a place, and costs no shift.
-		r, run, i = r-1, m.runs[r-1], len(m.runs[r-1])
-	}
-	if len(run) < memRunMax {
-		m.runs[r] = insertEntry(run, i, e)
+	x.ents = insertAt(x.ents, p.i, e)
+	if len(x.ents) <= memFanout {
 		return
 	}
-	if i == len(run) { // past a full run (keys written in order): a new run
-		m.insertRun(r+1, insertEntry(nil, 0, e))
-		return
+	// Split the full leaf, then any inner node that overflows.
+	half := len(x.ents) / 2
+	right := &memNode{ents: make([]memEntry, len(x.ents)-half, memFanout+1)}
+	copy(right.ents, x.ents[half:])
+	clear(x.ents[half:])
+	x.ents = x.ents[:half]
+	sep := right.ents[0].key()
+	for {
+		if p.n == 0 { // x is the root
+			m.root = &memNode{kids: []*memNode{x, right}, seps: [][]byte{sep}}
+			return
+		}
+		p.n--
+		up := p.up[p.n]
+		parent := up.x
+		parent.kids = insertAt(parent.kids, up.i+1, right)
+		parent.seps = insertAt(parent.seps, up.i, sep)
+		if len(parent.kids) <= memFanout {
+			return
+		}
+		// kids[:half] with seps[:half-1] stay; seps[half-1] moves up.
+		half := len(parent.kids) / 2
+		r := &memNode{kids: make([]*memNode, len(parent.kids)-half, memFanout+1), seps: make([][]byte, len(parent.seps)-half, memFanout)}
+		copy(r.kids, parent.kids[half:])
+		copy(r.seps, parent.seps[half:])
+		sep = parent.seps[half-1]
+		clear(parent.kids[half:])
+		clear(parent.seps[half-1:])
+		parent.kids, parent.seps = parent.kids[:half], parent.seps[:half-1]
+		x, right = parent, r
 	}
-	// Split the full run: its upper half moves to a new run.
-	half := len(run) / 2
-	upper := make([]memEntry, len(run)-half, memRunMax)
-	copy(upper, run[half:])
-	clear(run[half:])
-	lower := run[:half]
-	if i <= half {
-		lower = insertEntry(lower, i, e)
-	} else {
-		upper = insertEntry(upper, i-half, e)
-	}
-	m.runs[r] = lower
-	m.insertRun(r+1, upper)
 }
 
-func (m *MemKV) insertRun(r int, run []memEntry) {
-	m.runs = append(m.runs, nil)
-	copy(m.runs[r+1:], m.runs[r:])
-	m.runs[r] = run
-}
-
-// insertEntry inserts e at run[i], growing run (up to memRunMax).
-func insertEntry(run []memEntry, i int, e memEntry) []memEntry {
-	if len(run) == cap(run) {
-		grown := make([]memEntry, len(run), min(max(2*cap(run), 4), memRunMax))
-		copy(grown, run)
-		run = grown
+// insertAt inserts v at s[i], growing s (by doubling, up to memFanout+1).
+func insertAt[T any](s []T, i int, v T) []T {
+	if len(s) == cap(s) {
+		grown := make([]T, len(s), min(max(2*cap(s), 4), memFanout+1))
+		copy(grown, s)
+		s = grown
 	}
-	run = run[:len(run)+1]
-	copy(run[i+1:], run[i:])
-	run[i] = e
-	return run
+	s = s[:len(s)+1]
+	copy(s[i+1:], s[i:])
+	s[i] = v
+	return s
 }
 
 // deleteRange removes keys in [lo, hi); hi nil removes the single key lo.
 func (m *MemKV) deleteRange(lo, hi []byte) {
-	r, i := m.seek(lo)
-	for r < len(m.runs) {
-		run := m.runs[r]
+	for {
+		p := m.seek(lo)
+		e := p.entry() // may move p to the next leaf
+		if e == nil {
+			return
+		}
+		x, i := p.leaf, p.i
 		j := i
-		for j < len(run) {
-			if k := run[j].key(); hi == nil && !bytes.Equal(k, lo) || hi != nil && bytes.Compare(k, hi) >= 0 {
+		for j < len(x.ents) {
+			if k := x.ents[j].key(); hi == nil && !bytes.Equal(k, lo) || hi != nil && bytes.Compare(k, hi) >= 0 {
 				break
 			}
 			j++
@@ -210,25 +254,46 @@ func (m *MemKV) deleteRange(lo, hi []byte) {
 				break
 			}
 		}
-		stopped := j < len(run) // a key above the range is in this run
-		if j > i {
-			m.n -= j - i
-			n := copy(run[i:], run[j:])
-			clear(run[i+n:])
-			run = run[:i+n]
-		}
-		if len(run) == 0 {
-			copy(m.runs[r:], m.runs[r+1:])
-			m.runs[len(m.runs)-1] = nil
-			m.runs = m.runs[:len(m.runs)-1]
-		} else {
-			m.runs[r] = run
-			r++
-		}
-		if stopped || hi == nil {
+		if j == i {
 			return
 		}
-		i = 0
+		stopped := j < len(x.ents) || hi == nil
+		m.n -= j - i
+		n := copy(x.ents[i:], x.ents[j:])
+		clear(x.ents[i+n:])
+		x.ents = x.ents[:i+n]
+		if len(x.ents) == 0 {
+			m.unlink(&p)
+		}
+		if stopped {
+			return
+		}
+	}
+}
+
+// unlink removes the empty leaf at p, and any inner node left without
+// children; a root with one child gives way to it.
+func (m *MemKV) unlink(p *memPath) {
+	for p.n > 0 {
+		p.n--
+		up := p.up[p.n]
+		x := up.x
+		x.kids = append(x.kids[:up.i], x.kids[up.i+1:]...)
+		x.kids[:cap(x.kids)][len(x.kids)] = nil
+		if len(x.seps) > 0 {
+			s := max(up.i-1, 0) // the bound of the removed child, or of the first
+			x.seps = append(x.seps[:s], x.seps[s+1:]...)
+			x.seps[:cap(x.seps)][len(x.seps)] = nil
+		}
+		if len(x.kids) > 0 {
+			break
+		}
+	}
+	for !m.root.leaf() && len(m.root.kids) == 1 {
+		m.root = m.root.kids[0]
+	}
+	if !m.root.leaf() && len(m.root.kids) == 0 {
+		m.root = &memNode{}
 	}
 }
 

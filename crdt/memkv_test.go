@@ -99,3 +99,51 @@ func TestMemKVModel(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkMemKVCommit: batches written as the journal writes them (per
+// fact a locator at a random key and a chain record at the next key of
+// one author), into a fresh KV and into one that holds 200k keys already;
+// CPU time per fact, the keys made beforehand.
+func BenchmarkMemKVCommit(b *testing.B) {
+	for _, held := range []int{0, 100_000} {
+		b.Run(fmt.Sprintf("held=%d", 2*held), func(b *testing.B) {
+			const batch = 1024
+			val := make([]byte, 400)
+			var locs, chains [][]byte
+			keys := func(n int) {
+				for s := len(locs); s < n; s++ {
+					locs = append(locs, appendLocatorKey(nil, FactIDOf(fmt.Appendf(nil, "%d", s))))
+					chains = append(chains, appendSeqKey(nil, tagChain, DeviceID{1}, uint64(s)))
+				}
+			}
+			fill := func(kv *MemKV, from, n int) {
+				w := kv.NewBatch()
+				for s := from; s < from+n; s++ {
+					_ = w.Set(locs[s], val[:41])
+					_ = w.Set(chains[s], val)
+				}
+				_ = w.Commit(false)
+			}
+			kv := NewMemKV()
+			keys(held)
+			for s := 0; s < held; s += batch {
+				fill(kv, s, min(batch, held-s))
+			}
+			var cpu int64
+			next := held
+			for b.Loop() {
+				b.StopTimer()
+				keys(next + batch)
+				if held == 0 {
+					kv = NewMemKV()
+				}
+				b.StartTimer()
+				t0 := cpuNanos(b)
+				fill(kv, next, batch)
+				cpu += cpuNanos(b) - t0
+				next += batch
+			}
+			b.ReportMetric(float64(cpu)/float64(b.N)/batch, "cpu-ns/fact")
+		})
+	}
+}
