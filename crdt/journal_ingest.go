@@ -10,17 +10,18 @@ import (
 
 // Ingest implements Store.
 //
-// Steps: drop duplicates (within the batch and against the store), reject
-// facts of another account (ErrWrongAccount) or at or below their author's
-// pruned floor (ErrPruned); check the remaining signatures (VerifyFacts:
-// batched, in parallel, skipping facts already checked); then,
-// under the write lock, call admit for each new fact in causal order
-// (Lamport, author, seq), place each admitted fact in its author's chain,
-// among the pending facts, or as equivocation evidence, and write
-// everything, heads and counters included, in one batch committed with
-// fsync. Nothing is stored when the returned error is non-nil; admit may
-// have seen facts that were then not stored, so a caller that folds state in
-// admit must treat an Ingest error as fatal for that state.
+// Steps: put the facts in causal order (Lamport, author, seq, id) and drop
+// duplicates (within the batch and against the store), reject facts of
+// another account (ErrWrongAccount) or at or below their author's pruned
+// floor (ErrPruned); check the remaining signatures (VerifyFacts: batched,
+// in parallel, skipping facts already checked); then, under the write
+// lock, call admit for each new fact in that order, place each admitted
+// fact in its author's chain, among the pending facts, or as equivocation
+// evidence, and write everything, heads and counters included, in one
+// batch committed with fsync. Nothing is stored when the returned error is
+// non-nil; admit may have seen facts that were then not stored, so a
+// caller that folds state in admit must treat an Ingest error as fatal for
+// that state.
 //
 // Deciding that a fact is new costs no read when its seq is above its
 // author's version vector and the author has nothing pending at or below it
@@ -32,7 +33,6 @@ func (j *Journal) Ingest(facts []*Fact, admit Admit) (IngestResult, error) {
 	}
 	defer j.exit()
 
-	seen := make(map[FactID]struct{}, len(facts))
 	cand := make([]*Fact, 0, len(facts))
 	for _, f := range facts {
 		if f == nil {
@@ -42,13 +42,20 @@ func (j *Journal) Ingest(facts []*Fact, admit Admit) (IngestResult, error) {
 			res.reject(f, fmt.Errorf("ingest fact of %s seq %d: %w: not made by Sign or DecodeFact", f.Author.Short(), f.Seq, ErrMalformed))
 			continue
 		}
-		if _, dup := seen[f.id]; dup {
+		cand = append(cand, f)
+	}
+	// In causal order (the order of admission below) copies of one fact
+	// are neighbours: drop all but the first.
+	SortCausal(cand)
+	kept := cand[:0]
+	for _, f := range cand {
+		if len(kept) > 0 && kept[len(kept)-1].id == f.id {
 			res.Duplicates++
 			continue
 		}
-		seen[f.id] = struct{}{}
-		cand = append(cand, f)
+		kept = append(kept, f)
 	}
+	cand = kept
 
 	// Screen against the store and check signatures without the write lock.
 	cand, gen, err := j.screen(cand, &res)
@@ -89,7 +96,6 @@ func (j *Journal) Ingest(facts []*Fact, admit Admit) (IngestResult, error) {
 		fresh = kept
 	}
 
-	SortCausal(fresh)
 	admitted := make([]*Fact, 0, len(fresh))
 	for _, f := range fresh {
 		if admit != nil {
