@@ -103,7 +103,19 @@ type cborReader struct {
 }
 
 // head reads an item head of the given major type and returns its argument.
+// The heads of a fact's items take one or two bytes, read here; longer or
+// refused ones go to ReadCBORHead, which gives the same verdict on all.
 func (r *cborReader) head(major byte) (uint64, bool) {
+	if i := r.i; i+1 < len(r.b) && r.b[i]>>5 == major {
+		switch ai := r.b[i] & 0x1f; {
+		case ai < 24:
+			r.i = i + 1
+			return uint64(ai), true
+		case ai == 24 && r.b[i+1] >= 24: // shortest form: a one-byte argument is ≥ 24
+			r.i = i + 2
+			return uint64(r.b[i+1]), true
+		}
+	}
 	n, next, err := ReadCBORHead(r.b, r.i, major)
 	if err != nil {
 		return 0, false
