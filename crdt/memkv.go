@@ -189,8 +189,13 @@ func (m *MemKV) set(kv []byte, klen int) {
 	if len(x.ents) <= memFanout {
 		return
 	}
-	// Split the full leaf, then any inner node that overflows.
+	// Split the full leaf, then any inner node that overflows. A node
+	// whose new entry is its last (keys written in ascending order, as a
+	// chain is) keeps the others: in order, nodes fill up, not half.
 	half := len(x.ents) / 2
+	if p.i == len(x.ents)-1 {
+		half = len(x.ents) - 1
+	}
 	right := &memNode{ents: make([]memEntry, len(x.ents)-half, memFanout+1)}
 	copy(right.ents, x.ents[half:])
 	clear(x.ents[half:])
@@ -211,6 +216,9 @@ func (m *MemKV) set(kv []byte, klen int) {
 		}
 		// kids[:half] with seps[:half-1] stay; seps[half-1] moves up.
 		half := len(parent.kids) / 2
+		if up.i+1 == len(parent.kids)-1 {
+			half = len(parent.kids) - 1
+		}
 		r := &memNode{kids: make([]*memNode, len(parent.kids)-half, memFanout+1), seps: make([][]byte, len(parent.seps)-half, memFanout)}
 		copy(r.kids, parent.kids[half:])
 		copy(r.seps, parent.seps[half:])
