@@ -206,9 +206,14 @@ func DecodeFact(b []byte) (*Fact, error) {
 			return nil, err
 		}
 	}
-	body, err := decodeBody(f.Kind, f.Body)
-	if err != nil {
-		return nil, fmt.Errorf("decode fact body (%s): %w", f.Kind, err)
+	var body Body
+	if f.Kind == KindPut && decodePutInto(f.Body, &f.parsed.put) {
+		body = &f.parsed.put
+	} else {
+		var err error
+		if body, err = decodeBody(f.Kind, f.Body); err != nil {
+			return nil, fmt.Errorf("decode fact body (%s): %w", f.Kind, err)
+		}
 	}
 	f.parsed.set(f, body)
 	return f, nil
@@ -320,6 +325,7 @@ type parsedBody struct {
 	kind Kind
 	of   []byte // the body bytes it was decoded from: a view of raw
 	body Body
+	put  Put // body's storage when it is a Put (the commonest kind)
 }
 
 // set records body as the decoding of f's current body bytes.

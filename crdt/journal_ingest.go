@@ -2,24 +2,26 @@ package crdt
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 )
 
 // Ingest implements Store.
 //
-// Steps: drop duplicates (within the batch and against the store), reject
-// facts of another account (ErrWrongAccount) or at or below their author's
-// pruned floor (ErrPruned); check the remaining signatures (VerifyFacts:
-// batched, in parallel, skipping facts already checked); then,
-// under the write lock, call admit for each new fact in causal order
-// (Lamport, author, seq), place each admitted fact in its author's chain,
-// among the pending facts, or as equivocation evidence, and write
-// everything, heads and counters included, in one batch committed with
-// fsync. Nothing is stored when the returned error is non-nil; admit may
-// have seen facts that were then not stored, so a caller that folds state in
-// admit must treat an Ingest error as fatal for that state.
+// Steps: put the facts in causal order (Lamport, author, seq, id) and drop
+// duplicates (within the batch and against the store), reject facts of
+// another account (ErrWrongAccount) or at or below their author's pruned
+// floor (ErrPruned); check the remaining signatures (VerifyFacts: batched,
+// in parallel, skipping facts already checked); then, under the write
+// lock, call admit for each new fact in that order, place each admitted
+// fact in its author's chain, among the pending facts, or as equivocation
+// evidence, and write everything, heads and counters included, in one
+// batch committed with fsync. Nothing is stored when the returned error is
+// non-nil; admit may have seen facts that were then not stored, so a
+// caller that folds state in admit must treat an Ingest error as fatal for
+// that state.
 //
 // Deciding that a fact is new costs no read when its seq is above its
 // author's version vector and the author has nothing pending at or below it
@@ -31,7 +33,6 @@ func (j *Journal) Ingest(facts []*Fact, admit Admit) (IngestResult, error) {
 	}
 	defer j.exit()
 
-	seen := make(map[FactID]struct{}, len(facts))
 	cand := make([]*Fact, 0, len(facts))
 	for _, f := range facts {
 		if f == nil {
@@ -41,13 +42,20 @@ func (j *Journal) Ingest(facts []*Fact, admit Admit) (IngestResult, error) {
 			res.reject(f, fmt.Errorf("ingest fact of %s seq %d: %w: not made by Sign or DecodeFact", f.Author.Short(), f.Seq, ErrMalformed))
 			continue
 		}
-		if _, dup := seen[f.id]; dup {
+		cand = append(cand, f)
+	}
+	// In causal order (the order of admission below) copies of one fact
+	// are neighbours: drop all but the first.
+	SortCausal(cand)
+	kept := cand[:0]
+	for _, f := range cand {
+		if len(kept) > 0 && kept[len(kept)-1].id == f.id {
 			res.Duplicates++
 			continue
 		}
-		seen[f.id] = struct{}{}
-		cand = append(cand, f)
+		kept = append(kept, f)
 	}
+	cand = kept
 
 	// Screen against the store and check signatures without the write lock.
 	cand, gen, err := j.screen(cand, &res)
@@ -88,7 +96,6 @@ func (j *Journal) Ingest(facts []*Fact, admit Admit) (IngestResult, error) {
 		fresh = kept
 	}
 
-	SortCausal(fresh)
 	admitted := make([]*Fact, 0, len(fresh))
 	for _, f := range fresh {
 		if admit != nil {
@@ -227,10 +234,14 @@ func (w *ingestWrite) setSeq(tag byte, a DeviceID, seq uint64, parts ...[]byte) 
 
 // placeState is the per-author state while placing one batch.
 type placeState struct {
-	a       DeviceID
-	h       authorHead
-	chained map[uint64]FactID // chained in this batch
-	pendNew map[uint64]*Fact  // made pending in this batch, still pending
+	a    DeviceID
+	h    authorHead
+	run  []FactID // chained in this batch: seqs base+1, base+2, …
+	base uint64
+	// chained is no longer read or written (run replaced it); the rebase
+	// still names it when it builds a placeState. Drop it with that.
+	chained map[uint64]FactID
+	pendNew map[uint64]*Fact // made pending in this batch, still pending
 }
 
 func (w *ingestWrite) place(admitted []*Fact) error {
@@ -245,13 +256,13 @@ func (w *ingestWrite) place(admitted []*Fact) error {
 	for _, a := range order {
 		fs := byAuthor[a]
 		// By seq; at one seq the lowest id first, so it takes the slot.
-		sort.Slice(fs, func(x, y int) bool {
-			if fs[x].Seq != fs[y].Seq {
-				return fs[x].Seq < fs[y].Seq
+		slices.SortFunc(fs, func(x, y *Fact) int {
+			if x.Seq != y.Seq {
+				return cmp.Compare(x.Seq, y.Seq)
 			}
-			return bytes.Compare(fs[x].id[:], fs[y].id[:]) < 0
+			return bytes.Compare(x.id[:], y.id[:])
 		})
-		st := &placeState{a: a, h: w.j.heads[a], chained: make(map[uint64]FactID, len(fs))}
+		st := &placeState{a: a, h: w.j.heads[a], run: make([]FactID, 0, len(fs))}
 		if st.h.seq == 0 && st.h.hash.IsZero() {
 			st.h.hash = ChainGenesis(a)
 		}
@@ -272,8 +283,10 @@ func (w *ingestWrite) place(admitted []*Fact) error {
 func (w *ingestWrite) placeOne(st *placeState, f *Fact) error {
 	s := f.Seq
 	if s <= st.h.seq { // the chain already holds seq s: evidence
-		kept, ok := st.chained[s]
-		if !ok {
+		var kept FactID
+		if len(st.run) > 0 && s > st.base {
+			kept = st.run[s-st.base-1]
+		} else {
 			v, found, err := w.j.kv.Get(seqKey(tagChain, st.a, s))
 			if err != nil {
 				return err
@@ -365,9 +378,12 @@ func (w *ingestWrite) chain(st *placeState, id FactID, raw []byte, f *Fact) erro
 		}
 	}
 	w.chained = append(w.chained, f)
+	if len(st.run) == 0 {
+		st.base = st.h.seq
+	}
 	st.h.hash = ChainNext(st.h.hash, id)
 	st.h.seq++
-	st.chained[st.h.seq] = id
+	st.run = append(st.run, id)
 	return w.setSeq(tagChain, st.a, st.h.seq, st.h.hash[:], id[:], raw)
 }
 

@@ -90,6 +90,15 @@ func VerifyFacts(fs []*Fact) []error {
 	if len(fs) == 0 {
 		return errs
 	}
+	if allMarked(fs) { // checked before (a validator, then Ingest): no batch, no goroutines
+		for i, f := range fs {
+			if _, ok := f.signedEnd(); !ok { // fields changed since Sign or DecodeFact
+				f.clearMark()
+				errs[i] = f.Verify()
+			}
+		}
+		return errs
+	}
 	workers := runtime.GOMAXPROCS(0)
 	size := min(max((len(fs)+workers-1)/workers, minBatch), maxBatch)
 	chunks := (len(fs) + size - 1) / size
@@ -120,6 +129,16 @@ func VerifyFacts(fs []*Fact) []error {
 	return errs
 }
 
+// allMarked reports whether every fact of fs already passed a check.
+func allMarked(fs []*Fact) bool {
+	for _, f := range fs {
+		if !f.isMarked() {
+			return false
+		}
+	}
+	return true
+}
+
 // sigBatch is one goroutine's reusable scratch for batch checks.
 type sigBatch struct {
 	v     *voi.BatchVerifier
@@ -133,13 +152,15 @@ type sigBatch struct {
 func (b *sigBatch) check(fs []*Fact, errs []error) {
 	b.msgs, b.ends, b.which, b.ids = b.msgs[:0], b.ends[:0], b.which[:0], b.ids[:0]
 	for i, f := range fs {
+		if f.isMarked() {
+			if _, ok := f.signedEnd(); ok {
+				continue
+			}
+		}
 		msgs, ok := f.signedPart(b.msgs)
 		if !ok { // fields changed since Sign or DecodeFact
 			f.clearMark()
 			errs[i] = f.Verify()
-			continue
-		}
-		if f.isMarked() {
 			continue
 		}
 		b.msgs = msgs

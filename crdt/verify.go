@@ -31,13 +31,15 @@ func (f *Fact) VerifyOnce() error {
 // verifyOnce is VerifyOnce building the signed bytes in buf (which it
 // returns, possibly grown, for reuse).
 func (f *Fact) verifyOnce(buf []byte) ([]byte, error) {
+	if f.isMarked() {
+		if _, ok := f.signedEnd(); ok {
+			return buf, nil
+		}
+	}
 	msg, ok := f.signedPart(buf[:0])
 	if !ok {
 		f.clearMark()
 		return buf, f.Verify()
-	}
-	if f.isMarked() {
-		return msg, nil
 	}
 	if !checkSig(f.Author, msg, f.Sig) {
 		return msg, f.badSig()
@@ -53,36 +55,45 @@ func (f *Fact) verifyOnce(buf []byte) ([]byte, error) {
 // is the wire form with a smaller array header and without the trailing
 // signature.
 func (f *Fact) signedPart(buf []byte) ([]byte, bool) {
-	raw := f.raw
-	if len(raw) < 1 || raw[0] != 0x80|9 || len(f.Sig) != ed25519.SignatureSize {
-		return nil, false
-	}
-	r := cborReader{b: raw, i: 1}
-	if v, ok := r.uint(); !ok || v != FormatVersion {
-		return nil, false
-	}
-	if b, ok := r.bytes(); !ok || !bytes.Equal(b, f.Account[:]) {
-		return nil, false
-	}
-	if b, ok := r.bytes(); !ok || !bytes.Equal(b, f.Author[:]) {
-		return nil, false
-	}
-	for _, want := range [...]uint64{f.Seq, f.Epoch, f.Lamport, uint64(f.Kind)} {
-		if v, ok := r.uint(); !ok || v != want {
-			return nil, false
-		}
-	}
-	if b, ok := r.bytes(); !ok || !bytes.Equal(b, f.Body) {
-		return nil, false
-	}
-	end := r.i
-	if b, ok := r.bytes(); !ok || !bytes.Equal(b, f.Sig) || r.i != len(raw) {
+	end, ok := f.signedEnd()
+	if !ok {
 		return nil, false
 	}
 	msg := append(buf, sigDomain...)
 	msg = append(msg, 0x80|8)
-	msg = append(msg, raw[1:end]...)
-	return msg, true
+	return append(msg, f.raw[1:end]...), true
+}
+
+// signedEnd reports whether the fields of f match its canonical bytes
+// exactly, and where in them the signed items (all but the signature) end.
+func (f *Fact) signedEnd() (int, bool) {
+	raw := f.raw
+	if len(raw) < 1 || raw[0] != 0x80|9 || len(f.Sig) != ed25519.SignatureSize {
+		return 0, false
+	}
+	r := cborReader{b: raw, i: 1}
+	if v, ok := r.uint(); !ok || v != FormatVersion {
+		return 0, false
+	}
+	if b, ok := r.bytes(); !ok || !bytes.Equal(b, f.Account[:]) {
+		return 0, false
+	}
+	if b, ok := r.bytes(); !ok || !bytes.Equal(b, f.Author[:]) {
+		return 0, false
+	}
+	for _, want := range [...]uint64{f.Seq, f.Epoch, f.Lamport, uint64(f.Kind)} {
+		if v, ok := r.uint(); !ok || v != want {
+			return 0, false
+		}
+	}
+	if b, ok := r.bytes(); !ok || !bytes.Equal(b, f.Body) {
+		return 0, false
+	}
+	end := r.i
+	if b, ok := r.bytes(); !ok || !bytes.Equal(b, f.Sig) || r.i != len(raw) {
+		return 0, false
+	}
+	return end, true
 }
 
 // cborReader reads the few canonical CBOR items of a fact envelope.
@@ -92,7 +103,19 @@ type cborReader struct {
 }
 
 // head reads an item head of the given major type and returns its argument.
+// The heads of a fact's items take one or two bytes, read here; longer or
+// refused ones go to ReadCBORHead, which gives the same verdict on all.
 func (r *cborReader) head(major byte) (uint64, bool) {
+	if i := r.i; i+1 < len(r.b) && r.b[i]>>5 == major {
+		switch ai := r.b[i] & 0x1f; {
+		case ai < 24:
+			r.i = i + 1
+			return uint64(ai), true
+		case ai == 24 && r.b[i+1] >= 24: // shortest form: a one-byte argument is ≥ 24
+			r.i = i + 2
+			return uint64(r.b[i+1]), true
+		}
+	}
 	n, next, err := ReadCBORHead(r.b, r.i, major)
 	if err != nil {
 		return 0, false
