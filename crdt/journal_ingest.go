@@ -234,13 +234,10 @@ func (w *ingestWrite) setSeq(tag byte, a DeviceID, seq uint64, parts ...[]byte) 
 
 // placeState is the per-author state while placing one batch.
 type placeState struct {
-	a    DeviceID
-	h    authorHead
-	run  []FactID // chained in this batch: seqs base+1, base+2, …
-	base uint64
-	// chained is no longer read or written (run replaced it); the rebase
-	// still names it when it builds a placeState. Drop it with that.
-	chained map[uint64]FactID
+	a       DeviceID
+	h       authorHead
+	run     []FactID // chained in this batch: seqs base+1, base+2, …
+	base    uint64
 	pendNew map[uint64]*Fact // made pending in this batch, still pending
 }
 

@@ -186,7 +186,7 @@ func (j *Journal) jump(v VersionVector, heads map[DeviceID]Hash, jump []DeviceID
 			h.seq, h.hash = to, heads[a]
 		}
 		h.pruned, h.prunedHash = to, heads[a]
-		st := &placeState{a: a, h: h, chained: map[uint64]FactID{}}
+		st := &placeState{a: a, h: h}
 		st.h.pendLow = 0
 		if st.h.pending > 0 {
 			low, err := w.lowestPending(st, st.h.seq+1)
