@@ -885,14 +885,7 @@ func testRebase(t *testing.T, h Harness) {
 	defer ref.Close()
 	ingest(t, ref, append(append(slices.Clone(fa), fb...), fc...))
 	v := crdt.VersionVector{a.ID: 5, b.ID: 6, c.ID: 2}
-	heads := map[crdt.DeviceID]crdt.Hash{}
-	for id, seq := range v {
-		hh, err := ref.ChainHash(id, seq)
-		if err != nil {
-			t.Fatal(err)
-		}
-		heads[id] = hh
-	}
+	heads := chainHeads(t, ref, v)
 
 	s := h.Open(t, account)
 	defer func() { s.Close() }()
@@ -972,14 +965,7 @@ func testRebaseMost(t *testing.T, h Harness) {
 	defer ref.Close()
 	ingest(t, ref, slices.Concat(fa, fb))
 	v := crdt.VersionVector{a.ID: 1, b.ID: 26}
-	heads := map[crdt.DeviceID]crdt.Hash{}
-	for id, seq := range v {
-		hh, err := ref.ChainHash(id, seq)
-		if err != nil {
-			t.Fatal(err)
-		}
-		heads[id] = hh
-	}
+	heads := chainHeads(t, ref, v)
 	s := h.Open(t, account)
 	defer func() { s.Close() }()
 	// b: 1..25 held, 28 pending, evidence at 10; 26 and 27 missing.
@@ -1013,4 +999,19 @@ func testRebaseMost(t *testing.T, h Harness) {
 	if res, err := s.Ingest([]*crdt.Fact{Decoded(t, fb[27]), Decoded(t, fa[3])}, nil); err != nil || res.Duplicates != 2 {
 		t.Fatalf("kept facts are not duplicates after rebase: %+v %v", res, err)
 	}
+}
+
+// chainHeads is what a snapshot of ref at v records: each author's chain
+// hash at v.
+func chainHeads(tb testing.TB, ref crdt.Store, v crdt.VersionVector) map[crdt.DeviceID]crdt.Hash {
+	tb.Helper()
+	heads := map[crdt.DeviceID]crdt.Hash{}
+	for id, seq := range v {
+		hh, err := ref.ChainHash(id, seq)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		heads[id] = hh
+	}
+	return heads
 }
