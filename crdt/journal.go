@@ -393,14 +393,11 @@ func (j *Journal) Evidence() ([]Equivocation, error) {
 	var out []Equivocation
 	p := tagKey(tagEvidence)
 	err := j.kv.Scan(p, prefixEnd(p), func(k, v []byte) error {
-		if len(k) != 2+32+8+32 || len(v) < 32 {
-			return fmt.Errorf("evidence record: %w", errCorrupt)
+		r, err := decodeEvidence(k, v)
+		if err != nil {
+			return err
 		}
-		e := Equivocation{}
-		e.Author, e.Seq = keySeq(k)
-		copy(e.Conflict[:], k[42:])
-		copy(e.Kept[:], v[:32])
-		out = append(out, e)
+		out = append(out, Equivocation{Author: r.author, Seq: r.seq, Conflict: r.conflict, Kept: r.kept})
 		return nil
 	})
 	if err != nil {

@@ -158,6 +158,28 @@ func decodeCounters(b []byte) (Stats, error) {
 	return Stats{Facts: u(0), Bytes: u(1), Pending: u(2), Equivocations: u(3), PrunedFacts: u(4), PrunedBytes: u(5)}, nil
 }
 
+// evidenceRecord is a 'j e author seq id' record read back: the
+// conflicting fact's id and bytes (valid only during the scan that read
+// them) and the id of the fact that holds the slot.
+type evidenceRecord struct {
+	author   DeviceID
+	seq      uint64
+	conflict FactID
+	kept     FactID
+	raw      []byte
+}
+
+func decodeEvidence(k, v []byte) (evidenceRecord, error) {
+	if len(k) != 2+32+8+32 || len(v) < 32 {
+		return evidenceRecord{}, fmt.Errorf("evidence record: %w", errCorrupt)
+	}
+	e := evidenceRecord{raw: v[32:]}
+	e.author, e.seq = keySeq(k)
+	copy(e.conflict[:], k[42:])
+	copy(e.kept[:], v[:32])
+	return e, nil
+}
+
 func appendLocator(dst []byte, a DeviceID, seq uint64, where byte) []byte {
 	dst = append(dst, a[:]...)
 	dst = binary.BigEndian.AppendUint64(dst, seq)

@@ -76,7 +76,7 @@ func (j *Journal) prune(v VersionVector) (facts, freed uint64, err error) {
 	// stay than go (a snapshot round prunes nearly everything), the
 	// locator range is dropped whole and the kept facts' locators are
 	// written again.
-	rewrite := stats.Facts < 2*facts
+	rewrite := rewriteLocatorsCheaper(stats.Facts, facts)
 	for _, a := range authors {
 		h, to := j.heads[a], v[a]
 		if to <= h.pruned {
@@ -180,17 +180,20 @@ func (j *Journal) evidenceUpTo(a DeviceID, to uint64) ([]evidenceEntry, error) {
 	var out []evidenceEntry
 	lo, hi := seqRange(tagEvidence, a, 0, to)
 	err := j.kv.Scan(lo, hi, func(k, val []byte) error {
-		if len(k) != 2+32+8+32 || len(val) < 32 {
-			return fmt.Errorf("evidence record: %w", errCorrupt)
+		r, err := decodeEvidence(k, val)
+		if err != nil {
+			return err
 		}
-		var e evidenceEntry
-		copy(e.id[:], k[42:])
-		e.size = uint64(len(val) - 32)
-		out = append(out, e)
+		out = append(out, evidenceEntry{id: r.conflict, size: uint64(len(r.raw))})
 		return nil
 	})
 	return out, err
 }
+
+// rewriteLocatorsCheaper reports whether dropping `drop` of `held` facts
+// costs less by rewriting the locator range (in the facts kept) than by
+// deleting the dropped facts' locators one by one: when more go than stay.
+func rewriteLocatorsCheaper(held, drop uint64) bool { return held < 2*drop }
 
 // rewriteLocators adds to batch a deletion of the whole locator range and
 // the locators of every fact that stays: chain facts, pending facts and
@@ -239,11 +242,11 @@ func (j *Journal) rewriteLocators(batch KVBatch, floor func(DeviceID) uint64) (k
 		}
 		elo, ehi := seqRange(tagEvidence, a, from+1, ^uint64(0))
 		err := j.kv.Scan(elo, ehi, func(k, val []byte) error {
-			if len(k) != 2+32+8+32 || len(val) < 32 {
-				return fmt.Errorf("evidence record: %w", errCorrupt)
+			r, err := decodeEvidence(k, val)
+			if err != nil {
+				return err
 			}
-			_, s := keySeq(k)
-			return set(FactID(k[42:]), a, s, whereEvidence, len(val)-32)
+			return set(r.conflict, a, r.seq, whereEvidence, len(r.raw))
 		})
 		if err != nil {
 			return 0, 0, err

@@ -74,7 +74,7 @@ func (j *Journal) jump(v VersionVector, heads map[DeviceID]Hash, jump []DeviceID
 			dropped += top - h.pruned
 		}
 	}
-	rewrite := j.stats.Facts < 2*dropped
+	rewrite := rewriteLocatorsCheaper(j.stats.Facts, dropped)
 	var kept uint64
 	if rewrite {
 		var err error
@@ -145,17 +145,16 @@ func (j *Journal) jump(v VersionVector, heads map[DeviceID]Hash, jump []DeviceID
 		// Evidence at or below to.
 		elo, ehi := seqRange(tagEvidence, a, 0, to)
 		err := j.kv.Scan(elo, ehi, func(k, val []byte) error {
-			if len(k) != 2+32+8+32 || len(val) < 32 {
-				return errCorrupt
+			r, err := decodeEvidence(k, val)
+			if err != nil {
+				return err
 			}
-			var id FactID
-			copy(id[:], k[42:])
 			w.stats.Facts--
 			w.stats.Equivocations--
-			w.stats.Bytes -= uint64(len(val) - 32)
+			w.stats.Bytes -= uint64(len(r.raw))
 			w.stats.PrunedFacts++
-			w.stats.PrunedBytes += uint64(len(val) - 32)
-			return deleteLocator(id)
+			w.stats.PrunedBytes += uint64(len(r.raw))
+			return deleteLocator(r.conflict)
 		})
 		if err != nil {
 			return fmt.Errorf("rebase %s: %w", a.Short(), err)

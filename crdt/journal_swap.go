@@ -16,20 +16,18 @@ func (j *Journal) settleEvidence() error {
 	var swaps []swap
 	p := tagKey(tagEvidence)
 	err := j.kv.Scan(p, prefixEnd(p), func(k, v []byte) error {
-		if len(k) != 2+32+8+32 || len(v) < 32 {
-			return fmt.Errorf("evidence record: %w", errCorrupt)
-		}
-		var id, kept FactID
-		copy(id[:], k[42:])
-		copy(kept[:], v[:32])
-		if bytes.Compare(id[:], kept[:]) >= 0 {
-			return nil
-		}
-		f, err := decodeStored(v[32:])
+		r, err := decodeEvidence(k, v)
 		if err != nil {
 			return err
 		}
-		swaps = append(swaps, swap{f: f, kept: kept})
+		if bytes.Compare(r.conflict[:], r.kept[:]) >= 0 {
+			return nil
+		}
+		f, err := decodeStored(r.raw)
+		if err != nil {
+			return err
+		}
+		swaps = append(swaps, swap{f: f, kept: r.kept})
 		return nil
 	})
 	if err != nil || len(swaps) == 0 {
