@@ -1,12 +1,15 @@
 // Package blobstore stores content-addressed blobs (snapshot state, backups,
-// anything up to hundreds of megabytes) as chunked UnixFS DAGs inside the
-// node's Pebble database, and fetches them by CID from peers.
+// anything up to hundreds of megabytes) as chunked UnixFS DAGs, their
+// bytes in pack files and their catalogue in the node's Pebble database,
+// and fetches them by CID from peers.
 //
 // # What it owns
 //
 //   - The key range under the prefix given to [New] in the caller's
 //     *pebble.DB. Nothing else may write there; blobstore never touches a key
 //     outside it.
+//   - The pack directory given with [WithPackDir]: nothing else may write
+//     there.
 //   - The libp2p protocol [ProtocolID] ("/aura/blocks/1") on the host given
 //     with [WithHost]: a node serves every block it holds to any peer that
 //     may connect (the node's connection gater decides who may).
@@ -28,34 +31,46 @@
 //
 // Keys, with P the prefix:
 //
-//	P "b" <uint64 BE n> → bytes of the block numbered n
-//	P "c" <multihash>   → uvarint size, uvarint n (the catalogue: presence,
-//	                       size and place of a block without reading it)
+//	P "c" <multihash>   → where the block is: uvarint size, uvarint pack,
+//	                       uvarint offset (bytes in a pack file); or
+//	                       uvarint size, uvarint n (bytes in Pebble)
+//	P "b" <uint64 BE n> → bytes of the block numbered n (no pack directory,
+//	                       or written by a Store before pack files)
 //	P "p" <cid>         → pin (empty value)
-//	P "i"               → scratch key of the ingestion probe in New
 //
-// Blocks are numbered in write order, so the blocks of one blob sit side
-// by side in the key space. Put and Fetch stream block bytes into sstables
-// in a staging directory ([WithStagingDir]) and ingest them into Pebble
-// 32 MiB at a time, then write the catalogue entries in a batch: each byte
-// is written to disk once (past the page cache where the file system
-// allows it: aura/directio), where a batch write would go through the WAL, a
-// flush and compactions (random multihash keys made every compaction
-// rewrite everything). New probes ingestion once; when it is not possible
-// (a Pebble on an in-memory filesystem, a staging directory on another
-// machine's mount…) blocks go through ordinary batches
-// ([Store.IngestError] says why). GC drops the catalogue entries of
-// unreachable blocks and range-deletes every block number no entry uses,
-// so Pebble can drop whole sstables without reading them.
+// With a pack directory, a sink (one Put, PutMany, fetch or GC move)
+// appends block bytes to a pack file <16 hex digits>.pack, written once,
+// front to back, past the page cache (aura/directio), by a goroutine of its
+// own: 1 MiB leaves start on 4 KiB boundaries and go to the disk straight
+// from the buffer they were received or read into, uncopied. Every 32 MiB
+// the pack is finished (fsynced, and the directory) and only then are the
+// catalogue entries of its blocks committed, while the next pack is being
+// written. Serving a block is one catalogue read and one pread. Before
+// pack files, blocks were ingested into Pebble as sstables; a block cost
+// Pebble's sstable writer a copy and a checksum, and a read a fresh 1 MiB
+// cache buffer and a checksum. Those blocks stay readable. Without a pack
+// directory (small or in-memory stores), blocks go into Pebble batches
+// under block numbers in write order.
+//
+// GC walks the pins, drops the catalogue entries of unreachable blocks,
+// deletes the pack files no live block is in, copies the live blocks out
+// of packs less than half live (then deletes those), and range-deletes
+// every block number in Pebble no entry uses, so Pebble can drop whole
+// sstables without reading them.
 //
 // # Invariants
 //
 //   - A catalogue entry is written only after the block bytes it points to
-//     are durable, and always points to bytes that hash to its multihash:
+//     (and the name of their pack file) are durable, and always points to
+//     bytes that hash to its multihash:
 //     [Store.Fetch] verifies every received block against the CID it asked
 //     for before storing it, and [Store.Put] stores what it hashed itself.
-//     Block bytes without an entry (a crash between the two writes) are
-//     garbage that the next GC removes.
+//     Block bytes without an entry (a crash between the two writes: a
+//     pack file nobody points to, or Pebble block numbers) are garbage that
+//     the next GC removes. Pack numbers are never reused.
+//   - A damaged pack (truncated, missing) makes reads of its blocks fail
+//     with an error naming the pack (a missing one wraps [ErrNotFound], so
+//     a fetch can bring the block back); it never yields other bytes.
 //   - Only sha2-256 CIDs with the dag-pb or raw codec are fetched or walked
 //     ([ErrUnsupportedCID] otherwise).
 //   - Put and Fetch end with a synced Pebble write: when they return nil,
@@ -97,7 +112,7 @@
 // # Imports
 //
 // blobstore imports nothing of aura except its own pure subpackage
-// aura/blobstore/unixfs, the leaf aura/directio (staged files written past
+// aura/blobstore/unixfs, the leaf aura/directio (pack files written past
 // the page cache) and, if ever needed, types of aura/crdt. It must never
 // import aura/node (node imports blobstore) nor the
 // pure cores (maintenance, sim): they name blobs by CID and the node driver

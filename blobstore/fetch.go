@@ -230,8 +230,8 @@ type fetch struct {
 	stored    atomic.Int64 // bytes written by the sink
 	wrote     atomic.Bool  // the sink wrote something
 
-	// sink stores the blocks of all workers: one stream of staged
-	// sstables, so a fetch ingests a file per stageBytes, not per peer.
+	// sink stores the blocks of all workers: one stream of pack files,
+	// so a fetch writes a pack per stageBytes, not per peer.
 	sinkMu sync.Mutex
 	sink   *sink
 

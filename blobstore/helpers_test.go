@@ -74,17 +74,18 @@ func (quietLogger) Fatalf(format string, args ...any) {
 // run in reverse, so the Store closes before the DB.
 func newStore(t tb, opts ...Option) *Store {
 	t.Helper()
-	db := openDB(t, t.TempDir())
-	s, err := New(db, []byte("blob/"), append([]Option{WithStagingDir(t.TempDir())}, opts...)...)
+	dir := t.TempDir()
+	db := openDB(t, dir)
+	s, err := New(db, []byte("blob/"), append([]Option{WithPackDir(filepath.Join(dir, "packs"))}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
-	}
-	if err := s.IngestError(); err != nil && !s.opts.noIngest {
-		t.Fatalf("store cannot ingest: %v", err)
 	}
 	t.Cleanup(func() { s.Close() })
 	return s
 }
+
+// withoutPacks undoes WithPackDir: block bytes go into Pebble batches.
+func withoutPacks() Option { return func(o *options) { o.packDir = "" } }
 
 func newHost(t tb) host.Host {
 	t.Helper()

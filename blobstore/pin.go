@@ -1,6 +1,8 @@
 package blobstore
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"math"
@@ -8,6 +10,7 @@ import (
 
 	"github.com/cockroachdb/pebble"
 	"github.com/ipfs/go-cid"
+	mh "github.com/multiformats/go-multihash"
 )
 
 // Pin records root as pinned (durably): GC keeps every block of its DAG
@@ -109,13 +112,13 @@ func (s *Store) Stats() (Stats, error) {
 		return st, err
 	}
 	for ok := it.First(); ok; ok = it.Next() {
-		size, _, err := decodeEntry(it.Value())
+		loc, err := decodeLocation(it.Value())
 		if err != nil {
 			it.Close()
 			return st, fmt.Errorf("%w at key %x", err, it.Key())
 		}
 		st.Blocks++
-		st.Bytes += int64(size)
+		st.Bytes += int64(loc.size)
 	}
 	if err := it.Close(); err != nil {
 		return st, err
@@ -130,11 +133,17 @@ type GCStats struct {
 	Blocks     int   // blocks deleted
 	BytesFreed int64 // their total size
 	Kept       int   // blocks kept (reachable from a pin)
+	// PacksRemoved is how many pack files GC deleted; Moved is how many
+	// live bytes it copied out of sparse packs first.
+	PacksRemoved int
+	Moved        int64
 }
 
-// GC deletes every block not reachable from a pinned root, then compacts
-// the key range of the deleted blocks so Pebble gives the disk space back.
-// It waits for running Put and Fetch calls and blocks new ones until it is
+// GC deletes every block not reachable from a pinned root and gives the
+// disk space back: it deletes the pack files no live block is in, copies
+// the live blocks out of packs that are mostly garbage (then deletes
+// those), and range-deletes and compacts block bytes held in Pebble. It
+// waits for running Put and Fetch calls and blocks new ones until it is
 // done. Besides the unreachable blocks, it drops block bytes no catalogue
 // entry points to (left by a crash in the middle of a write).
 func (s *Store) GC(ctx context.Context) (GCStats, error) {
@@ -166,19 +175,26 @@ func (s *Store) GC(ctx context.Context) (GCStats, error) {
 	b := s.db.NewBatch()
 	defer b.Close()
 	var liveSeqs []uint64
+	inPack := make(map[uint64][]entry) // live blocks by pack
 	deadLo, deadHi := uint64(math.MaxUint64), uint64(0)
 	for ok := it.First(); ok; ok = it.Next() {
 		if err := ctx.Err(); err != nil {
 			it.Close()
 			return st, err
 		}
-		size, seq, err := decodeEntry(it.Value())
+		loc, err := decodeLocation(it.Value())
 		if err != nil {
 			it.Close()
 			return st, fmt.Errorf("%w at key %x", err, it.Key())
 		}
-		if _, keep := live[string(it.Key()[len(lo):])]; keep {
-			liveSeqs = append(liveSeqs, seq)
+		h := it.Key()[len(lo):]
+		if _, keep := live[string(h)]; keep {
+			st.Kept++
+			if loc.pack != 0 {
+				inPack[loc.pack] = append(inPack[loc.pack], entry{h: mh.Multihash(bytes.Clone(h)), loc: loc})
+			} else {
+				liveSeqs = append(liveSeqs, loc.seq)
+			}
 			continue
 		}
 		if err := b.Delete(it.Key(), nil); err != nil {
@@ -186,41 +202,110 @@ func (s *Store) GC(ctx context.Context) (GCStats, error) {
 			return st, err
 		}
 		st.Blocks++
-		st.BytesFreed += int64(size)
-		deadLo, deadHi = min(deadLo, seq), max(deadHi, seq)
+		st.BytesFreed += int64(loc.size)
+		if loc.pack == 0 {
+			deadLo, deadHi = min(deadLo, loc.seq), max(deadHi, loc.seq)
+		}
 	}
 	if err := it.Close(); err != nil {
 		return st, err
 	}
-	st.Kept = len(liveSeqs)
-	if st.Blocks == 0 {
-		return st, nil
+	if st.Blocks > 0 {
+		if err := s.dropPebbleBlocks(b, liveSeqs); err != nil {
+			return st, err
+		}
+		if err := b.Commit(pebble.Sync); err != nil {
+			return st, fmt.Errorf("blobstore: gc: delete: %w", err)
+		}
+		if deadLo <= deadHi {
+			if err := s.db.Compact(s.blockKey(deadLo), s.blockKey(deadHi+1), true); err != nil {
+				return st, fmt.Errorf("blobstore: gc: compact blocks: %w", err)
+			}
+		}
+		if err := s.db.Compact(lo, hi, true); err != nil {
+			return st, fmt.Errorf("blobstore: gc: compact catalogue: %w", err)
+		}
 	}
-	// Range-delete the bytes of every block number not in use: cheap to
-	// write, and Pebble drops whole sstables under a range tombstone
-	// without reading them.
+	if s.packs != nil {
+		if err := s.sweepPacks(ctx, inPack, &st); err != nil {
+			return st, fmt.Errorf("blobstore: gc: %w", err)
+		}
+	}
+	return st, nil
+}
+
+// dropPebbleBlocks range-deletes the bytes of every block number not in
+// use: cheap to write, and Pebble drops whole sstables under a range
+// tombstone without reading them.
+func (s *Store) dropPebbleBlocks(b *pebble.Batch, liveSeqs []uint64) error {
 	slices.Sort(liveSeqs)
 	var next uint64
 	for _, q := range liveSeqs {
 		if q > next {
 			if err := b.DeleteRange(s.blockKey(next), s.blockKey(q), nil); err != nil {
-				return st, err
+				return err
 			}
 		}
 		next = q + 1
 	}
 	_, blockHi := s.blockRange()
-	if err := b.DeleteRange(s.blockKey(next), blockHi, nil); err != nil {
-		return st, err
+	return b.DeleteRange(s.blockKey(next), blockHi, nil)
+}
+
+// sweepPacks deletes the pack files with no live block (inPack lists the
+// live blocks of each pack), after copying the live blocks of packs less
+// than half full of them into new packs, committed durably first.
+func (s *Store) sweepPacks(ctx context.Context, inPack map[uint64][]entry, st *GCStats) error {
+	files, err := s.packs.list()
+	if err != nil {
+		return err
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
-		return st, fmt.Errorf("blobstore: gc: delete: %w", err)
+	var drop, sparse []uint64
+	for num, size := range files {
+		var liveBytes int64
+		for _, e := range inPack[num] {
+			liveBytes += int64(e.loc.size)
+		}
+		switch {
+		case liveBytes == 0:
+			drop = append(drop, num)
+		case 2*liveBytes < size:
+			sparse = append(sparse, num)
+		}
 	}
-	if err := s.db.Compact(s.blockKey(deadLo), s.blockKey(deadHi+1), true); err != nil {
-		return st, fmt.Errorf("blobstore: gc: compact blocks: %w", err)
+	if len(sparse) > 0 {
+		slices.Sort(sparse)
+		k := s.newSink()
+		k.release = putBuf
+		for _, num := range sparse {
+			es := inPack[num]
+			slices.SortFunc(es, func(a, b entry) int { return cmp.Compare(a.loc.off, b.loc.off) })
+			for _, e := range es {
+				if err := ctx.Err(); err != nil {
+					k.close(false)
+					return err
+				}
+				buf := getBuf(e.loc.size)
+				if err := s.packs.readAt(num, e.loc.off, buf); err != nil {
+					putBuf(buf)
+					k.close(false)
+					return err
+				}
+				if err := k.add(e.h, buf); err != nil {
+					k.close(false)
+					return err
+				}
+				st.Moved += int64(e.loc.size)
+			}
+		}
+		if err := k.close(true); err != nil {
+			return err
+		}
+		drop = append(drop, sparse...)
 	}
-	if err := s.db.Compact(lo, hi, true); err != nil {
-		return st, fmt.Errorf("blobstore: gc: compact catalogue: %w", err)
+	if err := s.packs.remove(drop); err != nil {
+		return err
 	}
-	return st, nil
+	st.PacksRemoved = len(drop)
+	return nil
 }

@@ -1,45 +1,48 @@
 package blobstore
 
 import (
-	"errors"
 	"fmt"
-	"os"
 	"sync"
 
 	"github.com/cockroachdb/pebble"
-	"github.com/cockroachdb/pebble/sstable"
 	mh "github.com/multiformats/go-multihash"
 
 	"aura/directio"
 )
 
-// seqsPerFile is how many block numbers a sink reserves at a time; unused
-// ones are gaps, which cost nothing.
-const seqsPerFile = 1 << 16
+// seqsPerBatch is how many block numbers a batch-mode sink reserves at a
+// time; unused ones are gaps, which cost nothing.
+const seqsPerBatch = 1 << 16
 
-// sink writes blocks for one Put, PutMany or fetching peer.
+// packQueue is how many blocks a sink may have queued for its writer.
+const packQueue = 8
+
+// sink writes blocks for one Put, PutMany, fetch or GC rewrite.
 //
-// Ingest mode (the default): block bytes stream into an sstable in the
-// staging directory as they come; every stageBytes the file is handed to a
-// background ingester, which syncs it, ingests it into Pebble (so each byte
-// is written once, never through the WAL or a compaction) and then commits
-// the blocks' catalogue entries. A crash between the two leaves block bytes
-// that no entry points to; GC removes those.
+// Pack mode (a Store with a pack directory): block bytes go to a pack
+// file, written by the sink's own goroutine so that the caller (hashing,
+// decrypting, reading the network) does not wait on the disk. Every
+// stageBytes the pack is sealed; a second goroutine finishes it (fsyncs it
+// and its name) while the writer goes on with the next, and only then
+// commits the catalogue entries of its blocks. A crash between the two
+// leaves a pack that no entry points to; GC removes it.
 //
-// Batch mode (when the Store cannot ingest): blocks and catalogue entries go
-// into a Pebble batch committed every stageBytes.
+// Batch mode (no pack directory): blocks and catalogue entries go into a
+// Pebble batch committed every stageBytes.
 type sink struct {
 	s       *Store
 	release func([]byte) // called with each block's data once written, if set
 	staged  map[string]struct{}
 	wrote   bool // something was committed without sync
+	closed  bool
 
-	// ingest mode
-	cur   *stagedFile
-	queue chan *stagedFile
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	err   error // first error of the ingester
+	// pack mode
+	cur     *packFile
+	ops     chan packOp
+	commits chan *packFile // sealed packs, from writePacks to commitPacks
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	err     error // first error of the writer
 
 	// batch mode
 	batch      *pebble.Batch
@@ -47,19 +50,18 @@ type sink struct {
 	next, end  uint64 // reserved block numbers
 }
 
-type stagedFile struct {
-	w       *sstable.Writer
-	path    string
-	next    uint64 // next block number
-	end     uint64 // end of the reserved numbers
-	entries []entry
-	bytes   int
+// packOp is one job of a sink's writer: append data to p, or (seal) finish
+// p and commit its entries.
+type packOp struct {
+	p       *packFile
+	data    []byte
+	release func([]byte)
+	seal    bool
 }
 
 type entry struct {
-	h    mh.Multihash
-	size int
-	seq  uint64
+	h   mh.Multihash
+	loc location
 }
 
 func (s *Store) newSink() *sink {
@@ -87,21 +89,20 @@ func (k *sink) setErr(err error) {
 }
 
 // add writes a block (once per multihash). data may be reused once add
-// returns, unless release is set: then the sink calls it when done.
+// returns, unless release is set: then the sink calls it when done with
+// data.
 func (k *sink) add(h mh.Multihash, data []byte) error {
 	if k.has(h) {
 		k.done(data)
 		return nil
 	}
 	k.staged[string(h)] = struct{}{}
-	var err error
-	if k.s.noIngest {
-		err = k.addBatch(h, data)
-	} else {
-		err = k.addIngest(h, data)
+	if k.s.packs == nil {
+		err := k.addBatch(h, data)
+		k.done(data)
+		return err
 	}
-	k.done(data)
-	return err
+	return k.addPack(h, data)
 }
 
 func (k *sink) done(data []byte) {
@@ -115,15 +116,15 @@ func (k *sink) addBatch(h mh.Multihash, data []byte) error {
 		k.batch = k.s.db.NewBatch()
 	}
 	if k.next == k.end {
-		k.next = k.s.allocSeq(seqsPerFile)
-		k.end = k.next + seqsPerFile
+		k.next = k.s.allocSeq(seqsPerBatch)
+		k.end = k.next + seqsPerBatch
 	}
 	seq := k.next
 	k.next++
 	if err := k.batch.Set(k.s.blockKey(seq), data, nil); err != nil {
 		return err
 	}
-	if err := k.batch.Set(k.s.catalogKey(h), encodeEntry(len(data), seq), nil); err != nil {
+	if err := k.batch.Set(k.s.catalogKey(h), location{size: len(data), seq: seq}.encode(), nil); err != nil {
 		return err
 	}
 	k.batchBytes += len(data)
@@ -148,62 +149,140 @@ func (k *sink) commitBatch(opt *pebble.WriteOptions) error {
 	return nil
 }
 
-func (k *sink) addIngest(h mh.Multihash, data []byte) error {
+func (k *sink) addPack(h mh.Multihash, data []byte) error {
 	if err := k.asyncErr(); err != nil {
+		k.done(data)
 		return err
 	}
 	if k.cur == nil {
-		f, err := k.s.openStaged()
+		p, err := k.s.packs.create()
 		if err != nil {
+			k.done(data)
 			return err
 		}
-		k.cur = f
+		k.cur = p
 	}
-	f := k.cur
-	seq := f.next
-	f.next++
-	if err := f.w.Set(k.s.blockKey(seq), data); err != nil {
-		return fmt.Errorf("blobstore: write staged sstable: %w", err)
+	release := k.release
+	if release == nil { // the caller reuses data: the writer gets a copy
+		buf := getBuf(len(data))
+		copy(buf, data)
+		data, release = buf, putBuf
 	}
-	f.entries = append(f.entries, entry{h, len(data), seq})
-	f.bytes += len(data)
+	p := k.cur
+	if pad := padFor(p.size, len(data)); pad > 0 {
+		k.send(packOp{p: p, data: zeros[:pad], release: func([]byte) {}})
+		p.size += int64(pad)
+	}
+	p.entries = append(p.entries, entry{h: h, loc: location{size: len(data), pack: p.num, off: p.size}})
+	p.size += int64(len(data))
 	k.wrote = true
-	if f.bytes >= stageBytes || f.next == f.end {
+	k.send(packOp{p: p, data: data, release: release})
+	if p.size >= stageBytes {
 		k.seal()
 	}
 	return nil
 }
 
-// seal hands the current file to the ingester.
-func (k *sink) seal() {
-	f := k.cur
-	k.cur = nil
-	if f == nil {
-		return
+// padFor is how many zero bytes go before a block of n bytes at offset
+// off of a pack: enough to start a large block that fills whole alignment
+// units on a unit boundary, so that it is written to the disk straight from
+// its buffer (directio), uncopied. Small blocks are not padded.
+func padFor(off int64, n int) int {
+	if n < 64<<10 || n%directio.Align != 0 {
+		return 0
 	}
-	if k.queue == nil {
-		k.queue = make(chan *stagedFile, 1)
-		k.wg.Go(func() {
-			for f := range k.queue {
-				if k.asyncErr() != nil {
-					f.discard()
-					continue
-				}
-				if err := k.s.ingestStaged(f); err != nil {
-					k.setErr(err)
-				}
-			}
-		})
-	}
-	k.queue <- f
+	return int(-off & (directio.Align - 1))
 }
 
-// close stores everything added and stops the ingester. With sync, all the
-// sink wrote is durable when it returns nil; without, the caller syncs
-// (Store.syncWAL) after closing its sinks.
+var zeros [directio.Align]byte
+
+func (k *sink) send(op packOp) {
+	if k.ops == nil {
+		k.ops = make(chan packOp, packQueue)
+		k.commits = make(chan *packFile, 1)
+		k.wg.Go(k.writePacks)
+		k.wg.Go(k.commitPacks)
+	}
+	k.ops <- op
+}
+
+// seal hands the current pack to the writer to finish and commit.
+func (k *sink) seal() {
+	if p := k.cur; p != nil {
+		k.cur = nil
+		k.send(packOp{p: p, seal: true})
+	}
+}
+
+// writePacks is the sink's writer: it appends blocks to their packs and
+// hands each sealed pack to commitPacks, so that writing the next one
+// overlaps the syncs. After an error it only releases buffers and deletes
+// the packs it was given.
+func (k *sink) writePacks() {
+	defer close(k.commits)
+	d := k.s.packs
+	for op := range k.ops {
+		failed := k.asyncErr() != nil
+		switch {
+		case op.seal && failed:
+			op.p.discard(d)
+		case op.seal:
+			k.commits <- op.p
+		case !failed:
+			if _, err := op.p.w.Write(op.data); err != nil {
+				k.setErr(fmt.Errorf("blobstore: write pack: %w", err))
+			}
+		}
+		if op.data != nil {
+			op.release(op.data)
+		}
+	}
+}
+
+// commitPacks finishes the packs writePacks hands over, in order, and
+// commits their entries.
+func (k *sink) commitPacks() {
+	for p := range k.commits {
+		if k.asyncErr() != nil {
+			p.discard(k.s.packs)
+			continue
+		}
+		if err := k.commitPack(p); err != nil {
+			k.setErr(err)
+		}
+	}
+}
+
+// commitPack finishes a pack, then commits its catalogue entries (without
+// sync).
+func (k *sink) commitPack(p *packFile) error {
+	if err := p.finish(k.s.packs); err != nil {
+		p.discard(k.s.packs)
+		return err
+	}
+	b := k.s.db.NewBatchWithSize(64 * len(p.entries))
+	defer b.Close()
+	for _, e := range p.entries {
+		if err := b.Set(k.s.catalogKey(e.h), e.loc.encode(), nil); err != nil {
+			return err
+		}
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("blobstore: write catalogue: %w", err)
+	}
+	return nil
+}
+
+// close stores everything added and stops the writer; a second close is a
+// no-op. With sync, all the sink wrote is durable when it returns nil;
+// without, the caller syncs (Store.syncWAL) after closing its sinks.
 func (k *sink) close(sync bool) error {
+	if k.closed {
+		return nil
+	}
+	k.closed = true
 	var err error
-	if k.s.noIngest {
+	if k.s.packs == nil {
 		opt := pebble.NoSync
 		if sync {
 			opt = pebble.Sync
@@ -211,10 +290,10 @@ func (k *sink) close(sync bool) error {
 		err = k.commitBatch(opt)
 	} else {
 		k.seal()
-		if k.queue != nil {
-			close(k.queue)
+		if k.ops != nil {
+			close(k.ops)
 			k.wg.Wait()
-			k.queue = nil
+			k.ops = nil
 		}
 		err = k.asyncErr()
 	}
@@ -234,119 +313,3 @@ func (s *Store) syncWAL() error {
 	}
 	return nil
 }
-
-// openStaged starts an sstable in the staging directory with a fresh range
-// of block numbers.
-func (s *Store) openStaged() (*stagedFile, error) {
-	base := s.allocSeq(seqsPerFile)
-	f := &stagedFile{next: base, end: base + seqsPerFile}
-	tmp, err := os.CreateTemp(s.opts.stagingDir, "aura-blobs-*.sst")
-	if err != nil {
-		return nil, fmt.Errorf("blobstore: staging file: %w", err)
-	}
-	f.path = tmp.Name()
-	tmp.Close()
-	file, err := directio.Create(f.path, 0o644)
-	if err != nil {
-		os.Remove(f.path)
-		return nil, fmt.Errorf("blobstore: staging file: %w", err)
-	}
-	f.w = sstable.NewWriter(stagedWritable{file}, sstable.WriterOptions{
-		TableFormat: s.db.FormatMajorVersion().MaxTableFormat(),
-		// Blobs are compact CBOR or encrypted: compression would cost
-		// CPU for nothing (Pebble would store the blocks raw anyway).
-		Compression: sstable.NoCompression,
-		Comparer:    pebble.DefaultComparer,
-		// The CIDs are the integrity check; Pebble still verifies block
-		// checksums on every read, and xxhash64 costs less than crc32c.
-		Checksum: sstable.ChecksumTypeXXHash64,
-		// Blocks are checksummed and written by Pebble's own goroutines,
-		// beside the one chunking and hashing the blob: a restore's
-		// write syscalls no longer sit on its critical path.
-		Parallelism: true,
-	})
-	return f, nil
-}
-
-// stagedWritable is the objstorage.Writable a staged sstable is written
-// through: a directio.File, so a fetch does not copy every byte into fresh
-// page-cache pages it will not read again (on a VM each new page faults to
-// the hypervisor: that cost a fetch more CPU than hashing the blocks).
-type stagedWritable struct{ f *directio.File }
-
-func (w stagedWritable) Write(p []byte) error {
-	_, err := w.f.Write(p)
-	return err
-}
-func (w stagedWritable) Finish() error { return w.f.Finish() }
-func (w stagedWritable) Abort()        { w.f.Abort() }
-
-// discard drops a staged file.
-func (f *stagedFile) discard() {
-	if f.w != nil {
-		_ = f.w.Close()
-		f.w = nil
-	}
-	if f.path != "" {
-		os.Remove(f.path)
-		f.path = ""
-	}
-}
-
-// ingestStaged syncs and ingests a staged file, then commits the catalogue
-// entries of its blocks (without sync).
-func (s *Store) ingestStaged(f *stagedFile) error {
-	defer f.discard() // our name for the file; Pebble has linked or copied it
-	if len(f.entries) == 0 {
-		return nil
-	}
-	err := f.w.Close() // syncs and closes the file
-	f.w = nil
-	if err == nil {
-		err = s.db.Ingest([]string{f.path})
-	}
-	if err != nil {
-		return fmt.Errorf("blobstore: ingest blocks: %w", err)
-	}
-	b := s.db.NewBatchWithSize(64 * len(f.entries))
-	defer b.Close()
-	for _, e := range f.entries {
-		if err := b.Set(s.catalogKey(e.h), encodeEntry(e.size, e.seq), nil); err != nil {
-			return err
-		}
-	}
-	if err := b.Commit(pebble.NoSync); err != nil {
-		return fmt.Errorf("blobstore: write catalogue: %w", err)
-	}
-	return nil
-}
-
-// probeIngest checks, once at New, that the staging directory and the DB
-// allow ingestion: it ingests a one-key sstable outside the block range and
-// deletes the key.
-func (s *Store) probeIngest() error {
-	f, err := s.openStaged()
-	if err != nil {
-		return err
-	}
-	defer f.discard()
-	key := s.key(kindProbe, nil)
-	if err := f.w.Set(key, nil); err != nil {
-		return err
-	}
-	err = f.w.Close()
-	f.w = nil
-	if err == nil {
-		err = s.db.Ingest([]string{f.path})
-	}
-	if err != nil {
-		return err
-	}
-	return s.db.Delete(key, pebble.NoSync)
-}
-
-// IngestError says why the Store writes blocks through batches rather than
-// by ingesting sstables (see WithStagingDir); nil when it ingests.
-func (s *Store) IngestError() error { return s.ingestErr }
-
-var errIngestOff = errors.New("blobstore: ingestion turned off")

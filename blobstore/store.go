@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -74,8 +73,8 @@ const (
 	kindPin     = 'p'
 	kindProbe   = 'i'
 
-	// stageBytes is how many block bytes Put and Fetch gather before
-	// writing them out as one sstable (or batch).
+	// stageBytes is how many block bytes a sink writes into one pack file
+	// (or one batch) before committing their catalogue entries.
 	stageBytes = 32 << 20
 )
 
@@ -84,8 +83,7 @@ type Option func(*options)
 
 type options struct {
 	host        host.Host
-	stagingDir  string
-	noIngest    bool
+	packDir     string
 	banDuration time.Duration
 	chunkSize   int
 	maxLinks    int
@@ -103,19 +101,15 @@ type options struct {
 // WithHost serves /aura/blocks/1 on h and lets Fetch open streams from it.
 func WithHost(h host.Host) Option { return func(o *options) { o.host = h } }
 
-// WithStagingDir names the directory where Put and Fetch write the
-// sstables they ingest into Pebble (default os.TempDir()). Put it on the
-// same filesystem as the Pebble directory (a sibling of it, say) so that
-// Pebble can hard-link the files instead of copying them. Ingestion writes
-// each block once, where a write through Pebble's WAL would write it three
-// times or more (WAL, flush, compactions). New checks that ingestion
-// works; if it does not (a Pebble on an in-memory filesystem, an
-// unwritable directory), the Store writes blocks through ordinary batches
-// and IngestError says why.
-func WithStagingDir(dir string) Option { return func(o *options) { o.stagingDir = dir } }
-
-// withoutIngest forces batch writes (tests of the fallback).
-func withoutIngest() Option { return func(o *options) { o.noIngest = true } }
+// WithPackDir keeps block bytes in pack files in dir (created if
+// missing), with only the catalogue and pins in Pebble. Put it inside or
+// beside the Pebble directory, on the same disk: it is part of the store.
+// Each block's bytes are then written once, straight to the disk (no WAL,
+// flush or compaction, no page-cache copy), and served with one read. Without
+// it the Store keeps block bytes in Pebble batches, which suits small or
+// in-memory stores. Blocks an earlier Store wrote into Pebble stay readable
+// either way.
+func WithPackDir(dir string) Option { return func(o *options) { o.packDir = dir } }
 
 // WithBanDuration sets how long a peer that sent a tampered block is skipped
 // by later fetches (default DefaultBanDuration; zero or negative: the peer
@@ -158,9 +152,8 @@ type Store struct {
 	// gcMu: Put, Fetch and Pin hold it shared, GC exclusively.
 	gcMu sync.RWMutex
 
-	nextSeq   atomic.Uint64 // next free block number
-	noIngest  bool          // write blocks through batches (set by New)
-	ingestErr error         // why noIngest
+	nextSeq atomic.Uint64 // next free block number (blocks held in Pebble)
+	packs   *packDir      // nil: block bytes go into Pebble batches
 
 	mu      sync.Mutex
 	closed  bool
@@ -206,18 +199,15 @@ func New(db *pebble.DB, prefix []byte, opts ...Option) (*Store, error) {
 		banned:  make(map[peer.ID]time.Time),
 		streams: make(map[*serverStream]struct{}),
 	}
-	if o.stagingDir == "" {
-		o.stagingDir = os.TempDir()
-	}
-	s.opts.stagingDir = o.stagingDir
 	if err := s.loadNextSeq(); err != nil {
 		return nil, err
 	}
-	if o.noIngest {
-		s.noIngest, s.ingestErr = true, errIngestOff
-	} else if err := s.probeIngest(); err != nil {
-		s.noIngest = true
-		s.ingestErr = fmt.Errorf("blobstore: cannot ingest sstables from %s into Pebble, writing blocks through batches: %w", o.stagingDir, err)
+	if o.packDir != "" {
+		d, err := openPackDir(o.packDir)
+		if err != nil {
+			return nil, err
+		}
+		s.packs = d
 	}
 	if o.host != nil {
 		o.host.SetStreamHandler(ProtocolID, s.handleStream)
@@ -242,6 +232,9 @@ func (s *Store) Close() error {
 		s.opts.host.RemoveStreamHandler(ProtocolID)
 	}
 	s.serveWG.Wait()
+	if s.packs != nil {
+		s.packs.close()
+	}
 	return nil
 }
 
@@ -254,7 +247,7 @@ func (s *Store) key(kind byte, rest []byte) []byte {
 
 // blockKey is where the bytes of the block numbered seq live. Numbers grow
 // in write order, so a blob's blocks sit side by side and whole sstables of
-// them can be ingested and later dropped without rewriting their neighbours.
+// them can be dropped without rewriting their neighbours.
 func (s *Store) blockKey(seq uint64) []byte {
 	var b [8]byte
 	binary.BigEndian.PutUint64(b[:], seq)
@@ -291,61 +284,123 @@ func (s *Store) loadNextSeq() error {
 // allocSeq reserves n block numbers and returns the first.
 func (s *Store) allocSeq(n int) uint64 { return s.nextSeq.Add(uint64(n)) - uint64(n) }
 
-func encodeEntry(size int, seq uint64) []byte {
-	v := binary.AppendUvarint(nil, uint64(size))
-	return binary.AppendUvarint(v, seq)
+// location is where a block's bytes are, as its catalogue entry says: in
+// pack file pack at offset off, or (pack 0) in Pebble under block number
+// seq. Encoded as uvarints: size, pack, off for a pack; size, seq for
+// Pebble (the form every entry had before pack files).
+type location struct {
+	size int
+	pack uint64
+	off  int64
+	seq  uint64
 }
 
-func decodeEntry(v []byte) (size int, seq uint64, err error) {
-	sz, n := binary.Uvarint(v)
-	if n <= 0 {
-		return 0, 0, errors.New("blobstore: corrupt catalogue entry")
+func (l location) encode() []byte {
+	v := binary.AppendUvarint(make([]byte, 0, 3*binary.MaxVarintLen64), uint64(l.size))
+	if l.pack == 0 {
+		return binary.AppendUvarint(v, l.seq)
 	}
-	sq, m := binary.Uvarint(v[n:])
-	if m <= 0 || n+m != len(v) {
-		return 0, 0, errors.New("blobstore: corrupt catalogue entry")
-	}
-	return int(sz), sq, nil
+	v = binary.AppendUvarint(v, l.pack)
+	return binary.AppendUvarint(v, uint64(l.off))
 }
 
-// lookup reads the catalogue entry of a block: its size and number.
-func (s *Store) lookup(h mh.Multihash) (size int, seq uint64, ok bool, err error) {
+var errCorruptEntry = errors.New("blobstore: corrupt catalogue entry")
+
+func decodeLocation(v []byte) (location, error) {
+	var xs [3]uint64
+	n := 0
+	for len(v) > 0 {
+		if n == len(xs) {
+			return location{}, errCorruptEntry
+		}
+		x, k := binary.Uvarint(v)
+		if k <= 0 {
+			return location{}, errCorruptEntry
+		}
+		xs[n], v, n = x, v[k:], n+1
+	}
+	if xs[0] > MaxBlockSize {
+		return location{}, errCorruptEntry
+	}
+	switch {
+	case n == 2:
+		return location{size: int(xs[0]), seq: xs[1]}, nil
+	case n == 3 && xs[1] != 0 && xs[2] <= 1<<62:
+		return location{size: int(xs[0]), pack: xs[1], off: int64(xs[2])}, nil
+	}
+	return location{}, errCorruptEntry
+}
+
+// lookup reads the catalogue entry of a block.
+func (s *Store) lookup(h mh.Multihash) (loc location, ok bool, err error) {
 	v, closer, err := s.db.Get(s.catalogKey(h))
 	if errors.Is(err, pebble.ErrNotFound) {
-		return 0, 0, false, nil
+		return location{}, false, nil
 	}
 	if err != nil {
-		return 0, 0, false, fmt.Errorf("blobstore: read catalogue: %w", err)
+		return location{}, false, fmt.Errorf("blobstore: read catalogue: %w", err)
 	}
 	defer closer.Close()
-	size, seq, err = decodeEntry(v)
+	loc, err = decodeLocation(v)
 	if err != nil {
-		return 0, 0, false, fmt.Errorf("%w for %s", err, h.B58String())
+		return location{}, false, fmt.Errorf("%w for %s", err, h.B58String())
 	}
-	return size, seq, true, nil
+	return loc, true, nil
 }
 
 // hasBlock reports whether the block is stored (catalogue lookup: the block
 // itself is not read).
 func (s *Store) hasBlock(c cid.Cid) (bool, error) {
-	_, _, ok, err := s.lookup(c.Hash())
+	_, ok, err := s.lookup(c.Hash())
 	return ok, err
 }
 
 func (s *Store) blockSize(h mh.Multihash) (int, bool, error) {
-	size, _, ok, err := s.lookup(h)
-	return size, ok, err
+	loc, ok, err := s.lookup(h)
+	return loc.size, ok, err
 }
 
 // viewBlock calls f with the block's bytes, valid only during the call.
 func (s *Store) viewBlock(h mh.Multihash, f func([]byte) error) error {
-	_, seq, ok, err := s.lookup(h)
+	loc, ok, err := s.lookup(h)
 	if err != nil {
 		return err
 	}
 	if !ok {
 		return ErrNotFound
 	}
+	if loc.pack == 0 {
+		return s.viewPebbleBlock(h, loc.seq, f)
+	}
+	if s.packs == nil {
+		return fmt.Errorf("blobstore: block %s is in pack %d, and the Store has no pack directory (WithPackDir)", h.B58String(), loc.pack)
+	}
+	buf := getBuf(loc.size)
+	defer putBuf(buf)
+	err = s.packs.readAt(loc.pack, loc.off, buf)
+	if errors.Is(err, errPackGone) {
+		// A GC may have moved the block to a new pack since the lookup.
+		again, ok, lerr := s.lookup(h)
+		switch {
+		case lerr != nil:
+			return lerr
+		case !ok:
+			return ErrNotFound
+		case again != loc && again.pack != 0:
+			loc, err = again, s.packs.readAt(again.pack, again.off, buf)
+		}
+	}
+	if errors.Is(err, errPackGone) {
+		return fmt.Errorf("blobstore: catalogued block %s has no bytes (%v): %w", h.B58String(), err, ErrNotFound)
+	}
+	if err != nil {
+		return err
+	}
+	return f(buf)
+}
+
+// viewPebbleBlock is viewBlock for bytes held in Pebble.
+func (s *Store) viewPebbleBlock(h mh.Multihash, seq uint64, f func([]byte) error) error {
 	v, closer, err := s.db.Get(s.blockKey(seq))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return fmt.Errorf("blobstore: catalogued block %s has no bytes: %w", h.B58String(), ErrNotFound)
@@ -370,9 +425,10 @@ func (s *Store) getBlock(c cid.Cid) ([]byte, error) {
 	return out, err
 }
 
-// deleteBlock removes a block and its catalogue entry.
+// deleteBlock removes a block's catalogue entry, and its bytes when they
+// are in Pebble (bytes in a pack go at the next GC).
 func (s *Store) deleteBlock(h mh.Multihash) error {
-	_, seq, ok, err := s.lookup(h)
+	loc, ok, err := s.lookup(h)
 	if err != nil || !ok {
 		return err
 	}
@@ -381,8 +437,10 @@ func (s *Store) deleteBlock(h mh.Multihash) error {
 	if err := b.Delete(s.catalogKey(h), nil); err != nil {
 		return err
 	}
-	if err := b.Delete(s.blockKey(seq), nil); err != nil {
-		return err
+	if loc.pack == 0 {
+		if err := b.Delete(s.blockKey(loc.seq), nil); err != nil {
+			return err
+		}
 	}
 	return b.Commit(pebble.NoSync)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -302,7 +303,7 @@ func TestGCShrinksDisk(t *testing.T) {
 	for _, mode := range []struct {
 		name string
 		opts []Option
-	}{{"ingest", nil}, {"batch", []Option{withoutIngest()}}} {
+	}{{"packs", nil}, {"batch", []Option{withoutPacks()}}} {
 		t.Run(mode.name, func(t *testing.T) { testGCShrinksDisk(t, mode.opts...) })
 	}
 }
@@ -310,7 +311,7 @@ func TestGCShrinksDisk(t *testing.T) {
 func testGCShrinksDisk(t *testing.T, opts ...Option) {
 	dir := t.TempDir()
 	db := openDB(t, dir)
-	s, err := New(db, []byte("blob/"), append(opts, WithStagingDir(t.TempDir()))...)
+	s, err := New(db, []byte("blob/"), append([]Option{WithPackDir(filepath.Join(dir, "packs"))}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,9 +375,9 @@ func testGCShrinksDisk(t *testing.T, opts ...Option) {
 	}
 }
 
-// TestBatchFallback: a Pebble on an in-memory filesystem cannot ingest
-// files from the staging directory; the Store then writes through batches
-// and everything still works.
+// TestBatchFallback: without a pack directory (here over a Pebble on an
+// in-memory filesystem) the Store writes block bytes through batches and
+// everything still works.
 func TestBatchFallback(t *testing.T) {
 	db, err := pebble.Open("", &pebble.Options{FS: vfs.NewMem(), Logger: quietLogger{}})
 	if err != nil {
@@ -389,8 +390,8 @@ func TestBatchFallback(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if s.IngestError() == nil {
-		t.Fatal("ingestion into an in-memory Pebble reported as working")
+	if s.packs != nil {
+		t.Fatal("a Store without WithPackDir writes pack files")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -436,11 +437,8 @@ func TestReopen(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, err := New(db, []byte("blob/"), WithStagingDir(t.TempDir()))
+		s, err := New(db, []byte("blob/"), WithPackDir(filepath.Join(dir, "packs")))
 		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.IngestError(); err != nil {
 			t.Fatal(err)
 		}
 		return db, s

@@ -40,9 +40,9 @@ func (s *Store) put(ctx context.Context, r io.Reader, pin bool) (cid.Cid, int64,
 	}
 	cr := &ctxReader{ctx: ctx, r: r}
 	k := s.newSink()
-	defer k.close(false) // stops the ingester on error paths; no-op after close(true)
-	// The sink copies every block into its sstable or batch before add
-	// returns.
+	defer k.close(false) // stops the writer on error paths; no-op after close(true)
+	// The sink copies every block (into a pack buffer or a batch) before
+	// add returns.
 	root, n, err := unixfs.ImportCopying(cr, unixfs.Layout{ChunkSize: s.opts.chunkSize, MaxLinks: s.opts.maxLinks}, func(c cid.Cid, data []byte) error {
 		if err := ctx.Err(); err != nil {
 			return err

@@ -1,8 +1,9 @@
 // Package directio writes files that are written once, front to back, and
-// not read back soon — staged sstables of fetched blobs, backup files —
+// not read back soon — pack files of fetched blobs, backup files —
 // without passing their bytes through the page cache (O_DIRECT on Linux,
-// from an aligned buffer; an ordinary buffered file elsewhere or where the
-// file system refuses it).
+// from an aligned buffer, or straight from the caller's memory when a
+// write is aligned; an ordinary buffered file elsewhere or where the file
+// system refuses it).
 //
 // # What it promises
 //

@@ -62,8 +62,19 @@ func (w *File) Name() string { return w.f.Name() }
 // Size is the number of bytes written so far (buffered ones included).
 func (w *File) Size() int64 { return w.size + int64(len(w.buf)) }
 
-// Write copies p into the buffer, writing out every full buffer.
+// Write copies p into the buffer, writing out every full buffer. When p
+// is aligned (memory and length) and the bytes before it fill whole
+// alignment units, it goes to the disk straight from p, uncopied: the
+// buffered bytes first, then p.
 func (w *File) Write(p []byte) (int, error) {
+	if w.direct && len(p) > 0 && len(p)%Align == 0 && len(w.buf)%Align == 0 && uintptr(unsafe.Pointer(&p[0]))%Align == 0 {
+		if len(w.buf) > 0 {
+			if err := w.flush(len(w.buf)); err != nil {
+				return 0, err
+			}
+		}
+		return w.writeThrough(p)
+	}
 	n := 0
 	for len(p) > 0 {
 		k := copy(w.buf[len(w.buf):cap(w.buf)], p)
@@ -91,6 +102,19 @@ func (w *File) flush(n int) error {
 	}
 	w.buf = w.buf[:0]
 	return nil
+}
+
+// writeThrough writes p (aligned) with the buffer empty.
+func (w *File) writeThrough(p []byte) (int, error) {
+	k, err := w.f.Write(p)
+	w.size += int64(k)
+	if err == nil && k != len(p) {
+		err = ErrShortWrite
+	}
+	if err != nil {
+		return k, fmt.Errorf("write %s: %w", w.f.Name(), err)
+	}
+	return k, nil
 }
 
 // Finish writes what is buffered, trims the padding, syncs and closes the

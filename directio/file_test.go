@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"unsafe"
 )
 
 // A File holds exactly the bytes written, whatever the sizes of the
@@ -78,5 +79,51 @@ func TestFileReportsWriteErrors(t *testing.T) {
 		if err != nil && !bytes.Contains([]byte(err.Error()), []byte(path)) {
 			t.Fatalf("error %q does not name the file", err)
 		}
+	}
+}
+
+// Aligned writes after whole alignment units go to the disk from the
+// caller's memory, the buffered bytes first; the file still holds exactly
+// what was written, in order, with unaligned writes in between.
+func TestFileWritesAlignedThrough(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	w, err := Create(path, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !w.Direct() {
+		t.Logf("%s refuses O_DIRECT: only the buffered path runs", filepath.Dir(path))
+	}
+	raw := make([]byte, 3*BufSize+Align)
+	off := (Align - int(uintptr(unsafe.Pointer(&raw[0]))%Align)) % Align
+	aligned := raw[off : off+3*BufSize]
+	r := rand.New(rand.NewPCG(5, 6))
+	for i := range aligned {
+		aligned[i] = byte(r.Uint32())
+	}
+	var want []byte
+	write := func(p []byte) {
+		t.Helper()
+		if n, err := w.Write(p); err != nil || n != len(p) {
+			t.Fatalf("write %d: %d, %v", len(p), n, err)
+		}
+		want = append(want, p...)
+	}
+	write(aligned[:BufSize])            // through, buffer empty
+	write([]byte("head"))               // buffered, 4 bytes
+	write(make([]byte, Align-4))        // buffered, one whole unit
+	write(aligned[BufSize : 2*BufSize]) // the unit first, then through
+	if w.direct && len(w.buf) != 0 {
+		t.Fatalf("%d bytes left in the buffer after an aligned write", len(w.buf))
+	}
+	write([]byte("x"))                            // buffered
+	write(aligned[2*BufSize : 2*BufSize+2*Align]) // copied: the buffer is not whole units
+	write(aligned[2*BufSize+2*Align:])
+	if err := w.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(path)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("%d bytes read back of %d (%v), equal %v", len(got), len(want), err, bytes.Equal(got, want))
 	}
 }

@@ -515,14 +515,14 @@ func restoreStaged(ctx context.Context, o BackupRestoreOptions, cfg Config, key 
 			res, err = nil, fmt.Errorf("%w: staging store in %s: %v", ErrStorageFatal, dir, p)
 		}
 	}()
-	// Small caches: the blob is ingested as sstables and the tail is small;
+	// Small caches: the blob goes to pack files and the tail is small;
 	// the running node opens the store with its own sizes.
 	store, err := pebblestore.Open(dir, pebblestore.Options{CacheSize: 1 << 20, MemTableSize: 2 << 20, Pebble: &pebble.Options{Logger: quietLog{}}})
 	if err != nil {
 		return nil, fmt.Errorf("open the staging store: %w", err)
 	}
 	defer store.Close()
-	blobs, err := blobstore.New(store.DB(), prefixBlobs)
+	blobs, err := blobstore.New(store.DB(), prefixBlobs, blobstore.WithPackDir(blobPacks(dir)))
 	if err != nil {
 		return nil, err
 	}

@@ -199,7 +199,7 @@ func (n *Node) start(o Options) (err error) {
 		return err
 	}
 	n.ghost = &guardedHost{Host: n.host, g: n.gater}
-	n.blobs, err = blobstore.New(db, prefixBlobs, blobstore.WithHost(n.ghost))
+	n.blobs, err = blobstore.New(db, prefixBlobs, blobstore.WithHost(n.ghost), blobstore.WithPackDir(blobPacks(filepath.Join(home, DataDir))))
 	if err != nil {
 		return err
 	}

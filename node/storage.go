@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 
 	"github.com/cockroachdb/pebble"
 	"github.com/ipfs/go-cid"
@@ -19,6 +20,11 @@ var (
 	prefixNode    = []byte{'n'} // the node's own records (invites, account, peers)
 	prefixBlobs   = []byte{'b'} // blobstore
 )
+
+// blobPacks is the blobstore's pack directory, inside the Pebble
+// directory so that whatever moves or replaces the store (repair, backup
+// restore) moves the blob bytes with their catalogue.
+func blobPacks(dataDir string) string { return filepath.Join(dataDir, "blobs") }
 
 // kvMeta is a string-keyed durable map over a key prefix of the DB. It
 // implements maintenance.Meta.

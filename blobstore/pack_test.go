@@ -1,0 +1,270 @@
+package blobstore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/ipfs/go-cid"
+)
+
+// packFiles lists the pack files of s by number, with their sizes.
+func packFiles(t *testing.T, s *Store) map[uint64]int64 {
+	t.Helper()
+	files, err := s.packs.list()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+// A blob's bytes are in pack files, not in Pebble, and read back equal,
+// also after the Store is opened again.
+func TestPackRoundTripAndReopen(t *testing.T) {
+	dir := t.TempDir()
+	db := openDB(t, dir)
+	packs := filepath.Join(dir, "packs")
+	s, err := New(db, []byte("blob/"), WithPackDir(packs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	a := randomBytes(90, 5<<20+3)
+	rootA := putBytes(t, s, a)
+	if n := len(packFiles(t, s)); n != 1 {
+		t.Fatalf("%d pack files after one 5 MB put, want 1", n)
+	}
+	lo, hi := s.blockRange()
+	it, err := db.NewIter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ok := it.SeekGE(lo); ok && bytes.Compare(it.Key(), hi) < 0; ok = it.Next() {
+		t.Errorf("block bytes in Pebble at %x", it.Key())
+	}
+	it.Close()
+	s.Close()
+
+	s, err = New(db, []byte("blob/"), WithPackDir(packs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	b := randomBytes(91, 3<<20)
+	rootB := putBytes(t, s, b)
+	for root, want := range map[cid.Cid][]byte{rootA: a, rootB: b} {
+		if got, err := s.Get(ctx, root); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("blob %s after reopen: %v", root, err)
+		}
+	}
+	if n := len(packFiles(t, s)); n != 2 {
+		t.Fatalf("%d pack files, want 2 (numbers go on after a reopen)", n)
+	}
+}
+
+// A store whose blocks were written into Pebble (by the Store before pack
+// files, or without WithPackDir) keeps serving them with a pack directory,
+// and GC frees both kinds.
+func TestPebbleBlocksStayReadable(t *testing.T) {
+	dir := t.TempDir()
+	db := openDB(t, dir)
+	ctx := context.Background()
+	old, err := New(db, []byte("blob/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keepData, dropData := randomBytes(92, 2<<20+7), randomBytes(93, 3<<20)
+	keepOld, dropOld := putBytes(t, old, keepData), putBytes(t, old, dropData)
+	old.Close()
+
+	s, err := New(db, []byte("blob/"), WithPackDir(filepath.Join(dir, "packs")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for root, want := range map[cid.Cid][]byte{keepOld: keepData, dropOld: dropData} {
+		if got, err := s.Get(ctx, root); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("Pebble-held blob %s: %v", root, err)
+		}
+	}
+	newData := randomBytes(94, 2<<20)
+	keepNew := putBytes(t, s, newData)
+	dropNew := putBytes(t, s, randomBytes(95, 1<<20+1))
+	if err := s.KeepNewest([]cid.Cid{keepNew, keepOld, dropNew, dropOld}, 2); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.GC(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Blocks != 4+3 || st.PacksRemoved != 1 {
+		t.Fatalf("GC %+v, want 7 blocks (4 in Pebble, 3 in a pack) and 1 pack removed", st)
+	}
+	for root, want := range map[cid.Cid][]byte{keepOld: keepData, keepNew: newData} {
+		if got, err := s.Get(ctx, root); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("kept blob %s after GC: %v", root, err)
+		}
+	}
+	for _, root := range []cid.Cid{dropOld, dropNew} {
+		if ok, _ := s.Has(ctx, root); ok {
+			t.Fatalf("unpinned blob %s survived GC", root)
+		}
+	}
+}
+
+// When a pinned blob shares a block with an unpinned one, GC copies the
+// shared block out of the unpinned blob's pack and deletes the pack: the
+// disk space comes back even though one of its blocks lives on.
+func TestGCMovesLiveBlocksOutOfSparsePacks(t *testing.T) {
+	dir := t.TempDir()
+	s := newStoreIn(t, dir)
+	ctx := context.Background()
+	first := randomBytes(96, 8*ChunkSize)
+	rootA := putBytes(t, s, first)
+	// B's first leaf is A's first: the put finds it held and writes only
+	// B's second leaf and root into a pack of their own.
+	b := append(append([]byte(nil), first[:ChunkSize]...), randomBytes(97, ChunkSize)...)
+	rootB := putBytes(t, s, b)
+	if err := s.Pin(rootB); err != nil {
+		t.Fatal(err)
+	}
+	packsBefore := packFiles(t, s)
+	if len(packsBefore) != 2 {
+		t.Fatalf("%d packs, want 2", len(packsBefore))
+	}
+	before := dirSize(t, filepath.Join(dir, "packs"))
+
+	st, err := s.GC(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Moved != ChunkSize || st.PacksRemoved != 1 {
+		t.Fatalf("GC %+v: want the shared 1 MiB leaf moved and A's pack removed", st)
+	}
+	after := dirSize(t, filepath.Join(dir, "packs"))
+	if before-after < 6*ChunkSize {
+		t.Fatalf("packs %d → %d bytes, want at least 6 MiB freed", before, after)
+	}
+	if got, err := s.Get(ctx, rootB); err != nil || !bytes.Equal(got, b) {
+		t.Fatalf("pinned blob after its block moved: %v", err)
+	}
+	if ok, _ := s.Has(ctx, rootA); ok {
+		t.Fatal("unpinned blob still complete")
+	}
+	// A second GC finds nothing to move or remove.
+	if st, err := s.GC(ctx); err != nil || st.Moved != 0 || st.PacksRemoved != 0 {
+		t.Fatalf("second GC %+v, %v", st, err)
+	}
+}
+
+// newStoreIn is newStore over a Pebble in dir with its packs in dir/packs.
+func newStoreIn(t *testing.T, dir string) *Store {
+	t.Helper()
+	s, err := New(openDB(t, dir), []byte("blob/"), WithPackDir(filepath.Join(dir, "packs")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// A crash after a pack was written but before its catalogue entries were
+// committed leaves a pack nobody points to; GC deletes it and keeps the
+// rest. Pack numbers never reuse the orphan's.
+func TestGCDropsOrphanPacks(t *testing.T) {
+	dir := t.TempDir()
+	s := newStoreIn(t, dir)
+	ctx := context.Background()
+	kept := putBytes(t, s, randomBytes(98, 2<<20))
+	if err := s.Pin(kept); err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.packs.create()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.w.Write(randomBytes(99, 3<<20)); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.finish(s.packs); err != nil { // the crash: no entries
+		t.Fatal(err)
+	}
+	st, err := s.GC(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.PacksRemoved != 1 || st.Blocks != 0 {
+		t.Fatalf("GC %+v, want the orphan pack removed and no block", st)
+	}
+	if _, err := os.Stat(s.packs.path(p.num)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("orphan pack still there: %v", err)
+	}
+	if _, err := s.Get(ctx, kept); err != nil {
+		t.Fatal(err)
+	}
+	next := putBytes(t, s, randomBytes(100, 1<<20))
+	if _, err := s.Get(ctx, next); err != nil {
+		t.Fatal(err)
+	}
+	for num := range packFiles(t, s) {
+		if num == p.num {
+			t.Fatal("a new pack took the orphan's number")
+		}
+	}
+}
+
+// Damaged pack files come back as errors naming the pack, never as wrong
+// bytes or a panic: a truncated pack, a missing one.
+func TestDamagedPacks(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	root := putBytes(t, s, randomBytes(101, 3<<20))
+	files := packFiles(t, s)
+	if len(files) != 1 {
+		t.Fatalf("%d packs", len(files))
+	}
+	var num uint64
+	for n := range files {
+		num = n
+	}
+	s.packs.close() // drop cached readers, as after a restart
+	if err := os.Truncate(s.packs.path(num), files[num]/2); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Get(ctx, root)
+	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("shorter than its catalogue")) {
+		t.Fatalf("read of a truncated pack: %v", err)
+	}
+	s.packs.close()
+	if err := os.Remove(s.packs.path(num)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, root); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("read of a missing pack: %v, want ErrNotFound", err)
+	}
+}
+
+// Catalogue entries of both kinds round-trip, and no byte string makes
+// decodeLocation panic or accept trailing bytes.
+func FuzzDecodeLocation(f *testing.F) {
+	for _, l := range []location{{size: 1 << 20, seq: 7}, {size: 12, pack: 3, off: 1 << 33}, {}} {
+		f.Add(l.encode())
+	}
+	f.Add([]byte{0x80})
+	f.Add([]byte{1, 2, 3, 4})
+	f.Fuzz(func(t *testing.T, v []byte) {
+		l, err := decodeLocation(v)
+		if err != nil {
+			return
+		}
+		if l.size < 0 || l.size > MaxBlockSize || l.off < 0 {
+			t.Fatalf("accepted %+v", l)
+		}
+		if got, err := decodeLocation(l.encode()); err != nil || got != l {
+			t.Fatalf("%+v → %x → %+v, %v", l, l.encode(), got, err)
+		}
+	})
+}
