@@ -68,9 +68,11 @@
 //     Block bytes without an entry (a crash between the two writes: a
 //     pack file nobody points to, or Pebble block numbers) are garbage that
 //     the next GC removes. Pack numbers are never reused.
-//   - A damaged pack (truncated, missing) makes reads of its blocks fail
-//     with an error naming the pack (a missing one wraps [ErrNotFound], so
-//     a fetch can bring the block back); it never yields other bytes.
+//   - A damaged pack (truncated, missing) never yields other bytes: the
+//     read fails with an error naming the pack and wrapping [ErrNotFound],
+//     and the blocks of that pack that are not all there lose their
+//     catalogue entries, so they count as missing and the next fetch of
+//     the blob brings them back from a peer.
 //   - Only sha2-256 CIDs with the dag-pb or raw codec are fetched or walked
 //     ([ErrUnsupportedCID] otherwise).
 //   - Put and Fetch end with a synced Pebble write: when they return nil,

@@ -28,7 +28,11 @@ const (
 
 // errPackGone: the pack file a location names does not exist (a GC
 // removed it after moving its live blocks, or the file was lost).
-var errPackGone = errors.New("blobstore: pack file missing")
+// errPackShort: the pack ends before the block does (truncated).
+var (
+	errPackGone  = errors.New("blobstore: pack file missing")
+	errPackShort = errors.New("blobstore: pack file shorter than its catalogue says")
+)
 
 // packDir is the directory of pack files and a cache of open readers.
 type packDir struct {
@@ -167,7 +171,7 @@ func readErr(num uint64, err error) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, io.EOF):
-		return fmt.Errorf("blobstore: pack %d is shorter than its catalogue says: %w", num, io.ErrUnexpectedEOF)
+		return fmt.Errorf("pack %d: %w", num, errPackShort)
 	default:
 		return fmt.Errorf("blobstore: read pack %d: %w", num, err)
 	}

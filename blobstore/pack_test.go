@@ -7,8 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // packFiles lists the pack files of s by number, with their sizes.
@@ -216,34 +218,77 @@ func TestGCDropsOrphanPacks(t *testing.T) {
 	}
 }
 
-// Damaged pack files come back as errors naming the pack, never as wrong
-// bytes or a panic: a truncated pack, a missing one.
+// Damaged pack files come back as errors naming the pack and wrapping
+// ErrNotFound, never as wrong bytes or a panic: a truncated pack, a
+// missing one. The damaged blocks then count as missing, so a fetch from
+// a peer that holds them makes the blob whole again.
 func TestDamagedPacks(t *testing.T) {
 	s := newStore(t)
 	ctx := context.Background()
-	root := putBytes(t, s, randomBytes(101, 3<<20))
-	files := packFiles(t, s)
-	if len(files) != 1 {
-		t.Fatalf("%d packs", len(files))
+	for _, damage := range []struct {
+		name, says string
+		do         func(path string, size int64) error
+	}{
+		{"truncated", "shorter than its catalogue", func(path string, size int64) error { return os.Truncate(path, size/2) }},
+		{"missing", "missing", func(path string, _ int64) error { return os.Remove(path) }},
+	} {
+		before := packFiles(t, s)
+		root := putBytes(t, s, randomBytes(uint64(101+len(before)), 3<<20))
+		var num uint64
+		for n := range packFiles(t, s) {
+			if _, old := before[n]; !old {
+				num = n
+			}
+		}
+		s.packs.close() // drop cached readers, as after a restart
+		if err := damage.do(s.packs.path(num), packFiles(t, s)[num]); err != nil {
+			t.Fatal(err)
+		}
+		_, err := s.Get(ctx, root)
+		if !errors.Is(err, ErrNotFound) || !bytes.Contains([]byte(err.Error()), []byte(damage.says)) {
+			t.Fatalf("%s pack: read gave %v", damage.name, err)
+		}
+		if ok, err := s.Has(ctx, root); ok || err != nil {
+			t.Fatalf("%s pack: blob with damaged blocks still counts as held (%v)", damage.name, err)
+		}
+		if _, err := s.Get(ctx, root); !errors.Is(err, ErrIncomplete) {
+			t.Fatalf("%s pack: second read gave %v, want ErrIncomplete", damage.name, err)
+		}
 	}
-	var num uint64
-	for n := range files {
-		num = n
-	}
-	s.packs.close() // drop cached readers, as after a restart
-	if err := os.Truncate(s.packs.path(num), files[num]/2); err != nil {
+}
+
+// A blob whose pack was lost is fetched again from a peer that holds it.
+func TestFetchHealsLostPack(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a, b := newNode(t), newNode(t)
+	connect(t, a.h, b.h)
+	data := randomBytes(102, 4<<20+9)
+	root := putBytes(t, a.s, data)
+	if _, err := b.s.Fetch(ctx, root, []peer.ID{a.h.ID()}, nil); err != nil {
 		t.Fatal(err)
 	}
-	_, err := s.Get(ctx, root)
-	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("shorter than its catalogue")) {
-		t.Fatalf("read of a truncated pack: %v", err)
+	for num := range packFiles(t, b.s) {
+		if err := os.Remove(b.s.packs.path(num)); err != nil {
+			t.Fatal(err)
+		}
 	}
-	s.packs.close()
-	if err := os.Remove(s.packs.path(num)); err != nil {
+	b.s.packs.close()
+	if _, err := b.s.Get(ctx, root); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("read of a lost pack: %v", err)
+	}
+	if ok, err := b.s.Has(ctx, root); ok || err != nil {
+		t.Fatalf("blob of a lost pack still counts as held (%v)", err)
+	}
+	st, err := b.s.Fetch(ctx, root, []peer.ID{a.h.ID()}, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Get(ctx, root); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("read of a missing pack: %v, want ErrNotFound", err)
+	if st.Fetched != 6 {
+		t.Fatalf("fetched %d blocks again, want all 6 (5 leaves, the root)", st.Fetched)
+	}
+	if got, err := b.s.Get(ctx, root); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("blob after fetching it again: %v", err)
 	}
 }
 

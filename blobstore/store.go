@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -390,13 +391,57 @@ func (s *Store) viewBlock(h mh.Multihash, f func([]byte) error) error {
 			loc, err = again, s.packs.readAt(again.pack, again.off, buf)
 		}
 	}
-	if errors.Is(err, errPackGone) {
-		return fmt.Errorf("blobstore: catalogued block %s has no bytes (%v): %w", h.B58String(), err, ErrNotFound)
+	if errors.Is(err, errPackGone) || errors.Is(err, errPackShort) {
+		return s.dropDamaged(h, loc, err)
 	}
 	if err != nil {
 		return err
 	}
 	return f(buf)
+}
+
+// dropDamaged handles a block whose pack is missing or cut short: it
+// deletes the catalogue entries of every block of that pack whose bytes
+// are not all there, so that they count as not held and a fetch brings
+// them back, and returns why, wrapping ErrNotFound.
+func (s *Store) dropDamaged(h mh.Multihash, loc location, why error) error {
+	err := fmt.Errorf("blobstore: block %s is damaged (%v); the blocks of the pack that are not all there count as missing now, so fetching the blob again brings them back: %w", h.B58String(), why, ErrNotFound)
+	if derr := s.dropDamagedPack(loc.pack); derr != nil {
+		return fmt.Errorf("%w (dropping their entries failed: %v)", err, derr)
+	}
+	return err
+}
+
+func (s *Store) dropDamagedPack(num uint64) error {
+	s.gcMu.RLock()
+	defer s.gcMu.RUnlock()
+	size := int64(-1) // missing
+	if info, err := os.Stat(s.packs.path(num)); err == nil {
+		size = info.Size()
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	lo, hi := s.catalogRange()
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return err
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		loc, err := decodeLocation(it.Value())
+		if err != nil || loc.pack != num || loc.off+int64(loc.size) <= size {
+			continue
+		}
+		if err := b.Delete(it.Key(), nil); err != nil {
+			it.Close()
+			return err
+		}
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	return b.Commit(pebble.Sync)
 }
 
 // viewPebbleBlock is viewBlock for bytes held in Pebble.
@@ -420,7 +465,7 @@ func (s *Store) getBlock(c cid.Cid) ([]byte, error) {
 		return nil
 	})
 	if errors.Is(err, ErrNotFound) {
-		return nil, fmt.Errorf("block %s: %w", c, ErrNotFound)
+		return nil, fmt.Errorf("block %s: %w", c, err)
 	}
 	return out, err
 }
