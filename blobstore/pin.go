@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -286,7 +287,16 @@ func (s *Store) sweepPacks(ctx context.Context, inPack map[uint64][]entry, st *G
 					return err
 				}
 				buf := getBuf(e.loc.size)
-				if err := s.packs.readAt(num, e.loc.off, buf); err != nil {
+				err := s.packs.readAt(num, e.loc.off, buf)
+				if errors.Is(err, errPackGone) || errors.Is(err, errPackShort) {
+					putBuf(buf) // damaged: nothing to move, and the block counts as missing now
+					if err := s.dropDamagedPack(num); err != nil {
+						k.close(false)
+						return err
+					}
+					continue
+				}
+				if err != nil {
 					putBuf(buf)
 					k.close(false)
 					return err

@@ -267,7 +267,10 @@ func (k *sink) commitPack(p *packFile) error {
 			return err
 		}
 	}
-	if err := b.Commit(pebble.NoSync); err != nil {
+	k.s.catMu.Lock()
+	err := b.Commit(pebble.NoSync)
+	k.s.catMu.Unlock()
+	if err != nil {
 		return fmt.Errorf("blobstore: write catalogue: %w", err)
 	}
 	return nil

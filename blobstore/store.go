@@ -152,6 +152,10 @@ type Store struct {
 
 	// gcMu: Put, Fetch and Pin hold it shared, GC exclusively.
 	gcMu sync.RWMutex
+	// catMu serializes the commits of pack entries with the dropping of
+	// damaged ones (dropDamagedPack), which runs under no other lock: any
+	// read may meet a damaged pack, GC's walk among them.
+	catMu sync.Mutex
 
 	nextSeq atomic.Uint64 // next free block number (blocks held in Pebble)
 	packs   *packDir      // nil: block bytes go into Pebble batches
@@ -413,8 +417,8 @@ func (s *Store) dropDamaged(h mh.Multihash, loc location, why error) error {
 }
 
 func (s *Store) dropDamagedPack(num uint64) error {
-	s.gcMu.RLock()
-	defer s.gcMu.RUnlock()
+	s.catMu.Lock()
+	defer s.catMu.Unlock()
 	size := int64(-1) // missing
 	if info, err := os.Stat(s.packs.path(num)); err == nil {
 		size = info.Size()

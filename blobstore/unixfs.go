@@ -149,15 +149,21 @@ func (s *Store) walkLocal(ctx context.Context, root cid.Cid, visit func(c cid.Ci
 		if err != nil {
 			return err
 		}
+		var data []byte
+		if held && c.Type() == cid.DagProtobuf {
+			data, err = s.getBlock(c)
+			if errors.Is(err, ErrNotFound) { // damaged: now it is not held
+				held, size, err = false, 0, nil
+			}
+			if err != nil {
+				return err
+			}
+		}
 		if !visit(c, held, size) {
 			return nil
 		}
-		if !held || c.Type() != cid.DagProtobuf {
+		if data == nil {
 			continue
-		}
-		data, err := s.getBlock(c)
-		if err != nil {
-			return err
 		}
 		links, err := dagLinks(c, data)
 		if err != nil {
