@@ -3,7 +3,9 @@ package node
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -12,6 +14,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/bloom"
+	"github.com/cockroachdb/pebble/objstorage/objstorageprovider"
+	"github.com/cockroachdb/pebble/sstable"
+	"github.com/cockroachdb/pebble/vfs"
 
 	"aura/crdt"
 	"aura/threshold"
@@ -96,10 +104,12 @@ func formMesh(tb testing.TB, ns []*Node, m uint64) {
 // loadedMesh starts k nodes on 127.0.0.1 (config TestConfig edited by
 // edit), forms an account with an m-of-k threshold key, and fills the
 // journal with total Put facts of about factSize bytes over keys keys,
-// authored evenly by the k devices: each node signs its share and every
-// node ingests it through its ingest path; then each restarts (so its
-// writer resumes after those facts). It returns once every node holds
-// every fact and all agree on the state.
+// authored evenly by the k devices. The facts go into ns[0] alone, through
+// its ingest path, with the other nodes closed (each device signs its own
+// share); then shareJournal gives ns[0]'s journal to the others, and every
+// node starts again on its store (so its writer resumes after those facts
+// and its state is folded from the journal, as at any start). It returns
+// once every node holds every fact and all agree on the state.
 func loadedMesh(tb testing.TB, k, m, total, keys, factSize int, edit func(*Config)) []*Node {
 	tb.Helper()
 	dir := tb.TempDir()
@@ -109,20 +119,44 @@ func loadedMesh(tb testing.TB, k, m, total, keys, factSize int, edit func(*Confi
 	}
 	formMesh(tb, ns, uint64(m))
 	keygenAll(tb, ns, m)
+	// Every node is handed every device's facts directly: replicating
+	// them over the mesh first is the catch-up benchmark's job (in
+	// gossip), and with 30 devices it would take most of an hour here.
+	// Ingesting them on every node (k times the work, k memtables at once)
+	// is what made loading 30 devices × 1M facts take longer than an hour.
+	t0 := time.Now()
+	for _, n := range ns[1:] {
+		if err := n.Close(); err != nil {
+			tb.Fatal(err)
+		}
+	}
 	want := ns[0].VersionVector()
+	for _, n := range ns[1:] {
+		if !n.VersionVector().Equal(want) {
+			tb.Fatalf("device %s closed holding %v, device %s %v: the journals differ before the load", n.Device().Short(), n.VersionVector(), ns[0].Device().Short(), want)
+		}
+	}
 	for i, n := range ns {
 		per := total / k
 		if i == 0 {
 			per += total % k
 		}
-		// Every node is handed every device's facts directly: replicating
-		// them over the mesh first is the catch-up benchmark's job (in
-		// gossip), and with 30 devices it would take most of an hour here.
-		want[n.device] = preloadInto(tb, n, ns, fmt.Sprintf("d%d", i), per, keys, factSize)
+		want[n.device] = preloadInto(tb, n, ns[:1], fmt.Sprintf("d%d", i), per, keys, factSize)
 	}
+	if err := ns[0].Close(); err != nil {
+		tb.Fatal(err)
+	}
+	homes := make([]string, k)
+	for i, n := range ns {
+		homes[i] = n.Home()
+	}
+	t1 := time.Now()
+	shareJournal(tb, homes[0], homes[1:])
+	t2 := time.Now()
 	for i := range ns {
-		ns[i] = restartNode(tb, ns[i])
+		ns[i] = startNode(tb, homes[i])
 	}
+	t3 := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if k > 1 {
@@ -130,7 +164,137 @@ func loadedMesh(tb testing.TB, k, m, total, keys, factSize int, edit func(*Confi
 	}
 	waitHolds(tb, 5*time.Minute, ns, want)
 	waitConverged(tb, time.Minute, ns)
+	tb.Logf("journal of %d facts loaded on %d devices in %.1f s: ingest on one %.1f s, shared %.1f s, started %.1f s, converged %.1f s",
+		total, k, time.Since(t0).Seconds(), t1.Sub(t0).Seconds(), t2.Sub(t1).Seconds(), t3.Sub(t2).Seconds(), time.Since(t3).Seconds())
 	return ns
+}
+
+// shareJournal replaces the journal of each closed node home in to with
+// the journal of the closed node home from, through Pebble's own API for
+// whole tables: from's journal key range (crdt.JournalKeyRange: facts,
+// locators, heads, counters, the account; nothing of the journal lives
+// outside it, and the replica's state and the journal's heads and counters
+// are read from it when a node starts) is written once to sstables; each
+// node deletes its own range and ingests a copy of them (DB.Ingest; a copy
+// each, so that no two stores share a file). The rest of each store (the
+// node's records, its replica's metadata, its blobs) stays its own. Every
+// journal in to must be part of from's (loadedMesh checks that they held
+// the same facts before from was loaded): a node must never lose a fact it
+// wrote. The stores come out as ingest would have made them, apart from
+// their shape: the journal sits in a few bottom-level tables, compacted.
+func shareJournal(tb testing.TB, from string, to []string) {
+	tb.Helper()
+	if len(to) == 0 {
+		return
+	}
+	src, err := openStore(from, &pebble.Options{ReadOnly: true, Logger: quietLog{}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer src.Close()
+	vv := src.VersionVector()
+	lo, hi := crdt.JournalKeyRange()
+
+	// The tables, cut at the bottom level's target size, with the options
+	// pebblestore.Open gives every level (Pebble's defaults and a bloom
+	// filter).
+	po := &pebble.Options{Levels: make([]pebble.LevelOptions, 7)}
+	for i := range po.Levels {
+		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	po.EnsureDefaults()
+	wo := po.MakeWriterOptions(6, src.DB().FormatMajorVersion().MaxTableFormat())
+	stage := tb.TempDir()
+	defer os.RemoveAll(stage)
+	var tables []string
+	var w *sstable.Writer
+	finish := func() {
+		if w != nil {
+			if err := w.Close(); err != nil {
+				tb.Fatal(err)
+			}
+			w = nil
+		}
+	}
+	it, err := src.DB().NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for it.First(); it.Valid(); it.Next() {
+		if w == nil {
+			path := filepath.Join(stage, fmt.Sprintf("%06d.sst", len(tables)))
+			f, err := vfs.Default.Create(path)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			w = sstable.NewWriter(objstorageprovider.NewFileWritable(f), wo)
+			tables = append(tables, path)
+		}
+		if err := w.Set(it.Key(), it.Value()); err != nil {
+			tb.Fatal(err)
+		}
+		if w.EstimatedSize() >= uint64(po.Levels[6].TargetFileSize) {
+			finish()
+		}
+	}
+	finish()
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		tb.Fatal(err)
+	}
+
+	for _, home := range to {
+		st, err := openStore(home, &pebble.Options{Logger: quietLog{}})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if !vv.Covers(st.VersionVector()) {
+			st.Close()
+			tb.Fatalf("%s holds facts %s does not (%v, %v): its journal cannot be replaced", home, from, st.VersionVector(), vv)
+		}
+		db := st.DB()
+		// Drop the old journal, down to the last table, so that the new one
+		// lands below everything (as compactions would leave it).
+		if err := db.DeleteRange(lo, hi, pebble.Sync); err != nil {
+			tb.Fatal(err)
+		}
+		if err := db.Compact(lo, hi, false); err != nil {
+			tb.Fatal(err)
+		}
+		copies := make([]string, len(tables))
+		for i, t := range tables {
+			copies[i] = filepath.Join(home, "ingest-"+filepath.Base(t))
+			if err := copyFile(t, copies[i]); err != nil {
+				tb.Fatal(err)
+			}
+		}
+		if err := db.Ingest(copies); err != nil {
+			tb.Fatalf("ingest the journal into %s: %v", home, err)
+		}
+		for _, c := range copies {
+			_ = os.Remove(c) // Pebble linked it into the store
+		}
+		if err := st.Close(); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// copyFile copies the file src to a new file dst, durably.
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return errors.Join(out.Sync(), out.Close())
 }
 
 // roundFigures are the phases of one snapshot round, as the proposer and
