@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -16,9 +15,6 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble"
-	"github.com/cockroachdb/pebble/bloom"
-	"github.com/cockroachdb/pebble/objstorage/objstorageprovider"
-	"github.com/cockroachdb/pebble/sstable"
 	"github.com/cockroachdb/pebble/vfs"
 
 	"aura/crdt"
@@ -169,132 +165,101 @@ func loadedMesh(tb testing.TB, k, m, total, keys, factSize int, edit func(*Confi
 	return ns
 }
 
-// shareJournal replaces the journal of each closed node home in to with
-// the journal of the closed node home from, through Pebble's own API for
-// whole tables: from's journal key range (crdt.JournalKeyRange: facts,
-// locators, heads, counters, the account; nothing of the journal lives
-// outside it, and the replica's state and the journal's heads and counters
-// are read from it when a node starts) is written once to sstables; each
-// node deletes its own range and ingests a copy of them (DB.Ingest; a copy
-// each, so that no two stores share a file). The rest of each store (the
-// node's records, its replica's metadata, its blobs) stays its own. Every
-// journal in to must be part of from's (loadedMesh checks that they held
-// the same facts before from was loaded): a node must never lose a fact it
-// wrote. The stores come out as ingest would have made them, apart from
-// their shape: the journal sits in a few bottom-level tables, compacted.
+// shareJournal gives each closed node home in to the journal of the
+// closed node home from, laid out in Pebble as ingest left it there: the
+// node's store becomes a DB.Checkpoint of from's (taken through a file
+// system that refuses hard links, so every store has files of its own),
+// in which everything outside the journal's key range
+// (crdt.JournalKeyRange) is replaced by what the node's own store held
+// there: its records, its replica's metadata, its blobs. Nothing derived
+// from the journal lives outside that range (the journal's heads and
+// counters are in it, and the replica folds its state from it when the
+// node starts). Every journal in to must be part of from's (loadedMesh
+// checks that all held the same facts before from was loaded): a node must
+// never lose a fact it wrote.
 func shareJournal(tb testing.TB, from string, to []string) {
 	tb.Helper()
 	if len(to) == 0 {
 		return
 	}
-	src, err := openStore(from, &pebble.Options{ReadOnly: true, Logger: quietLog{}})
+	src, err := openStore(from, &pebble.Options{FS: noLinkFS{vfs.Default}, Logger: quietLog{}})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	defer src.Close()
 	vv := src.VersionVector()
-	lo, hi := crdt.JournalKeyRange()
-
-	// The tables, cut at the bottom level's target size, with the options
-	// pebblestore.Open gives every level (Pebble's defaults and a bloom
-	// filter).
-	po := &pebble.Options{Levels: make([]pebble.LevelOptions, 7)}
-	for i := range po.Levels {
-		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
-	}
-	po.EnsureDefaults()
-	wo := po.MakeWriterOptions(6, src.DB().FormatMajorVersion().MaxTableFormat())
-	stage := tb.TempDir()
-	defer os.RemoveAll(stage)
-	var tables []string
-	var w *sstable.Writer
-	finish := func() {
-		if w != nil {
-			if err := w.Close(); err != nil {
-				tb.Fatal(err)
-			}
-			w = nil
+	for _, home := range to {
+		data := filepath.Join(home, DataDir)
+		own, held := storeOutsideJournal(tb, home)
+		if !vv.Covers(held) {
+			tb.Fatalf("%s holds facts %s does not (%v, %v): its journal cannot be replaced", home, from, held, vv)
 		}
-	}
-	it, err := src.DB().NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for it.First(); it.Valid(); it.Next() {
-		if w == nil {
-			path := filepath.Join(stage, fmt.Sprintf("%06d.sst", len(tables)))
-			f, err := vfs.Default.Create(path)
-			if err != nil {
-				tb.Fatal(err)
-			}
-			w = sstable.NewWriter(objstorageprovider.NewFileWritable(f), wo)
-			tables = append(tables, path)
-		}
-		if err := w.Set(it.Key(), it.Value()); err != nil {
+		if err := os.Rename(data, data+".own"); err != nil {
 			tb.Fatal(err)
 		}
-		if w.EstimatedSize() >= uint64(po.Levels[6].TargetFileSize) {
-			finish()
+		if err := src.DB().Checkpoint(data); err != nil {
+			tb.Fatalf("checkpoint %s into %s: %v", from, data, err)
 		}
-	}
-	finish()
-	if err := errors.Join(it.Error(), it.Close()); err != nil {
-		tb.Fatal(err)
-	}
-
-	for _, home := range to {
 		st, err := openStore(home, &pebble.Options{Logger: quietLog{}})
 		if err != nil {
 			tb.Fatal(err)
 		}
-		if !vv.Covers(st.VersionVector()) {
-			st.Close()
-			tb.Fatalf("%s holds facts %s does not (%v, %v): its journal cannot be replaced", home, from, st.VersionVector(), vv)
-		}
-		db := st.DB()
-		// Drop the old journal, down to the last table, so that the new one
-		// lands below everything (as compactions would leave it).
-		if err := db.DeleteRange(lo, hi, pebble.Sync); err != nil {
-			tb.Fatal(err)
-		}
-		if err := db.Compact(lo, hi, false); err != nil {
-			tb.Fatal(err)
-		}
-		copies := make([]string, len(tables))
-		for i, t := range tables {
-			copies[i] = filepath.Join(home, "ingest-"+filepath.Base(t))
-			if err := copyFile(t, copies[i]); err != nil {
+		b := st.DB().NewBatch()
+		for _, kv := range outsideJournal(tb, st.DB()) {
+			if err := b.Delete(kv[0], nil); err != nil {
 				tb.Fatal(err)
 			}
 		}
-		if err := db.Ingest(copies); err != nil {
-			tb.Fatalf("ingest the journal into %s: %v", home, err)
+		for _, kv := range own {
+			if err := b.Set(kv[0], kv[1], nil); err != nil {
+				tb.Fatal(err)
+			}
 		}
-		for _, c := range copies {
-			_ = os.Remove(c) // Pebble linked it into the store
+		if err := errors.Join(b.Commit(pebble.Sync), st.Close()); err != nil {
+			tb.Fatal(err)
 		}
-		if err := st.Close(); err != nil {
+		if err := os.RemoveAll(data + ".own"); err != nil {
 			tb.Fatal(err)
 		}
 	}
 }
 
-// copyFile copies the file src to a new file dst, durably.
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
+// noLinkFS is a file system on which hard links fail, so that Pebble
+// copies what it would link (vfs.LinkOrCopy).
+type noLinkFS struct{ vfs.FS }
+
+func (noLinkFS) Link(string, string) error { return errors.New("no hard links here") }
+
+// storeOutsideJournal returns the keys and values of home's store outside
+// the journal's key range, and the journal's version vector.
+func storeOutsideJournal(tb testing.TB, home string) ([][2][]byte, crdt.VersionVector) {
+	tb.Helper()
+	st, err := openStore(home, &pebble.Options{ReadOnly: true, Logger: quietLog{}})
 	if err != nil {
-		return err
+		tb.Fatal(err)
 	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
+	defer st.Close()
+	return outsideJournal(tb, st.DB()), st.VersionVector()
+}
+
+// outsideJournal returns db's keys and values outside crdt.JournalKeyRange.
+func outsideJournal(tb testing.TB, db *pebble.DB) [][2][]byte {
+	tb.Helper()
+	lo, hi := crdt.JournalKeyRange()
+	var kvs [][2][]byte
+	for _, r := range []pebble.IterOptions{{UpperBound: lo}, {LowerBound: hi}} {
+		it, err := db.NewIter(&r)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		for it.First(); it.Valid(); it.Next() {
+			kvs = append(kvs, [2][]byte{bytes.Clone(it.Key()), bytes.Clone(it.Value())})
+		}
+		if err := errors.Join(it.Error(), it.Close()); err != nil {
+			tb.Fatal(err)
+		}
 	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return errors.Join(out.Sync(), out.Close())
+	return kvs
 }
 
 // roundFigures are the phases of one snapshot round, as the proposer and
@@ -578,6 +543,7 @@ func benchScaleRound(b *testing.B, devices, total int) {
 	for i := 0; i < b.N; i++ {
 		ns := loadedMesh(b, devices, m, total, 10_000, 200, edit)
 		settleStorage(b, ns, 5*time.Minute)
+
 		h, r := memPerDevice(devices)
 		heap, rss = heap+h, rss+r
 		cpu0 := processCPU(b)
