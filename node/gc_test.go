@@ -58,25 +58,30 @@ func preloadOwn(tb testing.TB, n *Node, prefix string, count, keys, factSize int
 }
 
 // preloadInto is preloadOwn that hands each batch of n's facts to every
-// node of into (n among them) through its ingest path, as if gossip had
-// brought them: a mesh loaded this way holds the same journal everywhere
-// without replicating it first. The facts were signed here, so the
-// receivers do not check their signatures again.
+// node of into through its ingest path, as if gossip had brought them: a
+// mesh loaded this way holds the same journal everywhere without
+// replicating it first. The facts were signed here, so the receivers do
+// not check their signatures again. When n is among into it receives
+// first; otherwise n only signs (it may be closed) and the facts continue
+// the journal of into[0], which must hold every fact n wrote.
 func preloadInto(tb testing.TB, n *Node, into []*Node, prefix string, count, keys, factSize int) uint64 {
 	tb.Helper()
-	targets := []*Node{n} // n first: sync may bring the others n's facts meanwhile, never n itself
+	var targets []*Node // n first: sync may bring the others n's facts meanwhile, never n itself
 	for _, r := range into {
-		if r != n {
+		if r == n {
+			targets = append([]*Node{n}, targets...)
+		} else {
 			targets = append(targets, r)
 		}
 	}
-	n.mu.Lock()
-	acct, epoch := n.rep.Account(), n.rep.State().Epoch
-	n.mu.Unlock()
-	vv := n.store.VersionVector()
+	head := targets[0] // whose journal the facts continue
+	head.mu.Lock()
+	acct, epoch := head.rep.Account(), head.rep.State().Epoch
+	head.mu.Unlock()
+	vv := head.store.VersionVector()
 	var lamport uint64
 	for a, s := range vv {
-		if f, err := n.store.BySeq(a, s); err == nil && f.Lamport > lamport {
+		if f, err := head.store.BySeq(a, s); err == nil && f.Lamport > lamport {
 			lamport = f.Lamport
 		}
 	}
