@@ -100,9 +100,9 @@ func formMesh(tb testing.TB, ns []*Node, m uint64) {
 // loadedMesh starts k nodes on 127.0.0.1 (config TestConfig edited by
 // edit), forms an account with an m-of-k threshold key, and fills the
 // journal with total Put facts of about factSize bytes over keys keys,
-// authored evenly by the k devices. The facts go into ns[0] alone, through
-// its ingest path, with the other nodes closed (each device signs its own
-// share); then shareJournal gives ns[0]'s journal to the others, and every
+// authored evenly by the k devices (each writes its own keys/k of them).
+// The facts go into ns[0] alone, through its ingest path, with the other
+// nodes closed (each device signs its own share); then shareJournal gives ns[0]'s journal to the others, and every
 // node starts again on its store (so its writer resumes after those facts
 // and its state is folded from the journal, as at any start). It returns
 // once every node holds every fact and all agree on the state.
@@ -128,6 +128,9 @@ func loadedMesh(tb testing.TB, k, m, total, keys, factSize int, edit func(*Confi
 		}
 	}
 	want := ns[0].VersionVector()
+	// The devices split the keys: the state (and so the snapshot blob)
+	// has keys keys whatever the number of devices.
+	ownKeys := max(1, keys/k)
 	for _, n := range ns[1:] {
 		if !n.VersionVector().Equal(want) {
 			tb.Fatalf("device %s closed holding %v, device %s %v: the journals differ before the load", n.Device().Short(), n.VersionVector(), ns[0].Device().Short(), want)
@@ -138,7 +141,7 @@ func loadedMesh(tb testing.TB, k, m, total, keys, factSize int, edit func(*Confi
 		if i == 0 {
 			per += total % k
 		}
-		want[n.device] = preloadInto(tb, n, ns[:1], fmt.Sprintf("d%d", i), per, keys, factSize)
+		want[n.device] = preloadInto(tb, n, ns[:1], fmt.Sprintf("d%d", i), per, ownKeys, factSize)
 	}
 	if err := ns[0].Close(); err != nil {
 		tb.Fatal(err)
@@ -172,7 +175,8 @@ func loadedMesh(tb testing.TB, k, m, total, keys, factSize int, edit func(*Confi
 // system that refuses hard links, so every store has files of its own),
 // in which everything outside the journal's key range
 // (crdt.JournalKeyRange) is replaced by what the node's own store held
-// there: its records, its replica's metadata, its blobs. Nothing derived
+// there: its records, its replica's metadata, its blobs (and their pack
+// files). Nothing derived
 // from the journal lives outside that range (the journal's heads and
 // counters are in it, and the replica folds its state from it when the
 // node starts). Every journal in to must be part of from's (loadedMesh
@@ -200,6 +204,11 @@ func shareJournal(tb testing.TB, from string, to []string) {
 		}
 		if err := src.DB().Checkpoint(data); err != nil {
 			tb.Fatalf("checkpoint %s into %s: %v", from, data, err)
+		}
+		// The node's blob bytes (pack files, beside Pebble's) stay its own,
+		// as its blob catalogue does below.
+		if err := os.Rename(blobPacks(data+".own"), blobPacks(data)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			tb.Fatal(err)
 		}
 		st, err := openStore(home, &pebble.Options{Logger: quietLog{}})
 		if err != nil {
