@@ -268,11 +268,28 @@ func (s *State) Clone() *State {
 // Encode returns the canonical encoding of the state.
 func (s *State) Encode() []byte {
 	var buf bytes.Buffer
-	buf.Grow(64 + len(s.KV)*96)
+	buf.Grow(s.encodedSizeHint())
 	if err := s.EncodeTo(&buf); err != nil {
 		panic(fmt.Sprintf("encode state: %v", err)) // plain types, memory writer
 	}
 	return buf.Bytes()
+}
+
+// encodedSizeHint is a little over the size of the state's encoding, the
+// key-value map being its bulk (the other maps get a rough allowance), so
+// that Encode fills one buffer: growing a large buffer copies what it
+// holds and zeroes fresh memory, which cost more than the encoding itself.
+func (s *State) encodedSizeHint() int {
+	n := 4096 + 128*(len(s.Members)+len(s.Blobs)+len(s.Envelopes)+len(s.Devices)+len(s.Proposals)+len(s.Completed)+len(s.Upgrades)+len(s.GroupKeys))
+	for k, e := range s.KV {
+		// The key, the entry's map and stamp (lamport, author, fact id)
+		// with their heads.
+		n += len(k) + 96
+		if e != nil {
+			n += len(e.Value)
+		}
+	}
+	return n
 }
 
 // MaxStateSize bounds DecodeState input (1 GiB).
