@@ -119,12 +119,11 @@ func (d *packDir) readAt(num uint64, off int64, p []byte) error {
 		d.mu.RLock()
 		f = d.open[num]
 	}
-	var err error
 	if f == nil { // closed again between the two locks: read unshared
 		d.mu.RUnlock()
 		return d.readOnce(num, off, p)
 	}
-	_, err = f.ReadAt(p, off)
+	_, err := f.ReadAt(p, off)
 	d.mu.RUnlock()
 	return readErr(num, err)
 }
