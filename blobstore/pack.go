@@ -34,6 +34,10 @@ var (
 	errPackShort = errors.New("blobstore: pack file shorter than its catalogue says")
 )
 
+// packDamaged reports whether a pack read failed because the pack is
+// missing or cut short (not, say, an I/O error worth retrying).
+func packDamaged(err error) bool { return errors.Is(err, errPackGone) || errors.Is(err, errPackShort) }
+
 // packDir is the directory of pack files and a cache of open readers.
 type packDir struct {
 	dir  string

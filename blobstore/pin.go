@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -288,7 +287,7 @@ func (s *Store) sweepPacks(ctx context.Context, inPack map[uint64][]entry, st *G
 				}
 				buf := getBuf(e.loc.size)
 				err := s.packs.readAt(num, e.loc.off, buf)
-				if errors.Is(err, errPackGone) || errors.Is(err, errPackShort) {
+				if packDamaged(err) {
 					putBuf(buf) // damaged: nothing to move, and the block counts as missing now
 					if err := s.dropDamagedPack(num); err != nil {
 						k.close(false)

@@ -395,7 +395,7 @@ func (s *Store) viewBlock(h mh.Multihash, f func([]byte) error) error {
 			loc, err = again, s.packs.readAt(again.pack, again.off, buf)
 		}
 	}
-	if errors.Is(err, errPackGone) || errors.Is(err, errPackShort) {
+	if packDamaged(err) {
 		return s.dropDamaged(h, loc, err)
 	}
 	if err != nil {
